@@ -1,0 +1,1 @@
+//! nginx tokenizer (owned by the conf work).

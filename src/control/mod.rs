@@ -1,0 +1,1 @@
+//! Process control: pid file, signals (`-s`), reload and shutdown.

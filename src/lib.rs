@@ -1,0 +1,33 @@
+//! nginx-rs: a memory-safe reverse proxy and load balancer that runs nginx configurations unmodified.
+//!
+//! # Bird's-eye view
+//!
+//! ```text
+//!  text ──conf──▶ AST ──plan──▶ Plan ──runtime──▶ listeners, router, balancers, proxy, logs
+//!   (lexer + nom parser,   (directive table: contexts,    (tokio + hyper; works from the Plan only)
+//!    includes, spans)       arity, value checks; typed,            ▲
+//!                           inherited, templates compiled)   cli / control (flags, pid, signals)
+//! ```
+//!
+//! # Codemap
+//! - [`conf`]: nginx's tokenizer rules and a nom parser. Produces [`conf::Directive`] trees with
+//!   file/line/column spans; expands `include`. Errors are [`conf::ConfError`], formatted as nginx's.
+//! - [`plan`]: the directive table (nginx's `ngx_command_t` as data) and the compiler from AST to the
+//!   typed [`plan::Plan`]: servers, locations, upstreams, compiled variable [`plan::Template`]s.
+//! - [`runtime`]: everything that serves traffic, driven by a `Plan`.
+//! - [`cli`]: nginx's command-line flags; [`control`]: pid file, signals, reload.
+//!
+//! # Invariants
+//! - `conf` and `plan` never touch the network and need no async runtime; name resolution is injected
+//!   into `plan` through [`plan::Resolve`].
+//! - `runtime` never sees the AST and never parses a config string on the request path.
+//! - Every Plan node keeps the [`conf::Span`] of the directive it came from: every error says FILE:LINE.
+//! - A reload builds a new Plan and swaps it in only if it compiled; requests in flight finish on the
+//!   Plan they started with.
+//! - Bad input (config or request) is an error value, never a panic.
+
+pub mod cli;
+pub mod conf;
+pub mod control;
+pub mod plan;
+pub mod runtime;

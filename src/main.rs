@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(nginx_rs::cli::main());
+}

@@ -1,0 +1,1 @@
+//! Server selection (listen address, then Host against server_name) and location matching.
