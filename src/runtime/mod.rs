@@ -3,6 +3,7 @@
 //! Works only from a compiled `Plan`; never sees the AST and never parses config strings on the
 //! request path.
 
+pub mod body;
 pub mod ctx;
 pub mod proxy;
 pub mod router;
