@@ -110,9 +110,7 @@ impl Walker<'_> {
                 let v = if a(0) == "auto" {
                     None
                 } else {
-                    Some(values::parse_number(a(0)).ok_or_else(|| {
-                        ec.e(format!("invalid value \"{}\" in \"worker_processes\"", a(0)), sp)
-                    })? as usize)
+                    Some(values::parse_number(a(0)).ok_or_else(invalid)? as usize)
                 };
                 once!(self.main.worker_processes, v)
             }
@@ -237,7 +235,13 @@ impl Walker<'_> {
             "error_page" => Pre::ErrorPage(self.error_page(d)?),
             "proxy_redirect" => Pre::Redirect(self.proxy_redirect(d)?),
             "allow" | "deny" | "set_real_ip_from" => {
-                let (from, low_bits) = access_from(ec, a(0), sp)?;
+                let (from, low_bits) = access_from(ec, a(0), sp).map_err(|e| {
+                    if name == "set_real_ip_from" {
+                        ec.e(format!("host not found in set_real_ip_from \"{}\"", a(0)), sp)
+                    } else {
+                        e
+                    }
+                })?;
                 if low_bits {
                     self.warn(format!("low address bits of {} are meaningless", a(0)), sp);
                 }
@@ -374,7 +378,7 @@ impl Walker<'_> {
                 let s = values::parse_size(a(1)).filter(|s| *s > 0);
                 match (n, s) {
                     (Some(n), Some(s)) => set!(proxy_buffers, (n as usize, s as usize)),
-                    _ => return Err(ec.e(format!("invalid value \"{}\"", if n.is_none() { a(0) } else { a(1) }), sp)),
+                    _ => return Err(invalid()),
                 }
             }
             ("proxy_hide_header", _) => {
@@ -442,7 +446,7 @@ impl Walker<'_> {
                 let s = values::parse_size(a(1)).filter(|s| *s > 0);
                 match (n, s) {
                     (Some(n), Some(s)) => set!(large_client_header_buffers, (n as usize, s as usize)),
-                    _ => return Err(ec.e(format!("invalid value \"{}\"", if n.is_none() { a(0) } else { a(1) }), sp)),
+                    _ => return Err(invalid()),
                 }
             }
             ("server_tokens", _) => {
@@ -772,11 +776,9 @@ impl Walker<'_> {
                 _ => {
                     if let Some(n) = v.strip_prefix("backlog=") {
                         let b = n.parse::<i32>().ok().filter(|b| *b != 0);
-                        o.backlog = Some(b.ok_or_else(|| ec.e(format!("invalid backlog \"{n}\""), sp))?);
+                        o.backlog = Some(b.ok_or_else(|| ec.e(format!("invalid backlog \"{v}\""), sp))?);
                     } else if let Some(f) = v.strip_prefix("ipv6only=") {
-                        o.ipv6only = Some(values::parse_flag(f).ok_or_else(|| {
-                            ec.e(format!("invalid ipv6only flags \"{f}\""), sp)
-                        })?);
+                        o.ipv6only = Some(values::parse_flag(f).ok_or_else(|| bad(self))?);
                     } else if let Some(n) = v.strip_prefix("rcvbuf=").or_else(|| v.strip_prefix("sndbuf=")) {
                         values::parse_size(n).ok_or_else(|| ec.e(format!("invalid {} \"{n}\"", &v[..6]), sp))?;
                     } else if v.starts_with("so_keepalive=") || v.starts_with("fastopen=") {

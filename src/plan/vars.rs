@@ -206,7 +206,7 @@ impl Vars {
             if bracket {
                 i += 1;
                 if i == b.len() {
-                    return Err(format!("invalid variable name in \"{src}\""));
+                    return Err("invalid variable name".into());
                 }
             }
             let start = i;
@@ -224,7 +224,7 @@ impl Vars {
                 }
             }
             if name.is_empty() {
-                return Err(format!("invalid variable name in \"{src}\""));
+                return Err("invalid variable name".into());
             }
             flush(&mut lit, &mut segs);
             segs.push(Segment::Var(self.reference(name)?));
@@ -275,10 +275,11 @@ fn pcre_message(source: &str, e: &pcre2::Error) -> String {
         },
         None => (None, text.clone()),
     };
-    let at = offset
-        .and_then(|o| source.get(o.min(source.len())..))
-        .unwrap_or("");
-    format!("pcre2_compile() failed: {msg} in \"{source}\" at \"{at}\"")
+    // nginx names the rest of the pattern from the error offset, unless the error is at its end.
+    match offset.and_then(|o| source.get(o..)).filter(|rest| !rest.is_empty()) {
+        Some(at) => format!("pcre2_compile() failed: {msg} in \"{source}\" at \"{at}\""),
+        None => format!("pcre2_compile() failed: {msg} in \"{source}\""),
+    }
 }
 
 /// Does `s` contain a variable reference (nginx's `ngx_http_script_variables_count` > 0)?
@@ -306,7 +307,7 @@ mod tests {
         let t = v.template("/a/$1/$http_x_real_ip").unwrap();
         assert_eq!(t.segments[1], Segment::Var(Var::Capture(1)));
         assert_eq!(t.segments[3], Segment::Var(Var::HttpHeader("x-real-ip".into())));
-        assert_eq!(v.template("a$").unwrap_err(), "invalid variable name in \"a$\"");
+        assert_eq!(v.template("a$").unwrap_err(), "invalid variable name");
         assert_eq!(
             v.template("${host").unwrap_err(),
             "the closing bracket in \"host\" variable is missing"

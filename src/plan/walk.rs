@@ -511,12 +511,7 @@ impl<'a> Walker<'a> {
             match args.len() {
                 1 => return Ok(Condition::Var(var)),
                 3 => {}
-                _ => {
-                    return Err(self.err(
-                        format!("unexpected \"{}\" in condition", args.get(1).map_or("", |s| s)),
-                        &d.span,
-                    ))
-                }
+                _ => return Err(self.err(format!("invalid condition \"{}\"", args[0]), &d.span)),
             }
             let op = args[1].as_str();
             return match op {
