@@ -717,11 +717,12 @@ impl Walker<'_> {
         }
         // An implicit group, unless an `upstream` block of that name exists or comes later.
         if u.unix.is_none() {
-            if let Some(up) = self.upstreams.iter().find(|x| x.name.eq_ignore_ascii_case(&u.host)) {
-                if !up.implicit && u.port_written {
-                    return Err(ec.e(format!("upstream \"{}\" may not have port {}", u.host, u.port), sp));
+            let same_name = |x: &&RawUpstream| x.name.eq_ignore_ascii_case(&u.host);
+            if let Some(up) = self.upstreams.iter().find(|x| same_name(x) && !x.implicit) {
+                if u.port_written {
+                    return Err(ec.e(format!("upstream \"{}\" may not have port {}", up.name, u.port), sp));
                 }
-            } else {
+            } else if !self.upstreams.iter().any(|x| same_name(&x) && x.port == u.port) {
                 self.upstreams.push(RawUpstream {
                     name: u.host.clone(),
                     method: None,
