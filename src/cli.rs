@@ -20,7 +20,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use crate::conf::parser::{self, LoadOptions, Parsed};
-use crate::conf::{ConfError, Origin, SourceFile};
+use crate::conf::{ConfError, SourceFile};
 use crate::plan::{self, CompileOptions, Plan};
 
 /// nginx-rs's compiled-in prefix (nginx's is `/usr/local/nginx/`).
@@ -99,10 +99,21 @@ fn usage_error(e: &clap::Error) -> String {
     match e.kind() {
         ErrorKind::InvalidValue | ErrorKind::MissingRequiredArgument => {
             let flag = arg.split_whitespace().next().unwrap_or("").trim_end_matches('<');
-            format!("option \"{flag}\" requires parameter")
+            let what = match flag {
+                "-c" | "-e" => "file name",
+                "-p" => "directory name",
+                _ => "parameter",
+            };
+            format!("option \"{flag}\" requires {what}")
         }
-        ErrorKind::ArgumentConflict => format!("invalid option: \"{arg}\""),
-        _ => format!("invalid option: \"{}\"", if arg.is_empty() { "?" } else { &arg }),
+        // nginx names the offending letter of a flag, or the whole word if it is not a flag.
+        _ => {
+            let shown = match arg.strip_prefix('-') {
+                Some(rest) if !rest.starts_with('-') => rest.chars().next().map(String::from).unwrap_or_default(),
+                _ => arg.clone(),
+            };
+            format!("invalid option: \"{shown}\"")
+        }
     }
 }
 
@@ -224,9 +235,8 @@ pub fn load(paths: &Paths, global: Option<&str>) -> Result<Loaded, Box<Failed>> 
         ..Default::default()
     };
     if let Some(g) = global {
-        let gp = parser::parse_bytes(g.as_bytes(), "command line".into(), &lopts);
-        if let Some(mut e) = gp.error {
-            e.origin = Origin::CommandLine;
+        let gp = parser::parse_param(g, &lopts);
+        if let Some(e) = gp.error {
             return Err(Box::new(Failed { error: e, warnings: Vec::new(), parsed, syntax_ok: false }));
         }
         opts.global = gp.directives;
