@@ -30,20 +30,49 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// nginx's standard modules that nginx-rs does not implement (for `-V`).
 const WITHOUT: &[&str] = &[
-    "http_charset_module", "http_gzip_module", "http_ssi_module", "http_userid_module",
-    "http_auth_basic_module", "http_mirror_module", "http_autoindex_module", "http_geo_module",
-    "http_split_clients_module", "http_referer_module", "http_fastcgi_module", "http_uwsgi_module",
-    "http_scgi_module", "http_grpc_module", "http_memcached_module", "http_limit_conn_module",
-    "http_limit_req_module", "http_empty_gif_module", "http_browser_module",
-    "http_upstream_zone_module", "http-cache", "mail_pop3_module", "mail_imap_module",
-    "mail_smtp_module", "stream_limit_conn_module", "stream_access_module", "stream_geo_module",
-    "stream_map_module", "stream_split_clients_module", "stream_return_module",
-    "stream_upstream_hash_module", "stream_upstream_least_conn_module",
-    "stream_upstream_random_module", "stream_upstream_zone_module", "pcre-jit",
+    "http_charset_module",
+    "http_gzip_module",
+    "http_ssi_module",
+    "http_userid_module",
+    "http_auth_basic_module",
+    "http_mirror_module",
+    "http_autoindex_module",
+    "http_geo_module",
+    "http_split_clients_module",
+    "http_referer_module",
+    "http_fastcgi_module",
+    "http_uwsgi_module",
+    "http_scgi_module",
+    "http_grpc_module",
+    "http_memcached_module",
+    "http_limit_conn_module",
+    "http_limit_req_module",
+    "http_empty_gif_module",
+    "http_browser_module",
+    "http_upstream_zone_module",
+    "http-cache",
+    "mail_pop3_module",
+    "mail_imap_module",
+    "mail_smtp_module",
+    "stream_limit_conn_module",
+    "stream_access_module",
+    "stream_geo_module",
+    "stream_map_module",
+    "stream_split_clients_module",
+    "stream_return_module",
+    "stream_upstream_hash_module",
+    "stream_upstream_least_conn_module",
+    "stream_upstream_random_module",
+    "stream_upstream_zone_module",
+    "pcre-jit",
 ];
 
 #[derive(Parser, Debug)]
-#[command(name = "nginx-rs", disable_help_flag = true, disable_version_flag = true)]
+#[command(
+    name = "nginx-rs",
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
 struct Flags {
     #[arg(short = 'h')]
     help: bool,
@@ -98,7 +127,11 @@ fn usage_error(e: &clap::Error) -> String {
     };
     match e.kind() {
         ErrorKind::InvalidValue | ErrorKind::MissingRequiredArgument => {
-            let flag = arg.split_whitespace().next().unwrap_or("").trim_end_matches('<');
+            let flag = arg
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .trim_end_matches('<');
             let what = match flag {
                 "-c" | "-e" => "file name",
                 "-p" => "directory name",
@@ -109,7 +142,9 @@ fn usage_error(e: &clap::Error) -> String {
         // nginx names the offending letter of a flag, or the whole word if it is not a flag.
         _ => {
             let shown = match arg.strip_prefix('-') {
-                Some(rest) if !rest.starts_with('-') => rest.chars().next().map(String::from).unwrap_or_default(),
+                Some(rest) if !rest.starts_with('-') => {
+                    rest.chars().next().map(String::from).unwrap_or_default()
+                }
                 _ => arg.clone(),
             };
             format!("invalid option: \"{shown}\"")
@@ -139,13 +174,22 @@ fn paths(flags: &Flags) -> anyhow::Result<Paths> {
         None => prefix.join("conf/nginx.conf"),
     };
     let conf_file = normalize(&conf_file);
-    let conf_prefix = conf_file.parent().map(Path::to_path_buf).unwrap_or_else(|| prefix.clone());
-    Ok(Paths { prefix, conf_file, conf_prefix })
+    let conf_prefix = conf_file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| prefix.clone());
+    Ok(Paths {
+        prefix,
+        conf_file,
+        conf_prefix,
+    })
 }
 
 /// Removes `.` components (nginx prints the path as given, but never `./x`).
 fn normalize(p: &Path) -> PathBuf {
-    p.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect()
+    p.components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
 }
 
 fn run(flags: Flags) -> anyhow::Result<i32> {
@@ -158,7 +202,10 @@ fn run(flags: Flags) -> anyhow::Result<i32> {
         if flags.configure {
             eprintln!("built with Rust (rustls for TLS, PCRE2 for regexes)");
             let without: Vec<String> = WITHOUT.iter().map(|m| format!("--without-{m}")).collect();
-            eprintln!("configure arguments: --prefix={DEFAULT_PREFIX} {}", without.join(" "));
+            eprintln!(
+                "configure arguments: --prefix={DEFAULT_PREFIX} {}",
+                without.join(" ")
+            );
         }
         return Ok(0);
     }
@@ -180,8 +227,14 @@ fn run(flags: Flags) -> anyhow::Result<i32> {
             }
             if test {
                 if !quiet {
-                    eprintln!("{NAME}: the configuration file {} syntax is ok", paths.conf_file.display());
-                    eprintln!("{NAME}: configuration file {} test is successful", paths.conf_file.display());
+                    eprintln!(
+                        "{NAME}: the configuration file {} syntax is ok",
+                        paths.conf_file.display()
+                    );
+                    eprintln!(
+                        "{NAME}: configuration file {} test is successful",
+                        paths.conf_file.display()
+                    );
                 }
                 if flags.dump {
                     dump(&l.parsed.files)?;
@@ -195,11 +248,17 @@ fn run(flags: Flags) -> anyhow::Result<i32> {
                 print_warnings(&f.warnings, &f.parsed);
             }
             if f.syntax_ok && !quiet {
-                eprintln!("{NAME}: the configuration file {} syntax is ok", paths.conf_file.display());
+                eprintln!(
+                    "{NAME}: the configuration file {} syntax is ok",
+                    paths.conf_file.display()
+                );
             }
             print_error(&f.error, &f.parsed);
             if test {
-                eprintln!("{NAME}: configuration file {} test failed", paths.conf_file.display());
+                eprintln!(
+                    "{NAME}: configuration file {} test failed",
+                    paths.conf_file.display()
+                );
             }
             Ok(1)
         }
@@ -225,7 +284,9 @@ pub struct Failed {
 /// Reads, parses and compiles the configuration with the system resolver. This is what serving
 /// and reload call; `-t` prints its result.
 pub fn load(paths: &Paths, global: Option<&str>) -> Result<Loaded, Box<Failed>> {
-    let lopts = LoadOptions { conf_prefix: paths.conf_prefix.clone() };
+    let lopts = LoadOptions {
+        conf_prefix: paths.conf_prefix.clone(),
+    };
     let parsed = parser::load_file(&paths.conf_file, &lopts);
     let mut opts = CompileOptions {
         prefix: paths.prefix.clone(),
@@ -237,15 +298,29 @@ pub fn load(paths: &Paths, global: Option<&str>) -> Result<Loaded, Box<Failed>> 
     if let Some(g) = global {
         let gp = parser::parse_param(g, &lopts);
         if let Some(e) = gp.error {
-            return Err(Box::new(Failed { error: e, warnings: Vec::new(), parsed, syntax_ok: false }));
+            return Err(Box::new(Failed {
+                error: e,
+                warnings: Vec::new(),
+                parsed,
+                syntax_ok: false,
+            }));
         }
         opts.global = gp.directives;
     }
     match plan::compile(&parsed, &opts) {
-        Ok((plan, warnings)) => Ok(Loaded { plan, warnings, parsed }),
+        Ok((plan, warnings)) => Ok(Loaded {
+            plan,
+            warnings,
+            parsed,
+        }),
         Err(error) => {
             let syntax_ok = plan::is_after_syntax(&error);
-            Err(Box::new(Failed { error, warnings: Vec::new(), parsed, syntax_ok }))
+            Err(Box::new(Failed {
+                error,
+                warnings: Vec::new(),
+                parsed,
+                syntax_ok,
+            }))
         }
     }
 }
@@ -261,7 +336,10 @@ pub struct SystemResolver;
 impl plan::Resolve for SystemResolver {
     fn resolve(&self, host: &str, port: u16) -> Result<Vec<std::net::SocketAddr>, String> {
         use std::net::ToSocketAddrs;
-        let mut v: Vec<_> = (host, port).to_socket_addrs().map_err(|e| e.to_string())?.collect();
+        let mut v: Vec<_> = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| e.to_string())?
+            .collect();
         v.dedup();
         Ok(v)
     }
@@ -300,7 +378,9 @@ fn print_error(e: &ConfError, parsed: &Parsed) {
 fn source_line(files: &[SourceFile], file: &str, line: u32) -> Option<String> {
     let f = files.iter().find(|f| &*f.path == file)?;
     let text = String::from_utf8_lossy(&f.text);
-    text.lines().nth(line.checked_sub(1)? as usize).map(|l| l.trim_end().to_string())
+    text.lines()
+        .nth(line.checked_sub(1)? as usize)
+        .map(|l| l.trim_end().to_string())
 }
 
 /// `-T`: every file read, as nginx prints it.
@@ -308,7 +388,7 @@ fn dump(files: &[SourceFile]) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for f in files {
-        write!(out, "# configuration file {}:\n", f.path)?;
+        writeln!(out, "# configuration file {}:", f.path)?;
         out.write_all(&f.text)?;
         out.write_all(b"\n")?;
     }

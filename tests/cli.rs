@@ -65,23 +65,42 @@ fn first_error_line_matches_real_nginx() {
             .expect("nginx runs");
         let theirs = stderr(&theirs);
         let pick = |s: &str| -> String {
-            let l = s.lines().find(|l| l.contains("[emerg]")).unwrap_or("").to_string();
+            let l = s
+                .lines()
+                .find(|l| l.contains("[emerg]"))
+                .unwrap_or("")
+                .to_string();
             let msg = l.split_once("[emerg] ").map(|(_, m)| m).unwrap_or("");
             // Timestamped lines carry "PID#TID: " before the message.
             match msg.split_once(": ") {
-                Some((pid, m)) if pid.bytes().all(|b| b.is_ascii_digit() || b == b'#') => m.to_string(),
+                Some((pid, m)) if pid.bytes().all(|b| b.is_ascii_digit() || b == b'#') => {
+                    m.to_string()
+                }
                 _ => msg.to_string(),
             }
         };
-        assert_eq!(pick(&ours), pick(&theirs), "case {i}: ours {ours:?}, nginx {theirs:?}");
-        assert!(theirs.contains("test failed") && ours.ends_with(&format!("nginx-rs: configuration file {conf} test failed\n")));
+        assert_eq!(
+            pick(&ours),
+            pick(&theirs),
+            "case {i}: ours {ours:?}, nginx {theirs:?}"
+        );
+        assert!(
+            theirs.contains("test failed")
+                && ours.ends_with(&format!(
+                    "nginx-rs: configuration file {conf} test failed\n"
+                ))
+        );
     }
 }
 
 #[test]
 fn quiet_success_prints_nothing_and_quiet_failure_keeps_errors() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let ok = write(tmp.path(), "ok.conf", "server {\n    listen 127.0.0.1:8080;\n}\n");
+    let ok = write(
+        tmp.path(),
+        "ok.conf",
+        "server {\n    listen 127.0.0.1:8080;\n}\n",
+    );
     let out = nginx_rs(&["-t", "-q", "-c", &ok]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(stderr(&out), "");
@@ -94,8 +113,16 @@ fn quiet_success_prints_nothing_and_quiet_failure_keeps_errors() {
 #[test]
 fn dump_prints_every_file_read() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let inc = write(tmp.path(), "inc.conf", "server {\n    listen 127.0.0.1:8081;\n}\n");
-    let main = write(tmp.path(), "nginx.conf", "events {}\nhttp {\n    include inc.conf;\n}\n");
+    let inc = write(
+        tmp.path(),
+        "inc.conf",
+        "server {\n    listen 127.0.0.1:8081;\n}\n",
+    );
+    let main = write(
+        tmp.path(),
+        "nginx.conf",
+        "events {}\nhttp {\n    include inc.conf;\n}\n",
+    );
     let out = nginx_rs(&["-T", "-c", &main]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -121,7 +148,9 @@ fn global_directives_errors_say_in_command_line() {
     let out = nginx_rs(&["-t", "-c", &conf, "-g", "daemon off; worker_processes 2;"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let out = nginx_rs(&["-t", "-c", &conf, "-g", "listen 80;"]);
-    assert!(stderr(&out).starts_with("nginx-rs: [emerg] \"listen\" directive is not allowed here in command line\n"));
+    assert!(stderr(&out).starts_with(
+        "nginx-rs: [emerg] \"listen\" directive is not allowed here in command line\n"
+    ));
 }
 
 #[test]
@@ -132,14 +161,19 @@ fn prefix_makes_relative_conf_paths_prefix_relative() {
     let prefix = tmp.path().display().to_string();
     let out = nginx_rs(&["-t", "-p", &prefix]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&format!("the configuration file {prefix}/conf/nginx.conf syntax is ok")));
+    assert!(stderr(&out).contains(&format!(
+        "the configuration file {prefix}/conf/nginx.conf syntax is ok"
+    )));
 }
 
 #[test]
 fn version_help_and_bad_flags() {
     let v = nginx_rs(&["-v"]);
     assert_eq!(v.status.code(), Some(0));
-    assert_eq!(stderr(&v), format!("nginx-rs version: nginx-rs/{}\n", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        stderr(&v),
+        format!("nginx-rs version: nginx-rs/{}\n", env!("CARGO_PKG_VERSION"))
+    );
     let big_v = stderr(&nginx_rs(&["-V"]));
     assert!(big_v.contains("configure arguments:") && big_v.contains("--without-http_gzip_module"));
     for flag in ["-h", "-?"] {
@@ -147,8 +181,14 @@ fn version_help_and_bad_flags() {
         assert_eq!(h.status.code(), Some(0));
         assert!(stderr(&h).contains("-t            : test configuration and exit"));
     }
-    assert_eq!(stderr(&nginx_rs(&["-x"])), "nginx-rs: invalid option: \"x\"\n");
-    assert_eq!(stderr(&nginx_rs(&["-c"])), "nginx-rs: option \"-c\" requires file name\n");
+    assert_eq!(
+        stderr(&nginx_rs(&["-x"])),
+        "nginx-rs: invalid option: \"x\"\n"
+    );
+    assert_eq!(
+        stderr(&nginx_rs(&["-c"])),
+        "nginx-rs: option \"-c\" requires file name\n"
+    );
     let s = nginx_rs(&["-s", "restart"]);
     assert_eq!(s.status.code(), Some(1));
     assert_eq!(stderr(&s), "nginx-rs: invalid option: \"-s restart\"\n");

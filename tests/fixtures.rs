@@ -39,7 +39,13 @@ fn all() -> Vec<PathBuf> {
 
 /// True while `conf::parser` is still the stub that returns nothing.
 fn parser_is_stub() -> bool {
-    let p = parse_bytes(b"a;", Arc::from("probe"), &LoadOptions { conf_prefix: PathBuf::from("/") });
+    let p = parse_bytes(
+        b"a;",
+        Arc::from("probe"),
+        &LoadOptions {
+            conf_prefix: PathBuf::from("/"),
+        },
+    );
     p.directives.is_empty() && p.error.is_none()
 }
 
@@ -48,7 +54,17 @@ fn with_certs(path: &Path, tmp: &Path) -> Option<PathBuf> {
     let conf = tmp.join(path.file_name()?);
     fs::copy(path, &conf).ok()?;
     let ok = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=tls.example.com"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=tls.example.com",
+        ])
         .arg("-keyout")
         .arg(tmp.join("key.pem"))
         .arg("-out")
@@ -109,7 +125,12 @@ fn every_fixture_compiles_in_process() {
             }
             support::mini::parse(&text, &rel)
         } else {
-            load_file(&path, &LoadOptions { conf_prefix: conf_prefix.clone() })
+            load_file(
+                &path,
+                &LoadOptions {
+                    conf_prefix: conf_prefix.clone(),
+                },
+            )
         };
         let tls_dir = tmp.path().join("certs");
         let conf_prefix = if rel.contains("/tls/") {
@@ -146,9 +167,13 @@ fn nginx_accepts_every_fixture() {
     let mut failures = Vec::new();
     for path in all() {
         let text = fs::read_to_string(&path).unwrap_or_default();
-        let uses_docker = text.contains("host.docker.internal") || text.contains("walkthrough/default.conf");
+        let uses_docker =
+            text.contains("host.docker.internal") || text.contains("walkthrough/default.conf");
         if uses_docker && !docker_host {
-            eprintln!("skipped {} for nginx: host.docker.internal does not resolve here", path.display());
+            eprintln!(
+                "skipped {} for nginx: host.docker.internal does not resolve here",
+                path.display()
+            );
             continue;
         }
         let path = if path.starts_with(fixtures().join("tls")) {
@@ -163,7 +188,11 @@ fn nginx_accepts_every_fixture() {
             path.clone()
         } else {
             let wrap = tmp.path().join("wrap.conf");
-            fs::write(&wrap, format!("events {{}} http {{ include {}; }}\n", path.display())).expect("write");
+            fs::write(
+                &wrap,
+                format!("events {{}} http {{ include {}; }}\n", path.display()),
+            )
+            .expect("write");
             wrap
         };
         let out = Command::new(NGINX)
@@ -177,8 +206,16 @@ fn nginx_accepts_every_fixture() {
             .output()
             .expect("nginx runs");
         if !out.status.success() {
-            failures.push(format!("{}: {}", path.display(), String::from_utf8_lossy(&out.stderr)));
+            failures.push(format!(
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
     }
-    assert!(failures.is_empty(), "nginx rejects fixtures:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "nginx rejects fixtures:\n{}",
+        failures.join("\n")
+    );
 }

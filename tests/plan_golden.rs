@@ -24,7 +24,11 @@ fn root() -> PathBuf {
 /// The plan's cases: `err/NNNN_*.conf` with NNNN >= 500, sorted.
 fn cases() -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
-    for e in fs::read_dir(root().join("err")).into_iter().flatten().flatten() {
+    for e in fs::read_dir(root().join("err"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let name = e.file_name().to_string_lossy().to_string();
         let num: u32 = name.get(..4).and_then(|n| n.parse().ok()).unwrap_or(0);
         if num >= 500 && name.ends_with(".conf") {
@@ -38,7 +42,9 @@ fn cases() -> Vec<(String, PathBuf)> {
 /// Parses with the real parser; while `conf::parser` is still the stub (it returns nothing for
 /// non-empty text), falls back to the test-only tokenizer.
 fn parse(text: &str, rel: &str) -> Parsed {
-    let opts = LoadOptions { conf_prefix: root() };
+    let opts = LoadOptions {
+        conf_prefix: root(),
+    };
     let p = parse_bytes(text.as_bytes(), Arc::from(rel), &opts);
     if p.directives.is_empty() && p.error.is_none() && !text.trim().is_empty() {
         return support::mini::parse(text, rel);
@@ -49,7 +55,11 @@ fn parse(text: &str, rel: &str) -> Parsed {
 fn verdict(text: &str, rel: &str) -> String {
     let parsed = parse(text, rel);
     let opts = CompileOptions {
-        shape: if text.starts_with("# main") { Shape::Full } else { Shape::Fragment },
+        shape: if text.starts_with("# main") {
+            Shape::Full
+        } else {
+            Shape::Fragment
+        },
         resolver: Arc::new(nginx_rs::cli::SystemResolver),
         default_listen_port: 80,
         ..Default::default()
@@ -64,16 +74,30 @@ fn verdict(text: &str, rel: &str) -> String {
 fn plan_error_goldens() {
     let mut failures = Vec::new();
     let all = cases();
-    assert!(all.len() >= 80, "expected at least 80 plan cases, found {}", all.len());
+    assert!(
+        all.len() >= 80,
+        "expected at least 80 plan cases, found {}",
+        all.len()
+    );
     for (rel, path) in &all {
         let text = fs::read_to_string(path).unwrap_or_default();
         let expected = fs::read_to_string(path.with_extension("err")).unwrap_or_default();
         let got = verdict(&text, rel);
         if got.trim() != expected.trim() {
-            failures.push(format!("{rel}\n  expected: {}\n  got:      {}", expected.trim(), got.trim()));
+            failures.push(format!(
+                "{rel}\n  expected: {}\n  got:      {}",
+                expected.trim(),
+                got.trim()
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), all.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        all.len(),
+        failures.join("\n")
+    );
 }
 
 const NGINX: &str = "/usr/sbin/nginx";
@@ -92,7 +116,11 @@ fn nginx_agrees_with_plan_goldens() {
             path.clone()
         } else {
             let wrap = tmp.path().join("wrap.conf");
-            fs::write(&wrap, format!("events {{}} http {{ include {}; }}\n", path.display())).expect("write");
+            fs::write(
+                &wrap,
+                format!("events {{}} http {{ include {}; }}\n", path.display()),
+            )
+            .expect("write");
             wrap
         };
         let out = Command::new(NGINX)
@@ -114,21 +142,36 @@ fn nginx_agrees_with_plan_goldens() {
             .unwrap_or_else(|| "ok".into());
         let expected = fs::read_to_string(path.with_extension("err")).unwrap_or_default();
         if line.trim() != expected.trim() {
-            failures.push(format!("{rel}: golden {:?}, nginx says {line:?}", expected.trim()));
+            failures.push(format!(
+                "{rel}: golden {:?}, nginx says {line:?}",
+                expected.trim()
+            ));
         }
     }
-    assert!(failures.is_empty(), "nginx disagrees:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "nginx disagrees:\n{}",
+        failures.join("\n")
+    );
 }
 
 /// `nginx: [emerg] M` or `2026/11/27 23:16:07 [emerg] 1441#1441: M` → `[emerg] M`.
 fn normalize_nginx_line(l: &str) -> String {
-    let Some(start) = l.find('[') else { return l.to_string() };
+    let Some(start) = l.find('[') else {
+        return l.to_string();
+    };
     let rest = &l[start..];
-    let Some(end) = rest.find("] ") else { return rest.to_string() };
+    let Some(end) = rest.find("] ") else {
+        return rest.to_string();
+    };
     let (level, msg) = (&rest[..end + 1], &rest[end + 2..]);
     // Drop the "PID#TID: " that timestamped lines carry.
     let msg = match msg.split_once(": ") {
-        Some((pid, m)) if pid.contains('#') && pid.bytes().all(|b| b.is_ascii_digit() || b == b'#') => m,
+        Some((pid, m))
+            if pid.contains('#') && pid.bytes().all(|b| b.is_ascii_digit() || b == b'#') =>
+        {
+            m
+        }
         _ => msg,
     };
     format!("{level} {msg}")

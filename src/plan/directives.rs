@@ -64,7 +64,9 @@ fn header_name(ec: Ec, s: &str, span: &Span) -> Res<http::HeaderName> {
 
 impl Walker<'_> {
     fn ec(&self) -> Ec {
-        Ec { cmdline: self.cmdline }
+        Ec {
+            cmdline: self.cmdline,
+        }
     }
 
     fn tpl(&mut self, s: &str, span: &Span) -> Res<super::Template> {
@@ -87,7 +89,8 @@ impl Walker<'_> {
                 .ok_or_else(invalid)
         };
         let num = || {
-            values::parse_number(a(0)).ok_or_else(|| ec.e(format!("\"{name}\" directive invalid number"), sp))
+            values::parse_number(a(0))
+                .ok_or_else(|| ec.e(format!("\"{name}\" directive invalid number"), sp))
         };
 
         // Settings outside http levels.
@@ -150,17 +153,25 @@ impl Walker<'_> {
             _ => {}
         }
         if let Target::Ups(u) = tgt {
-            let key = if name == "hash" { Some(self.tpl(a(0), sp)?) } else { None };
+            let key = if name == "hash" {
+                Some(self.tpl(a(0), sp)?)
+            } else {
+                None
+            };
             return upstream_directive(ec, d, u, key);
         }
         match name {
             "listen" => {
-                let Target::Server(srv) = tgt else { return Ok(()) };
+                let Target::Server(srv) = tgt else {
+                    return Ok(());
+                };
                 let (addr, opts) = self.listen(d)?;
                 return self.add_listen(srv, addr, opts, sp);
             }
             "server_name" => {
-                let Target::Server(srv) = tgt else { return Ok(()) };
+                let Target::Server(srv) = tgt else {
+                    return Ok(());
+                };
                 for (i, arg) in d.args.iter().enumerate() {
                     let n = arg.value.as_str();
                     let sn = if let Some(re) = n.strip_prefix('~') {
@@ -170,18 +181,30 @@ impl Walker<'_> {
                         let n = n.to_ascii_lowercase();
                         if let Some(rest) = n.strip_prefix('*') {
                             if !rest.starts_with('.') || rest.contains('*') {
-                                return Err(self.err_arg(format!("invalid server name or wildcard \"{n}\""), d, i));
+                                return Err(self.err_arg(
+                                    format!("invalid server name or wildcard \"{n}\""),
+                                    d,
+                                    i,
+                                ));
                             }
                             ServerName::LeadingWildcard(rest.to_string())
                         } else if let Some(rest) = n.strip_suffix('*') {
                             if !rest.ends_with('.') || rest.contains('*') {
-                                return Err(self.err_arg(format!("invalid server name or wildcard \"{n}\""), d, i));
+                                return Err(self.err_arg(
+                                    format!("invalid server name or wildcard \"{n}\""),
+                                    d,
+                                    i,
+                                ));
                             }
                             ServerName::TrailingWildcard(rest.to_string())
                         } else if n.starts_with('.') {
                             ServerName::LeadingWildcard(n)
                         } else if n.contains('*') {
-                            return Err(self.err_arg(format!("invalid server name or wildcard \"{n}\""), d, i));
+                            return Err(self.err_arg(
+                                format!("invalid server name or wildcard \"{n}\""),
+                                d,
+                                i,
+                            ));
                         } else {
                             ServerName::Exact(n)
                         }
@@ -212,9 +235,7 @@ impl Walker<'_> {
         let in_named = matches!(&*tgt, Target::Loc(l) if matches!(l.matcher, LocMatch::Named(_)));
         let pre: Pre = match name {
             "proxy_pass" => Pre::Pass(self.proxy_pass(d, in_regex_or_named)?),
-            "proxy_set_header" => {
-                Pre::Header(header_name(ec, a(0), sp)?, self.tpl(a(1), sp)?)
-            }
+            "proxy_set_header" => Pre::Header(header_name(ec, a(0), sp)?, self.tpl(a(1), sp)?),
             "add_header" => {
                 if d.args.len() == 3 && a(2) != "always" {
                     return Err(self.err_arg(format!("invalid parameter \"{}\"", a(2)), d, 2));
@@ -237,7 +258,10 @@ impl Walker<'_> {
             "allow" | "deny" | "set_real_ip_from" => {
                 let (from, low_bits) = access_from(ec, a(0), sp).map_err(|e| {
                     if name == "set_real_ip_from" {
-                        ec.e(format!("host not found in set_real_ip_from \"{}\"", a(0)), sp)
+                        ec.e(
+                            format!("host not found in set_real_ip_from \"{}\"", a(0)),
+                            sp,
+                        )
                     } else {
                         e
                     }
@@ -249,7 +273,9 @@ impl Walker<'_> {
             }
             _ => Pre::None,
         };
-        let Some(lvl) = self.lvl(tgt) else { return Ok(()) };
+        let Some(lvl) = self.lvl(tgt) else {
+            return Ok(());
+        };
         if !matches!(name, "rewrite_log" | "uninitialized_variable_warn") {
             lvl.touched = true;
         }
@@ -268,15 +294,18 @@ impl Walker<'_> {
                 }
                 lvl.proxy_pass = Some((p, sp.clone()));
             }
-            ("proxy_set_header", Pre::Header(n, v)) => {
-                lvl.proxy_set_header.get_or_insert_with(Vec::new).push((n, v))
-            }
+            ("proxy_set_header", Pre::Header(n, v)) => lvl
+                .proxy_set_header
+                .get_or_insert_with(Vec::new)
+                .push((n, v)),
             ("add_header", Pre::Header(n, v)) => {
-                lvl.add_headers.get_or_insert_with(Vec::new).push(AddHeader {
-                    name: n,
-                    value: v,
-                    always: d.args.len() == 3,
-                })
+                lvl.add_headers
+                    .get_or_insert_with(Vec::new)
+                    .push(AddHeader {
+                        name: n,
+                        value: v,
+                        always: d.args.len() == 3,
+                    })
             }
             ("root" | "alias", Pre::Tpl(t)) => {
                 let alias = name == "alias";
@@ -297,7 +326,10 @@ impl Walker<'_> {
                     ));
                 }
                 if alias && in_named {
-                    return Err(ec.e("the \"alias\" directive cannot be used inside the named location", sp));
+                    return Err(ec.e(
+                        "the \"alias\" directive cannot be used inside the named location",
+                        sp,
+                    ));
                 }
                 if alias {
                     lvl.alias = Some((t, sp.clone()));
@@ -314,9 +346,13 @@ impl Walker<'_> {
             }
             ("try_files", Pre::Tpls(v)) => set!(try_files, v),
             ("access_log", Pre::Log(l)) => lvl.access_logs.get_or_insert_with(Vec::new).push(l),
-            ("error_page", Pre::ErrorPage(p)) => lvl.error_pages.get_or_insert_with(Vec::new).push(p),
+            ("error_page", Pre::ErrorPage(p)) => {
+                lvl.error_pages.get_or_insert_with(Vec::new).push(p)
+            }
             ("proxy_redirect", Pre::Redirect(r)) => match (r, &mut lvl.proxy_redirect) {
-                (RawRedirect::Rules(mut new), Some(RawRedirect::Rules(old))) => old.append(&mut new),
+                (RawRedirect::Rules(mut new), Some(RawRedirect::Rules(old))) => {
+                    old.append(&mut new)
+                }
                 (_, Some(_)) => {
                     return Err(ec.e("invalid parameter \"".to_string() + a(0) + "\"", sp))
                 }
@@ -334,7 +370,10 @@ impl Walker<'_> {
             ("proxy_read_timeout", _) => set!(proxy_read_timeout, time()?),
             ("proxy_send_timeout", _) => set!(proxy_send_timeout, time()?),
             ("proxy_next_upstream_timeout", _) => set!(proxy_next_upstream_timeout, time()?),
-            ("proxy_next_upstream_tries", _) => set!(proxy_next_upstream_tries, num()?.min(u32::MAX as u64) as u32),
+            ("proxy_next_upstream_tries", _) => set!(
+                proxy_next_upstream_tries,
+                num()?.min(u32::MAX as u64) as u32
+            ),
             ("proxy_next_upstream", _) => {
                 let mut nu = NextUpstream {
                     error: false,
@@ -364,7 +403,11 @@ impl Walker<'_> {
                     }
                 }
                 if off {
-                    nu = NextUpstream { error: false, timeout: false, ..Default::default() };
+                    nu = NextUpstream {
+                        error: false,
+                        timeout: false,
+                        ..Default::default()
+                    };
                 }
                 nu.statuses = statuses_for(nu.status_mask);
                 set!(proxy_next_upstream, nu)
@@ -391,9 +434,15 @@ impl Walker<'_> {
             }
             ("proxy_ignore_headers", _) => {
                 const OK: &[&str] = &[
-                    "X-Accel-Redirect", "X-Accel-Expires", "X-Accel-Limit-Rate",
-                    "X-Accel-Buffering", "X-Accel-Charset", "Expires", "Cache-Control",
-                    "Set-Cookie", "Vary",
+                    "X-Accel-Redirect",
+                    "X-Accel-Expires",
+                    "X-Accel-Limit-Rate",
+                    "X-Accel-Buffering",
+                    "X-Accel-Charset",
+                    "Expires",
+                    "Cache-Control",
+                    "Set-Cookie",
+                    "Vary",
                 ];
                 let mut v = Vec::new();
                 for x in &d.args {
@@ -410,7 +459,9 @@ impl Walker<'_> {
             ("proxy_ssl_server_name", _) => set!(proxy_ssl_server_name, flag()),
             ("proxy_ssl_verify", _) => set!(proxy_ssl_verify, flag()),
             ("proxy_ssl_verify_depth", _) => set!(proxy_ssl_verify_depth, num()?),
-            ("proxy_ssl_trusted_certificate", _) => set!(proxy_ssl_trusted_certificate, PathBuf::from(a(0))),
+            ("proxy_ssl_trusted_certificate", _) => {
+                set!(proxy_ssl_trusted_certificate, PathBuf::from(a(0)))
+            }
             ("proxy_ssl_protocols", _) => set!(proxy_ssl_protocols, protocols(ec, d)?),
             ("proxy_ssl_ciphers", _) => set!(proxy_ssl_ciphers, a(0).to_string()),
             ("proxy_ssl_session_reuse", _) => set!(proxy_ssl_session_reuse, flag()),
@@ -422,7 +473,10 @@ impl Walker<'_> {
                 })
             }
             ("client_max_body_size", _) => {
-                set!(client_max_body_size, values::parse_offset(a(0)).ok_or_else(invalid)?)
+                set!(
+                    client_max_body_size,
+                    values::parse_offset(a(0)).ok_or_else(invalid)?
+                )
             }
             ("client_body_buffer_size", _) => set!(client_body_buffer_size, size()?),
             ("client_header_buffer_size", _) => set!(client_header_buffer_size, size()?),
@@ -445,7 +499,9 @@ impl Walker<'_> {
                 let n = values::parse_number(a(0)).filter(|n| *n > 0);
                 let s = values::parse_size(a(1)).filter(|s| *s > 0);
                 match (n, s) {
-                    (Some(n), Some(s)) => set!(large_client_header_buffers, (n as usize, s as usize)),
+                    (Some(n), Some(s)) => {
+                        set!(large_client_header_buffers, (n as usize, s as usize))
+                    }
                     _ => return Err(invalid()),
                 }
             }
@@ -459,9 +515,15 @@ impl Walker<'_> {
                 set!(server_tokens, v)
             }
             ("default_type", _) => set!(default_type, a(0).to_string()),
-            ("types_hash_max_size" | "types_hash_bucket_size" | "server_names_hash_max_size"
-            | "server_names_hash_bucket_size" | "variables_hash_max_size"
-            | "variables_hash_bucket_size", _) => {
+            (
+                "types_hash_max_size"
+                | "types_hash_bucket_size"
+                | "server_names_hash_max_size"
+                | "server_names_hash_bucket_size"
+                | "variables_hash_max_size"
+                | "variables_hash_bucket_size",
+                _,
+            ) => {
                 if name.ends_with("max_size") {
                     num()?;
                 } else {
@@ -484,9 +546,13 @@ impl Walker<'_> {
                 for x in &d.args {
                     let s = x.value.as_str();
                     if let Some(t) = s.strip_prefix("valid=") {
-                        values::parse_time(t).ok_or_else(|| ec.e(format!("invalid parameter \"{s}\""), sp))?;
-                    } else if let Some(f) = s.strip_prefix("ipv6=").or_else(|| s.strip_prefix("ipv4=")) {
-                        values::parse_flag(f).ok_or_else(|| ec.e(format!("invalid parameter \"{s}\""), sp))?;
+                        values::parse_time(t)
+                            .ok_or_else(|| ec.e(format!("invalid parameter \"{s}\""), sp))?;
+                    } else if let Some(f) =
+                        s.strip_prefix("ipv6=").or_else(|| s.strip_prefix("ipv4="))
+                    {
+                        values::parse_flag(f)
+                            .ok_or_else(|| ec.e(format!("invalid parameter \"{s}\""), sp))?;
                     } else if s.starts_with("status_zone=") {
                     } else {
                         values::parse_host_port(s, Some(53), false)
@@ -515,13 +581,22 @@ impl Walker<'_> {
             }
             ("set_real_ip_from", Pre::Access(from)) => {
                 if matches!(from, AccessFrom::All) {
-                    return Err(ec.e(format!("host not found in set_real_ip_from \"{}\"", a(0)), sp));
+                    return Err(ec.e(
+                        format!("host not found in set_real_ip_from \"{}\"", a(0)),
+                        sp,
+                    ));
                 }
                 lvl.real_ip_from.get_or_insert_with(Vec::new).push(from)
             }
             ("real_ip_recursive", _) => set!(real_ip_recursive, flag()),
-            ("ssl_certificate", _) => lvl.ssl_certificate.get_or_insert_with(Vec::new).push((PathBuf::from(a(0)), sp.clone())),
-            ("ssl_certificate_key", _) => lvl.ssl_certificate_key.get_or_insert_with(Vec::new).push((PathBuf::from(a(0)), sp.clone())),
+            ("ssl_certificate", _) => lvl
+                .ssl_certificate
+                .get_or_insert_with(Vec::new)
+                .push((PathBuf::from(a(0)), sp.clone())),
+            ("ssl_certificate_key", _) => lvl
+                .ssl_certificate_key
+                .get_or_insert_with(Vec::new)
+                .push((PathBuf::from(a(0)), sp.clone())),
             ("ssl_protocols", _) => set!(ssl_protocols, protocols(ec, d)?),
             ("ssl_ciphers", _) => set!(ssl_ciphers, a(0).to_string()),
             ("ssl_prefer_server_ciphers", _) => set!(ssl_prefer_server_ciphers, flag()),
@@ -531,19 +606,30 @@ impl Walker<'_> {
                 for x in &d.args {
                     let s = x.value.as_str();
                     let ok = matches!(s, "off" | "none" | "builtin")
-                        || s.strip_prefix("builtin:").is_some_and(|n| values::parse_number(n).is_some())
-                        || s.strip_prefix("shared:").and_then(|r| r.split_once(':')).is_some_and(|(n, sz)| !n.is_empty() && values::parse_size(sz).is_some());
+                        || s.strip_prefix("builtin:")
+                            .is_some_and(|n| values::parse_number(n).is_some())
+                        || s.strip_prefix("shared:")
+                            .and_then(|r| r.split_once(':'))
+                            .is_some_and(|(n, sz)| {
+                                !n.is_empty() && values::parse_size(sz).is_some()
+                            });
                     if !ok {
                         return Err(ec.e(format!("invalid session cache \"{s}\""), sp));
                     }
                 }
-                set!(ssl_session_cache, d.args.iter().map(|x| x.value.clone()).collect())
+                set!(
+                    ssl_session_cache,
+                    d.args.iter().map(|x| x.value.clone()).collect()
+                )
             }
             ("http2", _) => set!(http2, flag()),
             _ => {
                 // A table entry without a handler is a bug in nginx-rs, not in the config.
                 let _ = ctx;
-                return Err(ec.e(format!("\"{name}\" directive is not supported by nginx-rs"), sp));
+                return Err(ec.e(
+                    format!("\"{name}\" directive is not supported by nginx-rs"),
+                    sp,
+                ));
             }
         }
         Ok(())
@@ -555,18 +641,33 @@ impl Walker<'_> {
         let path = if target == "stderr" {
             None
         } else if target.starts_with("syslog:") || target.starts_with("memory:") {
-            return Err(ec.e(format!("\"{target}\" in \"error_log\" is not supported by nginx-rs"), &d.span));
+            return Err(ec.e(
+                format!("\"{target}\" in \"error_log\" is not supported by nginx-rs"),
+                &d.span,
+            ));
         } else {
             Some(PathBuf::from(target))
         };
         let level = match d.args.len() {
             1 => Level::Error,
             2 => Level::parse(&d.args[1].value).ok_or_else(|| {
-                ec.e(format!("invalid log level \"{}\"", d.args[1].value), &d.span)
+                ec.e(
+                    format!("invalid log level \"{}\"", d.args[1].value),
+                    &d.span,
+                )
             })?,
-            _ => return Err(ec.e(format!("invalid log level \"{}\"", d.args[2].value), &d.span)),
+            _ => {
+                return Err(ec.e(
+                    format!("invalid log level \"{}\"", d.args[2].value),
+                    &d.span,
+                ))
+            }
         };
-        Ok(ErrorLog { path, level, span: Some(d.span.clone()) })
+        Ok(ErrorLog {
+            path,
+            level,
+            span: Some(d.span.clone()),
+        })
     }
 
     fn log_format(&mut self, d: &Directive) -> Res<()> {
@@ -586,12 +687,19 @@ impl Walker<'_> {
             };
             rest = &rest[1..];
             if rest.is_empty() {
-                return Err(ec.e("invalid number of arguments in \"log_format\" directive", &d.span));
+                return Err(ec.e(
+                    "invalid number of arguments in \"log_format\" directive",
+                    &d.span,
+                ));
             }
         }
         let text: String = rest.iter().map(|a| a.value.as_str()).collect();
         let template = self.tpl(&text, &d.span)?;
-        self.log_formats.push(std::sync::Arc::new(LogFormat { name, escape, template }));
+        self.log_formats.push(std::sync::Arc::new(LogFormat {
+            name,
+            escape,
+            template,
+        }));
         Ok(())
     }
 
@@ -599,17 +707,33 @@ impl Walker<'_> {
         let ec = self.ec();
         let sp = &d.span;
         let path = d.args[0].value.as_str();
-        let combined_fmt = self.log_formats.iter().find(|f| f.name == "combined").cloned();
+        let combined_fmt = self
+            .log_formats
+            .iter()
+            .find(|f| f.name == "combined")
+            .cloned();
         let combined = || combined_fmt.clone();
         if path == "off" {
             if d.args.len() > 1 {
-                return Err(ec.e("invalid parameter \"".to_string() + &d.args[1].value + "\"", sp));
+                return Err(ec.e(
+                    "invalid parameter \"".to_string() + &d.args[1].value + "\"",
+                    sp,
+                ));
             }
             let format = combined().ok_or_else(|| ec.e("unknown log format \"combined\"", sp))?;
-            return Ok(AccessLog { path: None, format, buffer: None, flush: None, condition: None });
+            return Ok(AccessLog {
+                path: None,
+                format,
+                buffer: None,
+                flush: None,
+                condition: None,
+            });
         }
         if path.starts_with("syslog:") {
-            return Err(ec.e(format!("\"{path}\" in \"access_log\" is not supported by nginx-rs"), sp));
+            return Err(ec.e(
+                format!("\"{path}\" in \"access_log\" is not supported by nginx-rs"),
+                sp,
+            ));
         }
         let path_t = self.tpl(path, sp)?;
         let mut i = 1;
@@ -629,13 +753,24 @@ impl Walker<'_> {
             let v = x.value.as_str();
             let bad = || ec.e(format!("invalid parameter \"{v}\""), sp);
             if let Some(s) = v.strip_prefix("buffer=") {
-                buffer = Some(values::parse_size(s).ok_or_else(|| ec.e(format!("invalid buffer size \"{s}\""), sp))? as usize);
+                buffer = Some(
+                    values::parse_size(s)
+                        .ok_or_else(|| ec.e(format!("invalid buffer size \"{s}\""), sp))?
+                        as usize,
+                );
             } else if let Some(s) = v.strip_prefix("flush=") {
-                flush = Some(values::parse_time(s).filter(|t| !t.is_zero()).ok_or_else(|| ec.e(format!("invalid flush time \"{s}\""), sp))?);
+                flush = Some(
+                    values::parse_time(s)
+                        .filter(|t| !t.is_zero())
+                        .ok_or_else(|| ec.e(format!("invalid flush time \"{s}\""), sp))?,
+                );
             } else if let Some(s) = v.strip_prefix("if=") {
                 condition = Some(self.tpl(s, sp)?);
             } else if v.starts_with("gzip") {
-                return Err(ec.e("\"gzip\" in \"access_log\" is not supported by nginx-rs", sp));
+                return Err(ec.e(
+                    "\"gzip\" in \"access_log\" is not supported by nginx-rs",
+                    sp,
+                ));
             } else {
                 return Err(bad());
             }
@@ -643,7 +778,13 @@ impl Walker<'_> {
         if flush.is_some() && buffer.is_none() {
             buffer = Some(64 * 1024);
         }
-        Ok(AccessLog { path: Some(path_t), format, buffer, flush, condition })
+        Ok(AccessLog {
+            path: Some(path_t),
+            format,
+            buffer,
+            flush,
+            condition,
+        })
     }
 
     fn error_page(&mut self, d: &Directive) -> Res<ErrorPage> {
@@ -661,7 +802,12 @@ impl Walker<'_> {
                 overwrite = Some(if o.is_empty() {
                     None
                 } else {
-                    Some(values::parse_number(o).filter(|c| *c <= 999).ok_or_else(|| ec.e(format!("invalid value \"{v}\""), sp))? as u16)
+                    Some(
+                        values::parse_number(o)
+                            .filter(|c| *c <= 999)
+                            .ok_or_else(|| ec.e(format!("invalid value \"{v}\""), sp))?
+                            as u16,
+                    )
                 });
                 continue;
             }
@@ -674,7 +820,11 @@ impl Walker<'_> {
             codes.push(code as u16);
         }
         let target = self.tpl(&d.args[n - 1].value, sp)?;
-        Ok(ErrorPage { codes, overwrite, target })
+        Ok(ErrorPage {
+            codes,
+            overwrite,
+            target,
+        })
     }
 
     fn proxy_redirect(&mut self, d: &Directive) -> Res<RawRedirect> {
@@ -720,9 +870,16 @@ impl Walker<'_> {
             let same_name = |x: &&RawUpstream| x.name.eq_ignore_ascii_case(&u.host);
             if let Some(up) = self.upstreams.iter().find(|x| same_name(x) && !x.implicit) {
                 if u.port_written {
-                    return Err(ec.e(format!("upstream \"{}\" may not have port {}", up.name, u.port), sp));
+                    return Err(ec.e(
+                        format!("upstream \"{}\" may not have port {}", up.name, u.port),
+                        sp,
+                    ));
                 }
-            } else if !self.upstreams.iter().any(|x| same_name(&x) && x.port == u.port) {
+            } else if !self
+                .upstreams
+                .iter()
+                .any(|x| same_name(&x) && x.port == u.port)
+            {
                 self.upstreams.push(RawUpstream {
                     name: u.host.clone(),
                     method: None,
@@ -746,24 +903,34 @@ impl Walker<'_> {
         let ec = self.ec();
         let sp = &d.span;
         let a0 = d.args[0].value.as_str();
-        let hp = values::parse_host_port(a0, Some(80), true)
-            .map_err(|e| self.err_arg(format!("{e} in \"{a0}\" of the \"listen\" directive"), d, 0))?;
+        let hp = values::parse_host_port(a0, Some(80), true).map_err(|e| {
+            self.err_arg(format!("{e} in \"{a0}\" of the \"listen\" directive"), d, 0)
+        })?;
         let addr = match hp {
             HostPort::Addr(ip, port) => ListenAddr::Inet(std::net::SocketAddr::new(ip, port)),
             HostPort::Unix(p) => ListenAddr::Unix(PathBuf::from(p)),
             HostPort::Name(host, port) => {
                 let addrs = self.resolver.resolve(&host, port).map_err(|_| {
-                    ec.e(format!("host not found in \"{a0}\" of the \"listen\" directive"), sp)
+                    ec.e(
+                        format!("host not found in \"{a0}\" of the \"listen\" directive"),
+                        sp,
+                    )
                 })?;
                 match addrs.first() {
                     Some(a) => ListenAddr::Inet(*a),
                     None => {
-                        return Err(ec.e(format!("host not found in \"{a0}\" of the \"listen\" directive"), sp))
+                        return Err(ec.e(
+                            format!("host not found in \"{a0}\" of the \"listen\" directive"),
+                            sp,
+                        ))
                     }
                 }
             }
         };
-        let mut o = ListenOpts { span: Some(sp.clone()), ..Default::default() };
+        let mut o = ListenOpts {
+            span: Some(sp.clone()),
+            ..Default::default()
+        };
         for (i, x) in d.args.iter().enumerate().skip(1) {
             let v = x.value.as_str();
             let bad = |w: &Walker| w.err_arg(format!("invalid parameter \"{v}\""), d, i);
@@ -777,11 +944,16 @@ impl Walker<'_> {
                 _ => {
                     if let Some(n) = v.strip_prefix("backlog=") {
                         let b = n.parse::<i32>().ok().filter(|b| *b != 0);
-                        o.backlog = Some(b.ok_or_else(|| ec.e(format!("invalid backlog \"{v}\""), sp))?);
+                        o.backlog =
+                            Some(b.ok_or_else(|| ec.e(format!("invalid backlog \"{v}\""), sp))?);
                     } else if let Some(f) = v.strip_prefix("ipv6only=") {
                         o.ipv6only = Some(values::parse_flag(f).ok_or_else(|| bad(self))?);
-                    } else if let Some(n) = v.strip_prefix("rcvbuf=").or_else(|| v.strip_prefix("sndbuf=")) {
-                        values::parse_size(n).ok_or_else(|| ec.e(format!("invalid {} \"{n}\"", &v[..6]), sp))?;
+                    } else if let Some(n) = v
+                        .strip_prefix("rcvbuf=")
+                        .or_else(|| v.strip_prefix("sndbuf="))
+                    {
+                        values::parse_size(n)
+                            .ok_or_else(|| ec.e(format!("invalid {} \"{n}\"", &v[..6]), sp))?;
                     } else if v.starts_with("so_keepalive=") || v.starts_with("fastopen=") {
                     } else {
                         return Err(bad(self));
@@ -801,7 +973,11 @@ impl Walker<'_> {
             "break" => Ok(RewriteOp::Break),
             "return" => {
                 let v = a(0);
-                let is_url = |s: &str| s.starts_with("http://") || s.starts_with("https://") || s.starts_with("$scheme");
+                let is_url = |s: &str| {
+                    s.starts_with("http://")
+                        || s.starts_with("https://")
+                        || s.starts_with("$scheme")
+                };
                 let (code, body) = match values::parse_number(v) {
                     None if d.args.len() == 1 && is_url(v) => (302, Some(v)),
                     Some(c) if c <= 999 => (c as u16, d.args.get(1).map(|x| x.value.as_str())),
@@ -811,7 +987,11 @@ impl Walker<'_> {
                     Some(b) => Some(self.tpl(b, sp)?),
                     None => None,
                 };
-                Ok(RewriteOp::Return { code, body, span: sp.clone() })
+                Ok(RewriteOp::Return {
+                    code,
+                    body,
+                    span: sp.clone(),
+                })
             }
             "set" => {
                 let v = a(0);
@@ -826,7 +1006,11 @@ impl Walker<'_> {
                     _ => return Err(ec.e(format!("the duplicate \"{var}\" variable"), sp)),
                 };
                 let value = self.tpl(a(1), sp)?;
-                Ok(RewriteOp::Set { slot, value, span: sp.clone() })
+                Ok(RewriteOp::Set {
+                    slot,
+                    value,
+                    span: sp.clone(),
+                })
             }
             _ => {
                 // rewrite REGEX REPLACEMENT [FLAG]
@@ -838,16 +1022,25 @@ impl Walker<'_> {
                     Some("break") => RewriteFlag::Break,
                     Some("redirect") => RewriteFlag::Redirect,
                     Some("permanent") => RewriteFlag::Permanent,
-                    Some(x) => return Err(self.err_arg(format!("invalid parameter \"{x}\""), d, 2)),
+                    Some(x) => {
+                        return Err(self.err_arg(format!("invalid parameter \"{x}\""), d, 2))
+                    }
                 };
                 // nginx: a replacement that starts with a scheme always redirects (302 by default).
                 if flag == RewriteFlag::None
-                    && (repl.starts_with("http://") || repl.starts_with("https://") || repl.starts_with("$scheme"))
+                    && (repl.starts_with("http://")
+                        || repl.starts_with("https://")
+                        || repl.starts_with("$scheme"))
                 {
                     flag = RewriteFlag::Redirect;
                 }
                 let replacement = self.tpl(repl, sp)?;
-                Ok(RewriteOp::Rewrite { regex, replacement, flag, span: sp.clone() })
+                Ok(RewriteOp::Rewrite {
+                    regex,
+                    replacement,
+                    flag,
+                    span: sp.clone(),
+                })
             }
         }
     }
@@ -873,16 +1066,26 @@ impl Walker<'_> {
             let v = x.value.as_str();
             let invalid = |w: &Walker| w.err_arg(format!("invalid parameter \"{v}\""), d, i);
             if let Some(n) = v.strip_prefix("weight=") {
-                s.weight = values::parse_number(n).filter(|w| *w > 0 && *w <= u32::MAX as u64).ok_or_else(|| invalid(self))? as u32;
+                s.weight = values::parse_number(n)
+                    .filter(|w| *w > 0 && *w <= u32::MAX as u64)
+                    .ok_or_else(|| invalid(self))? as u32;
             } else if let Some(n) = v.strip_prefix("max_fails=") {
-                s.max_fails = values::parse_number(n).filter(|w| *w <= u32::MAX as u64).ok_or_else(|| invalid(self))? as u32;
+                s.max_fails = values::parse_number(n)
+                    .filter(|w| *w <= u32::MAX as u64)
+                    .ok_or_else(|| invalid(self))? as u32;
             } else if let Some(n) = v.strip_prefix("max_conns=") {
-                s.max_conns = values::parse_number(n).filter(|w| *w <= u32::MAX as u64).ok_or_else(|| invalid(self))? as u32;
+                s.max_conns = values::parse_number(n)
+                    .filter(|w| *w <= u32::MAX as u64)
+                    .ok_or_else(|| invalid(self))? as u32;
             } else if let Some(n) = v.strip_prefix("fail_timeout=") {
                 s.fail_timeout = values::parse_time(n).ok_or_else(|| invalid(self))?;
             } else if v == "backup" {
                 if !backup_ok {
-                    return Err(self.err_arg(format!("balancing method does not support parameter \"{v}\""), d, i));
+                    return Err(self.err_arg(
+                        format!("balancing method does not support parameter \"{v}\""),
+                        d,
+                        i,
+                    ));
                 }
                 s.backup = true;
             } else if v == "down" {
@@ -891,9 +1094,19 @@ impl Walker<'_> {
                 s.resolve = true;
             } else {
                 let mut e = invalid(self);
-                let params = ["weight=", "max_fails=", "max_conns=", "fail_timeout=", "backup", "down", "resolve"];
+                let params = [
+                    "weight=",
+                    "max_fails=",
+                    "max_conns=",
+                    "fail_timeout=",
+                    "backup",
+                    "down",
+                    "resolve",
+                ];
                 let key = v.split_once('=').map_or(v, |(k, _)| k);
-                if let Some(h) = values::did_you_mean(key, params.iter().map(|p| p.trim_end_matches('='))) {
+                if let Some(h) =
+                    values::did_you_mean(key, params.iter().map(|p| p.trim_end_matches('=')))
+                {
                     e = e.with_hint(format!("did you mean \"{h}\"?"));
                 }
                 return Err(e);
@@ -901,7 +1114,9 @@ impl Walker<'_> {
         }
         let url = d.args[0].value.as_str();
         match values::parse_host_port(url, Some(80), false) {
-            Ok(HostPort::Addr(ip, port)) => s.addrs.push(PeerAddr::Inet(std::net::SocketAddr::new(ip, port))),
+            Ok(HostPort::Addr(ip, port)) => s
+                .addrs
+                .push(PeerAddr::Inet(std::net::SocketAddr::new(ip, port))),
             Ok(HostPort::Unix(p)) => s.addrs.push(PeerAddr::Unix(PathBuf::from(p))),
             Ok(HostPort::Name(host, port)) => {
                 let addrs = self.resolve_upstream_host(&host, port, url, sp)?;
@@ -938,7 +1153,12 @@ impl Walker<'_> {
 }
 
 /// Directives inside `upstream { }` other than `server`.
-fn upstream_directive(ec: Ec, d: &Directive, u: &mut RawUpstream, key: Option<super::Template>) -> Res<()> {
+fn upstream_directive(
+    ec: Ec,
+    d: &Directive,
+    u: &mut RawUpstream,
+    key: Option<super::Template>,
+) -> Res<()> {
     let sp = &d.span;
     let name = d.name.as_str();
     let a = |i: usize| d.args.get(i).map(|a| a.value.as_str()).unwrap_or("");
@@ -950,7 +1170,10 @@ fn upstream_directive(ec: Ec, d: &Directive, u: &mut RawUpstream, key: Option<su
             if d.args.len() == 2 && a(1) != "consistent" {
                 return Err(ec.e(format!("invalid parameter \"{}\"", a(1)), sp));
             }
-            Some(Balance::Hash { key: key.unwrap_or_default(), consistent: d.args.len() == 2 })
+            Some(Balance::Hash {
+                key: key.unwrap_or_default(),
+                consistent: d.args.len() == 2,
+            })
         }
         "random" => {
             let mut two = false;
@@ -977,12 +1200,23 @@ fn upstream_directive(ec: Ec, d: &Directive, u: &mut RawUpstream, key: Option<su
         return Ok(());
     }
     let n = || {
-        values::parse_number(a(0)).ok_or_else(|| ec.e(format!("\"{name}\" directive invalid number"), sp))
+        values::parse_number(a(0))
+            .ok_or_else(|| ec.e(format!("\"{name}\" directive invalid number"), sp))
     };
-    let t = || values::parse_time(a(0)).ok_or_else(|| ec.e(format!("\"{name}\" directive invalid value"), sp));
+    let t = || {
+        values::parse_time(a(0))
+            .ok_or_else(|| ec.e(format!("\"{name}\" directive invalid value"), sp))
+    };
     match name {
         "keepalive" => {
-            let v = values::parse_number(a(0)).filter(|n| *n > 0).ok_or_else(|| ec.e(format!("invalid value \"{}\" in \"keepalive\" directive", a(0)), sp))?;
+            let v = values::parse_number(a(0))
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    ec.e(
+                        format!("invalid value \"{}\" in \"keepalive\" directive", a(0)),
+                        sp,
+                    )
+                })?;
             if u.keepalive.is_some() {
                 return Err(dup());
             }
@@ -1008,7 +1242,8 @@ fn upstream_directive(ec: Ec, d: &Directive, u: &mut RawUpstream, key: Option<su
         }
         "zone" => {
             if d.args.len() == 2 {
-                values::parse_size(a(1)).ok_or_else(|| ec.e(format!("invalid zone size \"{}\"", a(1)), sp))?;
+                values::parse_size(a(1))
+                    .ok_or_else(|| ec.e(format!("invalid zone size \"{}\"", a(1)), sp))?;
             }
             u.zone = Some(a(0).to_string());
         }

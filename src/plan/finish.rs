@@ -21,24 +21,81 @@ fn merge(child: &Lvl, parent: &Lvl) -> Lvl {
         ($($f:ident),* $(,)?) => { $( if m.$f.is_none() { m.$f = parent.$f.clone(); } )* };
     }
     inherit!(
-        proxy_set_header, proxy_http_version, proxy_connect_timeout, proxy_read_timeout,
-        proxy_send_timeout, proxy_next_upstream, proxy_next_upstream_tries,
-        proxy_next_upstream_timeout, proxy_buffering, proxy_request_buffering, proxy_buffer_size,
-        proxy_buffers, proxy_busy_buffers_size, proxy_redirect, proxy_hide_header,
-        proxy_pass_header, proxy_ignore_headers, proxy_intercept_errors,
-        proxy_pass_request_headers, proxy_pass_request_body, proxy_set_body, proxy_method,
-        proxy_ssl_server_name, proxy_ssl_name, proxy_ssl_verify, proxy_ssl_verify_depth,
-        proxy_ssl_trusted_certificate, proxy_ssl_protocols, proxy_ssl_ciphers,
-        proxy_ssl_session_reuse, add_headers, access, error_pages, access_logs, error_logs, index,
-        try_files, client_max_body_size, client_body_buffer_size, client_header_buffer_size,
-        client_header_timeout, client_body_timeout, send_timeout, keepalive_timeout,
-        keepalive_requests, keepalive_time, large_client_header_buffers, underscores_in_headers,
-        ignore_invalid_headers, merge_slashes, server_tokens, default_type, types, sendfile,
-        tcp_nodelay, tcp_nopush, absolute_redirect, port_in_redirect, server_name_in_redirect,
-        resolver, resolver_timeout, real_ip_from, real_ip_header, real_ip_recursive, rewrite_log,
-        uninitialized_variable_warn, ssl_certificate, ssl_certificate_key, ssl_protocols,
-        ssl_ciphers, ssl_prefer_server_ciphers, ssl_session_cache, ssl_session_timeout,
-        ssl_session_tickets, http2,
+        proxy_set_header,
+        proxy_http_version,
+        proxy_connect_timeout,
+        proxy_read_timeout,
+        proxy_send_timeout,
+        proxy_next_upstream,
+        proxy_next_upstream_tries,
+        proxy_next_upstream_timeout,
+        proxy_buffering,
+        proxy_request_buffering,
+        proxy_buffer_size,
+        proxy_buffers,
+        proxy_busy_buffers_size,
+        proxy_redirect,
+        proxy_hide_header,
+        proxy_pass_header,
+        proxy_ignore_headers,
+        proxy_intercept_errors,
+        proxy_pass_request_headers,
+        proxy_pass_request_body,
+        proxy_set_body,
+        proxy_method,
+        proxy_ssl_server_name,
+        proxy_ssl_name,
+        proxy_ssl_verify,
+        proxy_ssl_verify_depth,
+        proxy_ssl_trusted_certificate,
+        proxy_ssl_protocols,
+        proxy_ssl_ciphers,
+        proxy_ssl_session_reuse,
+        add_headers,
+        access,
+        error_pages,
+        access_logs,
+        error_logs,
+        index,
+        try_files,
+        client_max_body_size,
+        client_body_buffer_size,
+        client_header_buffer_size,
+        client_header_timeout,
+        client_body_timeout,
+        send_timeout,
+        keepalive_timeout,
+        keepalive_requests,
+        keepalive_time,
+        large_client_header_buffers,
+        underscores_in_headers,
+        ignore_invalid_headers,
+        merge_slashes,
+        server_tokens,
+        default_type,
+        types,
+        sendfile,
+        tcp_nodelay,
+        tcp_nopush,
+        absolute_redirect,
+        port_in_redirect,
+        server_name_in_redirect,
+        resolver,
+        resolver_timeout,
+        real_ip_from,
+        real_ip_header,
+        real_ip_recursive,
+        rewrite_log,
+        uninitialized_variable_warn,
+        ssl_certificate,
+        ssl_certificate_key,
+        ssl_protocols,
+        ssl_ciphers,
+        ssl_prefer_server_ciphers,
+        ssl_session_cache,
+        ssl_session_timeout,
+        ssl_session_tickets,
+        http2,
     );
     // root and alias are inherited together (ngx_http_core_merge_loc_conf).
     if m.root.is_none() && m.alias.is_none() {
@@ -49,10 +106,17 @@ fn merge(child: &Lvl, parent: &Lvl) -> Lvl {
 }
 
 /// nginx's default `proxy_set_header` list, folded in after the configured ones.
-fn default_proxy_headers(list: &[(http::HeaderName, Template)]) -> Vec<(http::HeaderName, Template)> {
+fn default_proxy_headers(
+    list: &[(http::HeaderName, Template)],
+) -> Vec<(http::HeaderName, Template)> {
     let mut out = list.to_vec();
     let defaults: [(&str, Template); 6] = [
-        ("host", Template { segments: vec![super::Segment::Var(Var::ProxyHost)] }),
+        (
+            "host",
+            Template {
+                segments: vec![super::Segment::Var(Var::ProxyHost)],
+            },
+        ),
         ("connection", Template::literal("close")),
         ("te", Template::default()),
         ("keep-alive", Template::default()),
@@ -81,7 +145,11 @@ pub struct Finisher<'w, 'a> {
 
 impl<'w, 'a> Finisher<'w, 'a> {
     pub fn new(w: &'w mut Walker<'a>, combined: Arc<LogFormat>) -> Self {
-        Finisher { w, upstreams: HashMap::new(), combined }
+        Finisher {
+            w,
+            upstreams: HashMap::new(),
+            combined,
+        }
     }
 
     /// Upstream initialisation: resolve implicit groups (`host not found in upstream`).
@@ -96,7 +164,10 @@ impl<'w, 'a> Finisher<'w, 'a> {
                     Ok(ip) => vec![std::net::SocketAddr::new(ip, u.port)],
                     Err(_) => {
                         let shown = u.name.clone();
-                        match self.w.resolve_upstream_host(&u.name, u.port, &shown, &u.span) {
+                        match self
+                            .w
+                            .resolve_upstream_host(&u.name, u.port, &shown, &u.span)
+                        {
                             Ok(a) => a,
                             Err(mut e) => {
                                 e.message = format!("host not found in upstream \"{}\"", u.name);
@@ -106,7 +177,11 @@ impl<'w, 'a> Finisher<'w, 'a> {
                     }
                 };
                 servers.push(UpstreamServer {
-                    name: if u.port_written { format!("{}:{}", u.name, u.port) } else { u.name.clone() },
+                    name: if u.port_written {
+                        format!("{}:{}", u.name, u.port)
+                    } else {
+                        u.name.clone()
+                    },
                     addrs: addrs.into_iter().map(PeerAddr::Inet).collect(),
                     weight: 1,
                     max_fails: 1,
@@ -130,7 +205,11 @@ impl<'w, 'a> Finisher<'w, 'a> {
                 span: u.span,
             });
             // Implicit groups are keyed by host:port (two proxy_pass to one host, two ports).
-            let key = if up.implicit { format!("{}:{}", up.name.to_ascii_lowercase(), u.port) } else { up.name.to_ascii_lowercase() };
+            let key = if up.implicit {
+                format!("{}:{}", up.name.to_ascii_lowercase(), u.port)
+            } else {
+                up.name.to_ascii_lowercase()
+            };
             self.upstreams.insert(key, up.clone());
             out.push(up);
         }
@@ -156,7 +235,10 @@ impl<'w, 'a> Finisher<'w, 'a> {
                     _ => false,
                 };
                 if same {
-                    return Err(ConfError::emerg(format!("duplicate location \"{}\"", b.name), &b.span));
+                    return Err(ConfError::emerg(
+                        format!("duplicate location \"{}\"", b.name),
+                        &b.span,
+                    ));
                 }
             }
             self.check_duplicates(&a.children)?;
@@ -165,7 +247,13 @@ impl<'w, 'a> Finisher<'w, 'a> {
     }
 
     /// Builds the final `LocConf` of a merged level.
-    pub fn loc_conf(&mut self, m: &Lvl, ops: &[RawOp], server: usize, with_pass: bool) -> Res<LocConf> {
+    pub fn loc_conf(
+        &mut self,
+        m: &Lvl,
+        ops: &[RawOp],
+        server: usize,
+        with_pass: bool,
+    ) -> Res<LocConf> {
         let proxy = match (&m.proxy_pass, with_pass) {
             (Some((pass, span)), true) => Some(self.proxy_conf(m, pass, span)?),
             _ => None,
@@ -182,7 +270,9 @@ impl<'w, 'a> Finisher<'w, 'a> {
         let access_logs = match &m.access_logs {
             Some(l) => l.iter().filter(|l| l.path.is_some()).cloned().collect(),
             None => vec![AccessLog {
-                path: Some(Template::literal(&self.w.opts.prefix.join("logs/access.log").to_string_lossy())),
+                path: Some(Template::literal(
+                    &self.w.opts.prefix.join("logs/access.log").to_string_lossy(),
+                )),
                 format: self.combined.clone(),
                 buffer: None,
                 flush: None,
@@ -199,25 +289,39 @@ impl<'w, 'a> Finisher<'w, 'a> {
             error_logs: m.error_logs.clone().unwrap_or_default(),
             internal: m.internal,
             root: m.root.as_ref().map(|(t, _)| t.clone()).or_else(|| {
-                if m.alias.is_some() { None } else { Some(Template::literal("html")) }
+                if m.alias.is_some() {
+                    None
+                } else {
+                    Some(Template::literal("html"))
+                }
             }),
             alias: m.alias.as_ref().map(|(t, _)| t.clone()),
-            index: m.index.clone().unwrap_or_else(|| vec![Template::literal("index.html")]),
+            index: m
+                .index
+                .clone()
+                .unwrap_or_else(|| vec![Template::literal("index.html")]),
             try_files: m.try_files.clone(),
             client: ClientLimits {
                 max_body_size: m.client_max_body_size.unwrap_or(defaults.max_body_size),
-                body_buffer_size: m.client_body_buffer_size.unwrap_or(defaults.body_buffer_size),
+                body_buffer_size: m
+                    .client_body_buffer_size
+                    .unwrap_or(defaults.body_buffer_size),
                 header_timeout: m.client_header_timeout.unwrap_or(defaults.header_timeout),
                 body_timeout: m.client_body_timeout.unwrap_or(defaults.body_timeout),
                 send_timeout: m.send_timeout.unwrap_or(defaults.send_timeout),
                 keepalive_timeout: m.keepalive_timeout.unwrap_or(defaults.keepalive_timeout),
                 keepalive_requests: m.keepalive_requests.unwrap_or(defaults.keepalive_requests),
-                large_header_buffers: m.large_client_header_buffers.unwrap_or(defaults.large_header_buffers),
+                large_header_buffers: m
+                    .large_client_header_buffers
+                    .unwrap_or(defaults.large_header_buffers),
                 underscores_in_headers: m.underscores_in_headers.unwrap_or(false),
                 ignore_invalid_headers: m.ignore_invalid_headers.unwrap_or(true),
             },
             server_tokens: m.server_tokens.unwrap_or_default(),
-            default_type: m.default_type.clone().unwrap_or_else(|| "text/plain".into()),
+            default_type: m
+                .default_type
+                .clone()
+                .unwrap_or_else(|| "text/plain".into()),
             merge_slashes: m.merge_slashes.unwrap_or(true),
             absolute_redirect: m.absolute_redirect.unwrap_or(true),
             port_in_redirect: m.port_in_redirect.unwrap_or(true),
@@ -234,7 +338,12 @@ impl<'w, 'a> Finisher<'w, 'a> {
         for op in ops {
             match op {
                 RawOp::Op(o) => out.push(clone_op(o)),
-                RawOp::If { cond, ops, lvl, span } => {
+                RawOp::If {
+                    cond,
+                    ops,
+                    lvl,
+                    span,
+                } => {
                     let inner = self.ops(ops, enclosing, server)?;
                     let conf = if lvl.touched {
                         // proxy_pass set in the enclosing location applies inside `if` too.
@@ -243,7 +352,12 @@ impl<'w, 'a> Finisher<'w, 'a> {
                     } else {
                         None
                     };
-                    out.push(RewriteOp::If { cond: clone_cond(cond), ops: inner, conf, span: span.clone() });
+                    out.push(RewriteOp::If {
+                        cond: clone_cond(cond),
+                        ops: inner,
+                        conf,
+                        span: span.clone(),
+                    });
                 }
             }
         }
@@ -307,7 +421,9 @@ impl<'w, 'a> Finisher<'w, 'a> {
         };
         Ok(ProxyConf {
             pass,
-            set_headers: Arc::new(default_proxy_headers(m.proxy_set_header.as_deref().unwrap_or(&[]))),
+            set_headers: Arc::new(default_proxy_headers(
+                m.proxy_set_header.as_deref().unwrap_or(&[]),
+            )),
             http_version: m.proxy_http_version.unwrap_or(HttpVersion::Http11),
             connect_timeout: m.proxy_connect_timeout.unwrap_or(Duration::from_secs(60)),
             read_timeout: m.proxy_read_timeout.unwrap_or(Duration::from_secs(60)),
@@ -369,7 +485,10 @@ impl<'w, 'a> Finisher<'w, 'a> {
         for (i, (c, sp)) in certs.iter().enumerate() {
             let Some((k, _)) = keys.get(i) else {
                 return Err(ConfError::emerg(
-                    format!("no \"ssl_certificate_key\" is defined for certificate \"{}\"", c.display()),
+                    format!(
+                        "no \"ssl_certificate_key\" is defined for certificate \"{}\"",
+                        c.display()
+                    ),
                     sp,
                 ));
             };
@@ -399,15 +518,33 @@ impl<'w, 'a> Finisher<'w, 'a> {
 /// The walk stores rewrite steps by value; the Plan types are not `Clone`, so copy explicitly.
 fn clone_op(o: &RewriteOp) -> RewriteOp {
     match o {
-        RewriteOp::Rewrite { regex, replacement, flag, span } => RewriteOp::Rewrite {
+        RewriteOp::Rewrite {
+            regex,
+            replacement,
+            flag,
+            span,
+        } => RewriteOp::Rewrite {
             regex: regex.clone(),
             replacement: replacement.clone(),
             flag: *flag,
             span: span.clone(),
         },
-        RewriteOp::Return { code, body, span } => RewriteOp::Return { code: *code, body: body.clone(), span: span.clone() },
-        RewriteOp::Set { slot, value, span } => RewriteOp::Set { slot: *slot, value: value.clone(), span: span.clone() },
-        RewriteOp::If { cond, ops, conf, span } => RewriteOp::If {
+        RewriteOp::Return { code, body, span } => RewriteOp::Return {
+            code: *code,
+            body: body.clone(),
+            span: span.clone(),
+        },
+        RewriteOp::Set { slot, value, span } => RewriteOp::Set {
+            slot: *slot,
+            value: value.clone(),
+            span: span.clone(),
+        },
+        RewriteOp::If {
+            cond,
+            ops,
+            conf,
+            span,
+        } => RewriteOp::If {
             cond: clone_cond(cond),
             ops: ops.iter().map(clone_op).collect(),
             conf: conf.clone(),
@@ -429,7 +566,10 @@ fn clone_cond(c: &Condition) -> Condition {
 pub fn clone_match(m: &LocMatch) -> LocMatch {
     match m {
         LocMatch::Exact(s) => LocMatch::Exact(s.clone()),
-        LocMatch::Prefix { path, no_regex } => LocMatch::Prefix { path: path.clone(), no_regex: *no_regex },
+        LocMatch::Prefix { path, no_regex } => LocMatch::Prefix {
+            path: path.clone(),
+            no_regex: *no_regex,
+        },
         LocMatch::Regex(r) => LocMatch::Regex(r.clone()),
         LocMatch::Named(n) => LocMatch::Named(n.clone()),
     }

@@ -117,7 +117,8 @@ impl Default for CompileOptions {
 pub fn is_fragment(top: &[Directive]) -> bool {
     !top.iter().any(|d| {
         let cmds: Vec<_> = table::lookup(&d.name).collect();
-        cmds.iter().any(|c| c.ctx & table::MAIN != 0) && !cmds.iter().any(|c| c.ctx & table::HTTP != 0)
+        cmds.iter().any(|c| c.ctx & table::MAIN != 0)
+            && !cmds.iter().any(|c| c.ctx & table::HTTP != 0)
     })
 }
 
@@ -125,7 +126,10 @@ pub fn is_fragment(top: &[Directive]) -> bool {
 const COMBINED: &str = "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"";
 
 /// Compiles a parsed configuration into a Plan; see the module docs for the order of checks.
-pub fn compile(parsed: &Parsed, opts: &CompileOptions) -> Result<(Plan, Vec<ConfError>), ConfError> {
+pub fn compile(
+    parsed: &Parsed,
+    opts: &CompileOptions,
+) -> Result<(Plan, Vec<ConfError>), ConfError> {
     let fragment = match opts.shape {
         Shape::Auto => is_fragment(&parsed.directives),
         Shape::Full => false,
@@ -165,11 +169,12 @@ pub fn compile(parsed: &Parsed, opts: &CompileOptions) -> Result<(Plan, Vec<Conf
             register(h.block.as_deref().unwrap_or(&[]), &mut w);
         }
     }
-    let combined_tpl = w
-        .vars
-        .template(COMBINED)
-        .map_err(ConfError::nowhere)?;
-    let combined = Arc::new(LogFormat { name: "combined".into(), escape: LogEscape::Default, template: combined_tpl });
+    let combined_tpl = w.vars.template(COMBINED).map_err(ConfError::nowhere)?;
+    let combined = Arc::new(LogFormat {
+        name: "combined".into(),
+        escape: LogEscape::Default,
+        template: combined_tpl,
+    });
     w.log_formats.push(combined.clone());
 
     // 1. The walk.
@@ -241,7 +246,11 @@ pub fn compile(parsed: &Parsed, opts: &CompileOptions) -> Result<(Plan, Vec<Conf
             log_formats,
             slots: w.vars.slots.clone(),
         },
-        files: parsed.files.iter().map(|f| PathBuf::from(&*f.path)).collect(),
+        files: parsed
+            .files
+            .iter()
+            .map(|f| PathBuf::from(&*f.path))
+            .collect(),
     };
     let mut warnings = std::mem::take(&mut w.warnings);
     for e in &mut warnings {
@@ -254,15 +263,26 @@ fn main_conf(w: &walk::Walker, opts: &CompileOptions) -> MainConf {
     let m = &w.main;
     let abs = |p: &str| {
         let p = PathBuf::from(p);
-        if p.is_absolute() { p } else { opts.prefix.join(p) }
+        if p.is_absolute() {
+            p
+        } else {
+            opts.prefix.join(p)
+        }
     };
     let mut error_logs: Vec<ErrorLog> = m
         .error_logs
         .iter()
-        .map(|l| ErrorLog { path: l.path.as_ref().map(|p| abs(&p.to_string_lossy())), ..l.clone() })
+        .map(|l| ErrorLog {
+            path: l.path.as_ref().map(|p| abs(&p.to_string_lossy())),
+            ..l.clone()
+        })
         .collect();
     if error_logs.is_empty() {
-        error_logs.push(ErrorLog { path: Some(abs("logs/error.log")), level: crate::conf::Level::Error, span: None });
+        error_logs.push(ErrorLog {
+            path: Some(abs("logs/error.log")),
+            level: crate::conf::Level::Error,
+            span: None,
+        });
     }
     MainConf {
         worker_processes: m.worker_processes.unwrap_or(Some(1)),
@@ -330,4 +350,16 @@ mod tests;
 /// Errors nginx reports after printing `syntax is ok` (they come from module init, not parsing).
 pub fn is_after_syntax(e: &ConfError) -> bool {
     e.message == "no \"events\" section in configuration"
+}
+
+/// Checks a parsed configuration without keeping the Plan (what `-t` and the golden runners
+/// need): `Ok(warnings)` or the first error. `shape` picks the top-level context; names resolve
+/// through `resolver`.
+pub fn check(
+    parsed: &Parsed,
+    shape: Shape,
+    resolver: Arc<dyn Resolve + Send + Sync>,
+) -> Result<Vec<ConfError>, ConfError> {
+    let opts = CompileOptions { shape, resolver, ..Default::default() };
+    compile(parsed, &opts).map(|(_, warnings)| warnings)
 }

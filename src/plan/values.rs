@@ -40,7 +40,9 @@ pub fn parse_time(s: &str) -> Option<Duration> {
         let unit = if rest.starts_with("ms") {
             Some(7)
         } else if let Some(c) = rest.chars().next() {
-            UNITS.iter().position(|(u, _)| u.len() == 1 && u.starts_with(c))
+            UNITS
+                .iter()
+                .position(|(u, _)| u.len() == 1 && u.starts_with(c))
         } else {
             None
         };
@@ -164,7 +166,10 @@ pub fn parse_host_port(
     if let Ok(ip) = host.parse::<Ipv4Addr>() {
         return Ok(HostPort::Addr(IpAddr::V4(ip), port));
     }
-    if host.bytes().any(|c| c == b'/' || c == b'?' || c.is_ascii_whitespace()) {
+    if host
+        .bytes()
+        .any(|c| c == b'/' || c == b'?' || c.is_ascii_whitespace())
+    {
         return Err("invalid host");
     }
     Ok(HostPort::Name(host.to_string(), port))
@@ -211,7 +216,9 @@ pub fn parse_proxy_url(url: &str) -> Result<ProxyUrl, String> {
             None => (unix, None),
         };
         if path.is_empty() {
-            return Err(format!("no path in the unix domain socket in upstream \"{rest}\""));
+            return Err(format!(
+                "no path in the unix domain socket in upstream \"{rest}\""
+            ));
         }
         return Ok(ProxyUrl {
             https,
@@ -234,7 +241,11 @@ pub fn parse_proxy_url(url: &str) -> Result<ProxyUrl, String> {
         HostPort::Addr(_, p) | HostPort::Name(_, p) => *p,
         HostPort::Unix(_) => return Err(format!("invalid host in upstream \"{rest}\"")),
     };
-    let host = if hp.starts_with('[') { hp[..hp.find(']').map_or(hp.len(), |i| i + 1)].to_string() } else { host_only(hp).to_string() };
+    let host = if hp.starts_with('[') {
+        hp[..hp.find(']').map_or(hp.len(), |i| i + 1)].to_string()
+    } else {
+        host_only(hp).to_string()
+    };
     let port_written = hp.len() > host.len();
     Ok(ProxyUrl {
         https,
@@ -242,7 +253,11 @@ pub fn parse_proxy_url(url: &str) -> Result<ProxyUrl, String> {
         host,
         port,
         port_written,
-        uri: if uri.is_empty() { None } else { Some(uri.to_string()) },
+        uri: if uri.is_empty() {
+            None
+        } else {
+            Some(uri.to_string())
+        },
         unix: None,
     })
 }
@@ -255,7 +270,10 @@ fn host_only(hp: &str) -> &str {
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    if s.len() >= prefix.len() && s.is_char_boundary(prefix.len()) && s[..prefix.len()].eq_ignore_ascii_case(prefix) {
+    if s.len() >= prefix.len()
+        && s.is_char_boundary(prefix.len())
+        && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+    {
         Some(&s[prefix.len()..])
     } else {
         None
@@ -291,12 +309,20 @@ pub fn mask_ip(ip: IpAddr, prefix: u8) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => {
             let bits = u32::from(v4);
-            let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix))
+            };
             IpAddr::V4(Ipv4Addr::from(bits & mask))
         }
         IpAddr::V6(v6) => {
             let bits = u128::from(v6);
-            let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix)) };
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix))
+            };
             IpAddr::V6(Ipv6Addr::from(bits & mask))
         }
     }
@@ -325,7 +351,10 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The closest candidate within a distance that scales with the word's length.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (word.len() / 3).clamp(1, 3);
     candidates
         .into_iter()
@@ -413,38 +442,76 @@ mod tests {
             parse_host_port("unix:/tmp/s", None, false),
             Ok(HostPort::Unix("/tmp/s".into()))
         );
-        assert_eq!(parse_host_port("unix:", None, false), Err("no path in the unix domain socket"));
+        assert_eq!(
+            parse_host_port("unix:", None, false),
+            Err("no path in the unix domain socket")
+        );
     }
 
     #[test]
     fn urls() {
         let u = parse_proxy_url("http://flask_app").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.uri.as_deref(), u.https), ("flask_app", 80, None, false));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.uri.as_deref(), u.https),
+            ("flask_app", 80, None, false)
+        );
         let u = parse_proxy_url("https://b:8443/x/").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.uri.as_deref(), u.host_port.as_str()), ("b", 8443, Some("/x/"), "b:8443"));
+        assert_eq!(
+            (
+                u.host.as_str(),
+                u.port,
+                u.uri.as_deref(),
+                u.host_port.as_str()
+            ),
+            ("b", 8443, Some("/x/"), "b:8443")
+        );
         assert!(u.port_written);
         let u = parse_proxy_url("http://[::1]:81").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("[::1]", 81));
         let u = parse_proxy_url("http://unix:/tmp/s.sock:/api").unwrap();
-        assert_eq!((u.unix.as_deref(), u.uri.as_deref()), (Some("/tmp/s.sock"), Some("/api")));
-        assert_eq!(parse_proxy_url("ftp://x").unwrap_err(), "invalid URL prefix");
+        assert_eq!(
+            (u.unix.as_deref(), u.uri.as_deref()),
+            (Some("/tmp/s.sock"), Some("/api"))
+        );
+        assert_eq!(
+            parse_proxy_url("ftp://x").unwrap_err(),
+            "invalid URL prefix"
+        );
         assert_eq!(parse_proxy_url("b:80").unwrap_err(), "invalid URL prefix");
-        assert_eq!(parse_proxy_url("http://b:99999").unwrap_err(), "invalid port in upstream \"b:99999\"");
-        assert_eq!(parse_proxy_url("http://").unwrap_err(), "no host in upstream \"\"");
+        assert_eq!(
+            parse_proxy_url("http://b:99999").unwrap_err(),
+            "invalid port in upstream \"b:99999\""
+        );
+        assert_eq!(
+            parse_proxy_url("http://").unwrap_err(),
+            "no host in upstream \"\""
+        );
     }
 
     #[test]
     fn cidrs() {
-        assert_eq!(parse_cidr("10.0.0.0/8"), Some(("10.0.0.0".parse().unwrap(), 8, false)));
-        assert_eq!(parse_cidr("10.1.0.0/8"), Some(("10.0.0.0".parse().unwrap(), 8, true)));
-        assert_eq!(parse_cidr("::1"), Some(("::1".parse().unwrap(), 128, false)));
+        assert_eq!(
+            parse_cidr("10.0.0.0/8"),
+            Some(("10.0.0.0".parse().unwrap(), 8, false))
+        );
+        assert_eq!(
+            parse_cidr("10.1.0.0/8"),
+            Some(("10.0.0.0".parse().unwrap(), 8, true))
+        );
+        assert_eq!(
+            parse_cidr("::1"),
+            Some(("::1".parse().unwrap(), 128, false))
+        );
         assert_eq!(parse_cidr("1.2.3.4/33"), None);
         assert_eq!(parse_cidr("nope"), None);
     }
 
     #[test]
     fn hints() {
-        assert_eq!(did_you_mean("proxy_pas", ["proxy_pass", "proxy_redirect"]), Some("proxy_pass"));
+        assert_eq!(
+            did_you_mean("proxy_pas", ["proxy_pass", "proxy_redirect"]),
+            Some("proxy_pass")
+        );
         assert_eq!(did_you_mean("xyz", ["proxy_pass"]), None);
     }
 }

@@ -13,13 +13,40 @@ use super::types::Regex;
 
 /// nginx variables that nginx-rs does not provide (used in a template: "not supported" error).
 const UNSUPPORTED_VARS: &[&str] = &[
-    "binary_remote_addr", "request_id", "request_filename", "realpath_root", "document_root",
-    "limit_rate", "request_completion", "upstream_cache_status", "upstream_bytes_received",
-    "upstream_bytes_sent", "upstream_response_length", "gzip_ratio", "connection_time", "pipe",
-    "tcp_info", "date_local", "date_gmt", "invalid_referer", "secure_link", "secure_link_expires",
-    "ssl_client_cert", "ssl_client_verify", "ssl_client_s_dn", "ssl_session_id", "http2",
-    "request_body_file", "upstream_queue_time", "upstream_trailer_", "sent_trailer_",
-    "upstream_cookie_", "geoip_country_code", "uid_got", "uid_set", "server_https",
+    "binary_remote_addr",
+    "request_id",
+    "request_filename",
+    "realpath_root",
+    "document_root",
+    "limit_rate",
+    "request_completion",
+    "upstream_cache_status",
+    "upstream_bytes_received",
+    "upstream_bytes_sent",
+    "upstream_response_length",
+    "gzip_ratio",
+    "connection_time",
+    "pipe",
+    "tcp_info",
+    "date_local",
+    "date_gmt",
+    "invalid_referer",
+    "secure_link",
+    "secure_link_expires",
+    "ssl_client_cert",
+    "ssl_client_verify",
+    "ssl_client_s_dn",
+    "ssl_session_id",
+    "http2",
+    "request_body_file",
+    "upstream_queue_time",
+    "upstream_trailer_",
+    "sent_trailer_",
+    "upstream_cookie_",
+    "geoip_country_code",
+    "uid_got",
+    "uid_set",
+    "server_https",
 ];
 
 /// Maps a built-in name to its [`Var`]; `None` if it is not a built-in.
@@ -101,9 +128,13 @@ pub fn builtin(name: &str) -> Option<Var> {
 
 fn unsupported(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    UNSUPPORTED_VARS
-        .iter()
-        .any(|u| if u.ends_with('_') { n.starts_with(u) } else { n == *u })
+    UNSUPPORTED_VARS.iter().any(|u| {
+        if u.ends_with('_') {
+            n.starts_with(u)
+        } else {
+            n == *u
+        }
+    })
 }
 
 /// The variable namespace of one `http` block while it is compiled.
@@ -276,7 +307,10 @@ fn pcre_message(source: &str, e: &pcre2::Error) -> String {
         None => (None, text.clone()),
     };
     // nginx names the rest of the pattern from the error offset, unless the error is at its end.
-    match offset.and_then(|o| source.get(o..)).filter(|rest| !rest.is_empty()) {
+    match offset
+        .and_then(|o| source.get(o..))
+        .filter(|rest| !rest.is_empty())
+    {
         Some(at) => format!("pcre2_compile() failed: {msg} in \"{source}\" at \"{at}\""),
         None => format!("pcre2_compile() failed: {msg} in \"{source}\""),
     }
@@ -306,7 +340,10 @@ mod tests {
         );
         let t = v.template("/a/$1/$http_x_real_ip").unwrap();
         assert_eq!(t.segments[1], Segment::Var(Var::Capture(1)));
-        assert_eq!(t.segments[3], Segment::Var(Var::HttpHeader("x-real-ip".into())));
+        assert_eq!(
+            t.segments[3],
+            Segment::Var(Var::HttpHeader("x-real-ip".into()))
+        );
         assert_eq!(v.template("a$").unwrap_err(), "invalid variable name");
         assert_eq!(
             v.template("${host").unwrap_err(),
@@ -329,8 +366,14 @@ mod tests {
         let mut v = Vars::default();
         let r = v.regex("^/(?<name>[a-z]+)$", false).unwrap();
         assert_eq!(r.named.len(), 1);
-        assert_eq!(v.template("$name").unwrap().segments, vec![Segment::Var(Var::Slot(0))]);
+        assert_eq!(
+            v.template("$name").unwrap().segments,
+            vec![Segment::Var(Var::Slot(0))]
+        );
         let e = v.regex("(a", false).unwrap_err();
-        assert!(e.starts_with("pcre2_compile() failed: missing closing parenthesis in \"(a\""), "{e}");
+        assert!(
+            e.starts_with("pcre2_compile() failed: missing closing parenthesis in \"(a\""),
+            "{e}"
+        );
     }
 }

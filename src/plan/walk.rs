@@ -141,7 +141,10 @@ impl<'a> Walker<'a> {
             ));
         }
         if cmd.block && d.block.is_none() {
-            return Err(self.err(format!("directive \"{name}\" has no opening \"{{\""), &d.span));
+            return Err(self.err(
+                format!("directive \"{name}\" has no opening \"{{\""),
+                &d.span,
+            ));
         }
         if !cmd.arity.accepts(d.args.len()) {
             return Err(self.err(
@@ -159,6 +162,7 @@ impl<'a> Walker<'a> {
                 0,
             ));
         }
+        // From here on, handlers may index `d.args` up to the minimum their arity guarantees.
         self.handle(cmd, d, ctx, tgt)
     }
 
@@ -243,7 +247,10 @@ impl<'a> Walker<'a> {
             || opts.reuseport
             || opts.backlog.is_some()
             || opts.ipv6only.is_some();
-        let seen = self.listen_seen.entry(addr.clone()).or_insert((false, false));
+        let seen = self
+            .listen_seen
+            .entry(addr.clone())
+            .or_insert((false, false));
         if opts.default_server {
             if seen.0 {
                 return Err(self.err(format!("a duplicate default server for {text}"), span));
@@ -385,7 +392,10 @@ impl<'a> Walker<'a> {
         }
         let matcher = match modifier {
             "=" => LocMatch::Exact(name.to_string()),
-            "^~" => LocMatch::Prefix { path: name.to_string(), no_regex: true },
+            "^~" => LocMatch::Prefix {
+                path: name.to_string(),
+                no_regex: true,
+            },
             "~" | "~*" => {
                 let re = self
                     .vars
@@ -394,7 +404,10 @@ impl<'a> Walker<'a> {
                 LocMatch::Regex(re)
             }
             _ if name.starts_with('@') => LocMatch::Named(name.to_string()),
-            _ => LocMatch::Prefix { path: name.to_string(), no_regex: false },
+            _ => LocMatch::Prefix {
+                path: name.to_string(),
+                no_regex: false,
+            },
         };
         // Nesting rules (ngx_http_core_location).
         match (&mut *tgt, &matcher) {
@@ -405,38 +418,36 @@ impl<'a> Walker<'a> {
                     &d.span,
                 ));
             }
-            (Target::Loc(parent), m) => {
-                match &parent.matcher {
-                    LocMatch::Exact(p) => {
-                        return Err(self.err(
-                            format!("location \"{name}\" cannot be inside the exact location \"{p}\""),
-                            &d.span,
-                        ));
-                    }
-                    LocMatch::Named(p) => {
-                        return Err(self.err(
-                            format!("location \"{name}\" cannot be inside the named location \"{p}\""),
-                            &d.span,
-                        ));
-                    }
-                    LocMatch::Prefix { path, .. } => {
-                        let inside = match m {
-                            LocMatch::Regex(_) => true,
-                            LocMatch::Exact(n) | LocMatch::Prefix { path: n, .. } => {
-                                n.starts_with(path.as_str())
-                            }
-                            LocMatch::Named(_) => true,
-                        };
-                        if !inside {
-                            return Err(self.err(
-                                format!("location \"{name}\" is outside location \"{path}\""),
-                                &d.span,
-                            ));
-                        }
-                    }
-                    LocMatch::Regex(_) => {}
+            (Target::Loc(parent), m) => match &parent.matcher {
+                LocMatch::Exact(p) => {
+                    return Err(self.err(
+                        format!("location \"{name}\" cannot be inside the exact location \"{p}\""),
+                        &d.span,
+                    ));
                 }
-            }
+                LocMatch::Named(p) => {
+                    return Err(self.err(
+                        format!("location \"{name}\" cannot be inside the named location \"{p}\""),
+                        &d.span,
+                    ));
+                }
+                LocMatch::Prefix { path, .. } => {
+                    let inside = match m {
+                        LocMatch::Regex(_) => true,
+                        LocMatch::Exact(n) | LocMatch::Prefix { path: n, .. } => {
+                            n.starts_with(path.as_str())
+                        }
+                        LocMatch::Named(_) => true,
+                    };
+                    if !inside {
+                        return Err(self.err(
+                            format!("location \"{name}\" is outside location \"{path}\""),
+                            &d.span,
+                        ));
+                    }
+                }
+                LocMatch::Regex(_) => {}
+            },
             _ => {}
         }
         let mut loc = RawLoc {
@@ -462,15 +473,27 @@ impl<'a> Walker<'a> {
 
     fn if_block(&mut self, d: &Directive, ctx: Ctx, tgt: &mut Target) -> Res<()> {
         let cond = self.condition(d)?;
-        let inner = if ctx == table::SRV { table::SIF } else { table::LIF };
+        let inner = if ctx == table::SRV {
+            table::SIF
+        } else {
+            table::LIF
+        };
         let mut lvl = Lvl::default();
         let mut ops = Vec::new();
         self.block(
             d.block.as_deref().unwrap_or(&[]),
             inner,
-            &mut Target::If { lvl: &mut lvl, ops: &mut ops },
+            &mut Target::If {
+                lvl: &mut lvl,
+                ops: &mut ops,
+            },
         )?;
-        let op = RawOp::If { cond, ops, lvl: Box::new(lvl), span: d.span.clone() };
+        let op = RawOp::If {
+            cond,
+            ops,
+            lvl: Box::new(lvl),
+            span: d.span.clone(),
+        };
         match tgt {
             Target::Server(s) => s.ops.push(op),
             Target::Loc(l) => l.ops.push(op),
@@ -489,7 +512,10 @@ impl<'a> Walker<'a> {
         } else if let Some(rest) = first.strip_prefix('(') {
             *first = rest.to_string();
         } else {
-            return Err(self.err(format!("invalid condition \"{}\"", d.args[0].value), &d.span));
+            return Err(self.err(
+                format!("invalid condition \"{}\"", d.args[0].value),
+                &d.span,
+            ));
         }
         let Some(last) = args.last_mut() else {
             return Err(self.err("invalid condition \"(\"", &d.span));
@@ -572,7 +598,10 @@ impl<'a> Walker<'a> {
             if words.len() != 2 || e.block.is_some() {
                 return Err(self.err("invalid number of the map parameters", &e.span));
             }
-            let value = self.vars.template(words[1]).map_err(|m| self.err(m, &e.span))?;
+            let value = self
+                .vars
+                .template(words[1])
+                .map_err(|m| self.err(m, &e.span))?;
             let key = words[0];
             if key == "default" {
                 if map.default.is_some() {
@@ -584,13 +613,22 @@ impl<'a> Walker<'a> {
                     Some(r) => (true, r),
                     None => (false, re),
                 };
-                let re = self.vars.regex(re, caseless).map_err(|m| self.err(m, &e.span))?;
+                let re = self
+                    .vars
+                    .regex(re, caseless)
+                    .map_err(|m| self.err(m, &e.span))?;
                 map.regexes.push((re, value));
             } else {
                 let key = key.strip_prefix('\\').unwrap_or(key);
-                let key = if map.hostnames { key.to_ascii_lowercase() } else { key.to_string() };
+                let key = if map.hostnames {
+                    key.to_ascii_lowercase()
+                } else {
+                    key.to_string()
+                };
                 if map.exact.iter().any(|(k, _)| *k == key) {
-                    return Err(self.err(format!("conflicting parameter \"{}\"", words[0]), &e.span));
+                    return Err(
+                        self.err(format!("conflicting parameter \"{}\"", words[0]), &e.span)
+                    );
                 }
                 map.exact.push((key, value));
             }
@@ -603,14 +641,19 @@ impl<'a> Walker<'a> {
         let mut types = Vec::new();
         for e in d.block.as_deref().unwrap_or(&[]) {
             if e.block.is_some() || e.args.is_empty() {
-                return Err(self.err("invalid number of arguments in \"types\" directive", &e.span));
+                return Err(self.err(
+                    "invalid number of arguments in \"types\" directive",
+                    &e.span,
+                ));
             }
             for ext in &e.args {
                 types.push((ext.value.to_ascii_lowercase(), e.name.clone()));
             }
         }
         let dup = self.err("\"types\" directive is duplicate", &d.span);
-        let Some(lvl) = self.lvl(tgt) else { return Ok(()) };
+        let Some(lvl) = self.lvl(tgt) else {
+            return Ok(());
+        };
         if lvl.types.is_some() {
             return Err(dup);
         }
