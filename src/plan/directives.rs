@@ -485,10 +485,10 @@ impl Walker<'_> {
             ("send_timeout", _) => set!(send_timeout, time()?),
             ("keepalive_timeout", _) => {
                 let t = values::parse_time(a(0))
-                    .ok_or_else(|| ec.e(format!("invalid value \"{}\"", a(0)), sp))?;
+                    .ok_or_else(invalid)?;
                 if d.args.len() == 2 {
                     values::parse_time(a(1))
-                        .ok_or_else(|| ec.e(format!("invalid value \"{}\"", a(1)), sp))?;
+                        .ok_or_else(invalid)?;
                 }
                 let v = if t.is_zero() { None } else { Some(t) };
                 set!(keepalive_timeout, v)

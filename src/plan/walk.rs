@@ -410,45 +410,37 @@ impl<'a> Walker<'a> {
             },
         };
         // Nesting rules (ngx_http_core_location).
-        match (&mut *tgt, &matcher) {
-            (Target::Server(_), _) => {}
-            (Target::Loc(_), LocMatch::Named(n)) => {
+        if let Target::Loc(parent) = &*tgt {
+            let parent_name = parent.name.as_str();
+            match &parent.matcher {
+                LocMatch::Exact(_) => {
+                    return Err(self.err(
+                        format!("location \"{name}\" cannot be inside the exact location \"{parent_name}\""),
+                        &d.span,
+                    ));
+                }
+                LocMatch::Named(_) => {
+                    return Err(self.err(
+                        format!("location \"{name}\" cannot be inside the named location \"{parent_name}\""),
+                        &d.span,
+                    ));
+                }
+                _ => {}
+            }
+            if let LocMatch::Named(n) = &matcher {
                 return Err(self.err(
                     format!("named location \"{n}\" can be on the server level only"),
                     &d.span,
                 ));
             }
-            (Target::Loc(parent), m) => match &parent.matcher {
-                LocMatch::Exact(p) => {
-                    return Err(self.err(
-                        format!("location \"{name}\" cannot be inside the exact location \"{p}\""),
-                        &d.span,
-                    ));
-                }
-                LocMatch::Named(p) => {
-                    return Err(self.err(
-                        format!("location \"{name}\" cannot be inside the named location \"{p}\""),
-                        &d.span,
-                    ));
-                }
-                LocMatch::Prefix { path, .. } => {
-                    let inside = match m {
-                        LocMatch::Regex(_) => true,
-                        LocMatch::Exact(n) | LocMatch::Prefix { path: n, .. } => {
-                            n.starts_with(path.as_str())
-                        }
-                        LocMatch::Named(_) => true,
-                    };
-                    if !inside {
-                        return Err(self.err(
-                            format!("location \"{name}\" is outside location \"{path}\""),
-                            &d.span,
-                        ));
-                    }
-                }
-                LocMatch::Regex(_) => {}
-            },
-            _ => {}
+            // A non-regex location must start with its parent's name as written (for a regex
+            // parent, its pattern text: nginx compares the strings).
+            if !matches!(matcher, LocMatch::Regex(_)) && !name.starts_with(parent_name) {
+                return Err(self.err(
+                    format!("location \"{name}\" is outside location \"{parent_name}\""),
+                    &d.span,
+                ));
+            }
         }
         let mut loc = RawLoc {
             matcher,
