@@ -18,10 +18,17 @@ const SEEDS: &[&str] = &[
 ];
 
 /// Messages nginx itself prints without a location.
-const PLACELESS: &[&str] = &["unknown \"", "no \"events\" section", "no \"ssl_certificate\"", "variable \""];
+const PLACELESS: &[&str] = &[
+    "unknown \"",
+    "no \"events\" section",
+    "no \"ssl_certificate\"",
+    "variable \"",
+];
 
 fn run(text: &[u8]) {
-    let opts = LoadOptions { conf_prefix: std::env::temp_dir().join("nginx-rs-props-none") };
+    let opts = LoadOptions {
+        conf_prefix: std::env::temp_dir().join("nginx-rs-props-none"),
+    };
     let parsed = parse_bytes(text, Arc::from("fuzz.conf"), &opts);
     for shape in [Shape::Auto, Shape::Full, Shape::Fragment] {
         if let Err(e) = plan::check(&parsed, shape, Arc::new(NoNetwork)) {
@@ -37,10 +44,53 @@ fn run(text: &[u8]) {
 
 /// Words that exercise handlers: directive names, values, and syntax.
 const WORDS: &[&str] = &[
-    "server", "location", "upstream", "listen", "proxy_pass", "return", "rewrite", "if", "set", "map",
-    "error_page", "add_header", "allow", "deny", "http://a", "$host", "${x", "$", "(", ")", "~", "=",
-    "^~", "@n", "80", "70000", "weight=0", "default_server", "{", "}", ";", "on", "off", "1m", "10s",
-    "\"", "'", "#", "\n", " ", "events", "http", "include", "a.*.b", "~^(", "unix:", "[::1]:80",
+    "server",
+    "location",
+    "upstream",
+    "listen",
+    "proxy_pass",
+    "return",
+    "rewrite",
+    "if",
+    "set",
+    "map",
+    "error_page",
+    "add_header",
+    "allow",
+    "deny",
+    "http://a",
+    "$host",
+    "${x",
+    "$",
+    "(",
+    ")",
+    "~",
+    "=",
+    "^~",
+    "@n",
+    "80",
+    "70000",
+    "weight=0",
+    "default_server",
+    "{",
+    "}",
+    ";",
+    "on",
+    "off",
+    "1m",
+    "10s",
+    "\"",
+    "'",
+    "#",
+    "\n",
+    " ",
+    "events",
+    "http",
+    "include",
+    "a.*.b",
+    "~^(",
+    "unix:",
+    "[::1]:80",
 ];
 
 proptest! {

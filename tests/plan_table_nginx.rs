@@ -22,11 +22,26 @@ fn contexts(name: &str) -> Vec<(&'static str, String)> {
         ("main", format!("{p}\nevents {{}}\n")),
         ("events", format!("events {{ {p} }}\n")),
         ("http", format!("events {{}}\nhttp {{ {p} }}\n")),
-        ("server", format!("events {{}}\nhttp {{ server {{ {p} }} }}\n")),
-        ("location", format!("events {{}}\nhttp {{ server {{ location / {{ {p} }} }} }}\n")),
-        ("upstream", format!("events {{}}\nhttp {{ upstream u {{ {p} server 127.0.0.1; }} }}\n")),
-        ("if-server", format!("events {{}}\nhttp {{ server {{ if ($uri) {{ {p} }} }} }}\n")),
-        ("if-location", format!("events {{}}\nhttp {{ server {{ location / {{ if ($uri) {{ {p} }} }} }} }}\n")),
+        (
+            "server",
+            format!("events {{}}\nhttp {{ server {{ {p} }} }}\n"),
+        ),
+        (
+            "location",
+            format!("events {{}}\nhttp {{ server {{ location / {{ {p} }} }} }}\n"),
+        ),
+        (
+            "upstream",
+            format!("events {{}}\nhttp {{ upstream u {{ {p} server 127.0.0.1; }} }}\n"),
+        ),
+        (
+            "if-server",
+            format!("events {{}}\nhttp {{ server {{ if ($uri) {{ {p} }} }} }}\n"),
+        ),
+        (
+            "if-location",
+            format!("events {{}}\nhttp {{ server {{ location / {{ if ($uri) {{ {p} }} }} }} }}\n"),
+        ),
     ]
 }
 
@@ -58,7 +73,13 @@ fn allowed_contexts_match_nginx() {
                 .expect("nginx runs");
             let not_allowed = format!("\"{name}\" directive is not allowed here");
             let theirs = String::from_utf8_lossy(&out.stderr).contains(&not_allowed);
-            let parsed = parse_bytes(text.as_bytes(), Arc::from("probe.conf"), &LoadOptions { conf_prefix: tmp.path().to_path_buf() });
+            let parsed = parse_bytes(
+                text.as_bytes(),
+                Arc::from("probe.conf"),
+                &LoadOptions {
+                    conf_prefix: tmp.path().to_path_buf(),
+                },
+            );
             let ours = match plan::check(&parsed, Shape::Full, Arc::new(NoNetwork)) {
                 Ok(_) => false,
                 Err(e) => e.message == not_allowed,
@@ -69,13 +90,23 @@ fn allowed_contexts_match_nginx() {
                 allowed += 1;
             }
             if ours != theirs {
-                failures.push(format!("{name} in {ctx}: nginx not-allowed={theirs}, nginx-rs not-allowed={ours}"));
+                failures.push(format!(
+                    "{name} in {ctx}: nginx not-allowed={theirs}, nginx-rs not-allowed={ours}"
+                ));
             }
         }
     }
     // Both verdicts must actually occur, or the probes test nothing.
-    assert!(allowed > 100 && refused > 100, "allowed {allowed}, refused {refused}");
-    assert!(failures.is_empty(), "{} disagreements:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        allowed > 100 && refused > 100,
+        "allowed {allowed}, refused {refused}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} disagreements:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// The wrapper that puts a directive in its first allowed context.
@@ -105,10 +136,17 @@ fn argument_counts_match_nginx() {
     let conf = tmp.path().join("probe.conf");
     let mut failures = Vec::new();
     let mut refused = 0;
-    for cmd in table::COMMANDS.iter().filter(|c| !NOT_IN_NGINX_1_22.contains(&c.name)) {
+    for cmd in table::COMMANDS
+        .iter()
+        .filter(|c| !NOT_IN_NGINX_1_22.contains(&c.name))
+    {
         for n in 0..=4 {
             let args = vec!["x"; n].join(" ");
-            let stmt = if cmd.block { format!("{} {args} {{ }}", cmd.name) } else { format!("{} {args};", cmd.name) };
+            let stmt = if cmd.block {
+                format!("{} {args} {{ }}", cmd.name)
+            } else {
+                format!("{} {args};", cmd.name)
+            };
             let text = wrap_in(cmd.ctx, &stmt);
             fs::write(&conf, &text).expect("write");
             let out = Command::new(NGINX)
@@ -123,14 +161,31 @@ fn argument_counts_match_nginx() {
                 .expect("nginx runs");
             let bad_count = format!("invalid number of arguments in \"{}\" directive", cmd.name);
             let theirs = String::from_utf8_lossy(&out.stderr).contains(&bad_count);
-            let parsed = parse_bytes(text.as_bytes(), Arc::from("probe.conf"), &LoadOptions { conf_prefix: tmp.path().to_path_buf() });
+            let parsed = parse_bytes(
+                text.as_bytes(),
+                Arc::from("probe.conf"),
+                &LoadOptions {
+                    conf_prefix: tmp.path().to_path_buf(),
+                },
+            );
             let ours = matches!(plan::check(&parsed, Shape::Full, Arc::new(NoNetwork)), Err(e) if e.message == bad_count);
             refused += usize::from(theirs);
             if ours != theirs {
-                failures.push(format!("{} with {n} args: nginx refuses={theirs}, nginx-rs refuses={ours}", cmd.name));
+                failures.push(format!(
+                    "{} with {n} args: nginx refuses={theirs}, nginx-rs refuses={ours}",
+                    cmd.name
+                ));
             }
         }
     }
-    assert!(refused > 100, "only {refused} refusals: the probes test nothing");
-    assert!(failures.is_empty(), "{} disagreements:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        refused > 100,
+        "only {refused} refusals: the probes test nothing"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} disagreements:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -3,31 +3,14 @@
 //! `"X" directive is duplicate`, as nginx's slot setters say.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use crate::conf::{ConfError, Directive, Level, Origin, Span};
+use crate::conf::{Directive, Span};
 
 use super::raw::*;
-use super::table::{self, Ctx};
+use super::table::Ctx;
 use super::types::*;
-use super::values::{self, HostPort};
-use super::walk::{Res, Target, Walker};
-
-/// Builds errors without borrowing the walker (handlers hold a `&mut Lvl` into it).
-#[derive(Clone, Copy)]
-struct Ec {
-    cmdline: bool,
-}
-
-impl Ec {
-    fn e(self, msg: impl Into<String>, span: &Span) -> ConfError {
-        let mut e = ConfError::emerg(msg, span);
-        if self.cmdline {
-            e.origin = Origin::CommandLine;
-        }
-        e
-    }
-}
+use super::values;
+use super::walk::{Ec, Res, Target, Walker};
 
 /// The `proxy_next_upstream` status codes, in `NextUpstream::status_mask` bit order.
 pub const NEXT_UPSTREAM_CODES: [u16; 7] = [500, 502, 503, 504, 403, 404, 429];
@@ -63,13 +46,13 @@ fn header_name(ec: Ec, s: &str, span: &Span) -> Res<http::HeaderName> {
 }
 
 impl Walker<'_> {
-    fn ec(&self) -> Ec {
+    pub(super) fn ec(&self) -> Ec {
         Ec {
             cmdline: self.cmdline,
         }
     }
 
-    fn tpl(&mut self, s: &str, span: &Span) -> Res<super::Template> {
+    pub(super) fn tpl(&mut self, s: &str, span: &Span) -> Res<super::Template> {
         let ec = self.ec();
         self.vars.template(s).map_err(|m| ec.e(m, span))
     }
@@ -158,7 +141,7 @@ impl Walker<'_> {
             } else {
                 None
             };
-            return upstream_directive(ec, d, u, key);
+            return super::upstream::upstream_directive(ec, d, u, key);
         }
         match name {
             "listen" => {
@@ -484,11 +467,9 @@ impl Walker<'_> {
             ("client_body_timeout", _) => set!(client_body_timeout, time()?),
             ("send_timeout", _) => set!(send_timeout, time()?),
             ("keepalive_timeout", _) => {
-                let t = values::parse_time(a(0))
-                    .ok_or_else(invalid)?;
+                let t = values::parse_time(a(0)).ok_or_else(invalid)?;
                 if d.args.len() == 2 {
-                    values::parse_time(a(1))
-                        .ok_or_else(invalid)?;
+                    values::parse_time(a(1)).ok_or_else(invalid)?;
                 }
                 let v = if t.is_zero() { None } else { Some(t) };
                 set!(keepalive_timeout, v)
@@ -635,158 +616,6 @@ impl Walker<'_> {
         Ok(())
     }
 
-    fn error_log(&mut self, d: &Directive) -> Res<ErrorLog> {
-        let ec = self.ec();
-        let target = d.args[0].value.as_str();
-        let path = if target == "stderr" {
-            None
-        } else if target.starts_with("syslog:") || target.starts_with("memory:") {
-            return Err(ec.e(
-                format!("\"{target}\" in \"error_log\" is not supported by nginx-rs"),
-                &d.span,
-            ));
-        } else {
-            Some(PathBuf::from(target))
-        };
-        let level = match d.args.len() {
-            1 => Level::Error,
-            2 => Level::parse(&d.args[1].value).ok_or_else(|| {
-                ec.e(
-                    format!("invalid log level \"{}\"", d.args[1].value),
-                    &d.span,
-                )
-            })?,
-            _ => {
-                return Err(ec.e(
-                    format!("invalid log level \"{}\"", d.args[2].value),
-                    &d.span,
-                ))
-            }
-        };
-        Ok(ErrorLog {
-            path,
-            level,
-            span: Some(d.span.clone()),
-        })
-    }
-
-    fn log_format(&mut self, d: &Directive) -> Res<()> {
-        let ec = self.ec();
-        let name = d.args[0].value.clone();
-        if self.log_formats.iter().any(|f| f.name == name) {
-            return Err(ec.e(format!("duplicate \"log_format\" name \"{name}\""), &d.span));
-        }
-        let mut rest = &d.args[1..];
-        let mut escape = LogEscape::Default;
-        if let Some(e) = rest[0].value.strip_prefix("escape=") {
-            escape = match e {
-                "default" => LogEscape::Default,
-                "json" => LogEscape::Json,
-                "none" => LogEscape::None,
-                _ => return Err(ec.e(format!("unknown log format escaping \"{e}\""), &d.span)),
-            };
-            rest = &rest[1..];
-            if rest.is_empty() {
-                return Err(ec.e(
-                    "invalid number of arguments in \"log_format\" directive",
-                    &d.span,
-                ));
-            }
-        }
-        let text: String = rest.iter().map(|a| a.value.as_str()).collect();
-        let template = self.tpl(&text, &d.span)?;
-        self.log_formats.push(std::sync::Arc::new(LogFormat {
-            name,
-            escape,
-            template,
-        }));
-        Ok(())
-    }
-
-    fn access_log(&mut self, d: &Directive) -> Res<AccessLog> {
-        let ec = self.ec();
-        let sp = &d.span;
-        let path = d.args[0].value.as_str();
-        let combined_fmt = self
-            .log_formats
-            .iter()
-            .find(|f| f.name == "combined")
-            .cloned();
-        let combined = || combined_fmt.clone();
-        if path == "off" {
-            if d.args.len() > 1 {
-                return Err(ec.e(
-                    "invalid parameter \"".to_string() + &d.args[1].value + "\"",
-                    sp,
-                ));
-            }
-            let format = combined().ok_or_else(|| ec.e("unknown log format \"combined\"", sp))?;
-            return Ok(AccessLog {
-                path: None,
-                format,
-                buffer: None,
-                flush: None,
-                condition: None,
-            });
-        }
-        if path.starts_with("syslog:") {
-            return Err(ec.e(
-                format!("\"{path}\" in \"access_log\" is not supported by nginx-rs"),
-                sp,
-            ));
-        }
-        let path_t = self.tpl(path, sp)?;
-        let mut i = 1;
-        let format = match d.args.get(1) {
-            Some(f) if !f.value.contains('=') => {
-                i = 2;
-                self.log_formats
-                    .iter()
-                    .find(|x| x.name == f.value)
-                    .cloned()
-                    .ok_or_else(|| ec.e(format!("unknown log format \"{}\"", f.value), sp))?
-            }
-            _ => combined().ok_or_else(|| ec.e("unknown log format \"combined\"", sp))?,
-        };
-        let (mut buffer, mut flush, mut condition) = (None, None, None);
-        for x in &d.args[i..] {
-            let v = x.value.as_str();
-            let bad = || ec.e(format!("invalid parameter \"{v}\""), sp);
-            if let Some(s) = v.strip_prefix("buffer=") {
-                buffer = Some(
-                    values::parse_size(s)
-                        .ok_or_else(|| ec.e(format!("invalid buffer size \"{s}\""), sp))?
-                        as usize,
-                );
-            } else if let Some(s) = v.strip_prefix("flush=") {
-                flush = Some(
-                    values::parse_time(s)
-                        .filter(|t| !t.is_zero())
-                        .ok_or_else(|| ec.e(format!("invalid flush time \"{s}\""), sp))?,
-                );
-            } else if let Some(s) = v.strip_prefix("if=") {
-                condition = Some(self.tpl(s, sp)?);
-            } else if v.starts_with("gzip") {
-                return Err(ec.e(
-                    "\"gzip\" in \"access_log\" is not supported by nginx-rs",
-                    sp,
-                ));
-            } else {
-                return Err(bad());
-            }
-        }
-        if flush.is_some() && buffer.is_none() {
-            buffer = Some(64 * 1024);
-        }
-        Ok(AccessLog {
-            path: Some(path_t),
-            format,
-            buffer,
-            flush,
-            condition,
-        })
-    }
-
     fn error_page(&mut self, d: &Directive) -> Res<ErrorPage> {
         let ec = self.ec();
         let sp = &d.span;
@@ -898,359 +727,6 @@ impl Walker<'_> {
         }
         Ok(RawPass::Static(u))
     }
-
-    fn listen(&mut self, d: &Directive) -> Res<(ListenAddr, ListenOpts)> {
-        let ec = self.ec();
-        let sp = &d.span;
-        let a0 = d.args[0].value.as_str();
-        let hp = values::parse_host_port(a0, Some(80), true).map_err(|e| {
-            self.err_arg(format!("{e} in \"{a0}\" of the \"listen\" directive"), d, 0)
-        })?;
-        let addr = match hp {
-            HostPort::Addr(ip, port) => ListenAddr::Inet(std::net::SocketAddr::new(ip, port)),
-            HostPort::Unix(p) => ListenAddr::Unix(PathBuf::from(p)),
-            HostPort::Name(host, port) => {
-                let addrs = self.resolver.resolve(&host, port).map_err(|_| {
-                    ec.e(
-                        format!("host not found in \"{a0}\" of the \"listen\" directive"),
-                        sp,
-                    )
-                })?;
-                match addrs.first() {
-                    Some(a) => ListenAddr::Inet(*a),
-                    None => {
-                        return Err(ec.e(
-                            format!("host not found in \"{a0}\" of the \"listen\" directive"),
-                            sp,
-                        ))
-                    }
-                }
-            }
-        };
-        let mut o = ListenOpts {
-            span: Some(sp.clone()),
-            ..Default::default()
-        };
-        for (i, x) in d.args.iter().enumerate().skip(1) {
-            let v = x.value.as_str();
-            let bad = |w: &Walker| w.err_arg(format!("invalid parameter \"{v}\""), d, i);
-            match v {
-                "default_server" | "default" => o.default_server = true,
-                "ssl" => o.ssl = true,
-                "http2" => o.http2 = true,
-                "proxy_protocol" => o.proxy_protocol = true,
-                "reuseport" => o.reuseport = true,
-                "bind" | "deferred" => {}
-                _ => {
-                    if let Some(n) = v.strip_prefix("backlog=") {
-                        let b = n.parse::<i32>().ok().filter(|b| *b != 0);
-                        o.backlog =
-                            Some(b.ok_or_else(|| ec.e(format!("invalid backlog \"{v}\""), sp))?);
-                    } else if let Some(f) = v.strip_prefix("ipv6only=") {
-                        o.ipv6only = Some(values::parse_flag(f).ok_or_else(|| bad(self))?);
-                    } else if let Some(n) = v
-                        .strip_prefix("rcvbuf=")
-                        .or_else(|| v.strip_prefix("sndbuf="))
-                    {
-                        values::parse_size(n)
-                            .ok_or_else(|| ec.e(format!("invalid {} \"{n}\"", &v[..6]), sp))?;
-                    } else if v.starts_with("so_keepalive=") || v.starts_with("fastopen=") {
-                    } else {
-                        return Err(bad(self));
-                    }
-                }
-            }
-        }
-        Ok((addr, o))
-    }
-
-    fn rewrite_op(&mut self, d: &Directive, tgt: &Target) -> Res<RewriteOp> {
-        let ec = self.ec();
-        let sp = &d.span;
-        let _ = tgt;
-        let a = |i: usize| d.args.get(i).map(|a| a.value.as_str()).unwrap_or("");
-        match d.name.as_str() {
-            "break" => Ok(RewriteOp::Break),
-            "return" => {
-                let v = a(0);
-                let is_url = |s: &str| {
-                    s.starts_with("http://")
-                        || s.starts_with("https://")
-                        || s.starts_with("$scheme")
-                };
-                let (code, body) = match values::parse_number(v) {
-                    None if d.args.len() == 1 && is_url(v) => (302, Some(v)),
-                    Some(c) if c <= 999 => (c as u16, d.args.get(1).map(|x| x.value.as_str())),
-                    _ => return Err(ec.e(format!("invalid return code \"{v}\""), sp)),
-                };
-                let body = match body {
-                    Some(b) => Some(self.tpl(b, sp)?),
-                    None => None,
-                };
-                Ok(RewriteOp::Return {
-                    code,
-                    body,
-                    span: sp.clone(),
-                })
-            }
-            "set" => {
-                let v = a(0);
-                let Some(var) = v.strip_prefix('$').filter(|n| !n.is_empty()) else {
-                    return Err(ec.e(format!("invalid variable name \"{v}\""), sp));
-                };
-                if super::vars::builtin(var).is_some() || self.vars.is_map(var) {
-                    return Err(ec.e(format!("the duplicate \"{var}\" variable"), sp));
-                }
-                let slot = match self.vars.define(var) {
-                    super::Var::Slot(s) => s,
-                    _ => return Err(ec.e(format!("the duplicate \"{var}\" variable"), sp)),
-                };
-                let value = self.tpl(a(1), sp)?;
-                Ok(RewriteOp::Set {
-                    slot,
-                    value,
-                    span: sp.clone(),
-                })
-            }
-            _ => {
-                // rewrite REGEX REPLACEMENT [FLAG]
-                let regex = self.vars.regex(a(0), false).map_err(|m| ec.e(m, sp))?;
-                let repl = a(1);
-                let mut flag = match d.args.get(2).map(|x| x.value.as_str()) {
-                    None => RewriteFlag::None,
-                    Some("last") => RewriteFlag::Last,
-                    Some("break") => RewriteFlag::Break,
-                    Some("redirect") => RewriteFlag::Redirect,
-                    Some("permanent") => RewriteFlag::Permanent,
-                    Some(x) => {
-                        return Err(self.err_arg(format!("invalid parameter \"{x}\""), d, 2))
-                    }
-                };
-                // nginx: a replacement that starts with a scheme always redirects (302 by default).
-                if flag == RewriteFlag::None
-                    && (repl.starts_with("http://")
-                        || repl.starts_with("https://")
-                        || repl.starts_with("$scheme"))
-                {
-                    flag = RewriteFlag::Redirect;
-                }
-                let replacement = self.tpl(repl, sp)?;
-                Ok(RewriteOp::Rewrite {
-                    regex,
-                    replacement,
-                    flag,
-                    span: sp.clone(),
-                })
-            }
-        }
-    }
-
-    pub(super) fn upstream_server(&mut self, d: &Directive, u: &mut RawUpstream) -> Res<()> {
-        let ec = self.ec();
-        let sp = &d.span;
-        let flags = u.method.as_ref().map(|(m, _)| m);
-        let backup_ok = matches!(flags, None | Some(Balance::RoundRobin | Balance::LeastConn));
-        let mut s = UpstreamServer {
-            name: d.args[0].value.clone(),
-            addrs: Vec::new(),
-            weight: 1,
-            max_fails: 1,
-            fail_timeout: Duration::from_secs(10),
-            backup: false,
-            down: false,
-            max_conns: 0,
-            resolve: false,
-            span: sp.clone(),
-        };
-        for (i, x) in d.args.iter().enumerate().skip(1) {
-            let v = x.value.as_str();
-            let invalid = |w: &Walker| w.err_arg(format!("invalid parameter \"{v}\""), d, i);
-            if let Some(n) = v.strip_prefix("weight=") {
-                s.weight = values::parse_number(n)
-                    .filter(|w| *w > 0 && *w <= u32::MAX as u64)
-                    .ok_or_else(|| invalid(self))? as u32;
-            } else if let Some(n) = v.strip_prefix("max_fails=") {
-                s.max_fails = values::parse_number(n)
-                    .filter(|w| *w <= u32::MAX as u64)
-                    .ok_or_else(|| invalid(self))? as u32;
-            } else if let Some(n) = v.strip_prefix("max_conns=") {
-                s.max_conns = values::parse_number(n)
-                    .filter(|w| *w <= u32::MAX as u64)
-                    .ok_or_else(|| invalid(self))? as u32;
-            } else if let Some(n) = v.strip_prefix("fail_timeout=") {
-                s.fail_timeout = values::parse_time(n).ok_or_else(|| invalid(self))?;
-            } else if v == "backup" {
-                if !backup_ok {
-                    return Err(self.err_arg(
-                        format!("balancing method does not support parameter \"{v}\""),
-                        d,
-                        i,
-                    ));
-                }
-                s.backup = true;
-            } else if v == "down" {
-                s.down = true;
-            } else if v == "resolve" {
-                s.resolve = true;
-            } else {
-                let mut e = invalid(self);
-                let params = [
-                    "weight=",
-                    "max_fails=",
-                    "max_conns=",
-                    "fail_timeout=",
-                    "backup",
-                    "down",
-                    "resolve",
-                ];
-                let key = v.split_once('=').map_or(v, |(k, _)| k);
-                if let Some(h) =
-                    values::did_you_mean(key, params.iter().map(|p| p.trim_end_matches('=')))
-                {
-                    e = e.with_hint(format!("did you mean \"{h}\"?"));
-                }
-                return Err(e);
-            }
-        }
-        let url = d.args[0].value.as_str();
-        match values::parse_host_port(url, Some(80), false) {
-            Ok(HostPort::Addr(ip, port)) => s
-                .addrs
-                .push(PeerAddr::Inet(std::net::SocketAddr::new(ip, port))),
-            Ok(HostPort::Unix(p)) => s.addrs.push(PeerAddr::Unix(PathBuf::from(p))),
-            Ok(HostPort::Name(host, port)) => {
-                let addrs = self.resolve_upstream_host(&host, port, url, sp)?;
-                s.addrs.extend(addrs.into_iter().map(PeerAddr::Inet));
-            }
-            Err(e) => return Err(self.err_arg(format!("{e} in upstream \"{url}\""), d, 0)),
-        }
-        let _ = ec;
-        u.servers.push(s);
-        Ok(())
-    }
-
-    /// Resolves an upstream host; `host.docker.internal` falls back to 127.0.0.1 with a warning
-    /// (nginx-rs running on the host rather than in Docker).
-    pub fn resolve_upstream_host(
-        &mut self,
-        host: &str,
-        port: u16,
-        shown: &str,
-        sp: &Span,
-    ) -> Res<Vec<std::net::SocketAddr>> {
-        match self.resolver.resolve(host, port) {
-            Ok(a) if !a.is_empty() => Ok(a),
-            _ if host.eq_ignore_ascii_case("host.docker.internal") => {
-                self.warn(
-                    format!("host not found in upstream \"{shown}\", using 127.0.0.1 (host.docker.internal outside Docker)"),
-                    sp,
-                );
-                Ok(vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))])
-            }
-            _ => Err(self.err(format!("host not found in upstream \"{shown}\""), sp)),
-        }
-    }
-}
-
-/// Directives inside `upstream { }` other than `server`.
-fn upstream_directive(
-    ec: Ec,
-    d: &Directive,
-    u: &mut RawUpstream,
-    key: Option<super::Template>,
-) -> Res<()> {
-    let sp = &d.span;
-    let name = d.name.as_str();
-    let a = |i: usize| d.args.get(i).map(|a| a.value.as_str()).unwrap_or("");
-    let dup = || ec.e(format!("\"{name}\" directive is duplicate"), sp);
-    let method = match name {
-        "least_conn" => Some(Balance::LeastConn),
-        "ip_hash" => Some(Balance::IpHash),
-        "hash" => {
-            if d.args.len() == 2 && a(1) != "consistent" {
-                return Err(ec.e(format!("invalid parameter \"{}\"", a(1)), sp));
-            }
-            Some(Balance::Hash {
-                key: key.unwrap_or_default(),
-                consistent: d.args.len() == 2,
-            })
-        }
-        "random" => {
-            let mut two = false;
-            let mut least_conn = false;
-            for x in &d.args {
-                match x.value.as_str() {
-                    "two" if !two => two = true,
-                    "least_conn" if two => least_conn = true,
-                    v => return Err(ec.e(format!("invalid parameter \"{v}\""), sp)),
-                }
-            }
-            Some(Balance::Random { two, least_conn })
-        }
-        _ => None,
-    };
-    if let Some(m) = method {
-        if u.servers.iter().any(|s| s.backup) && !matches!(m, Balance::LeastConn) {
-            // nginx warns and keeps going; the backup flag is then rejected at init.
-        }
-        if u.method.is_some() {
-            return Err(ec.e("load balancing method redefined", sp));
-        }
-        u.method = Some((m, sp.clone()));
-        return Ok(());
-    }
-    let n = || {
-        values::parse_number(a(0))
-            .ok_or_else(|| ec.e(format!("\"{name}\" directive invalid number"), sp))
-    };
-    let t = || {
-        values::parse_time(a(0))
-            .ok_or_else(|| ec.e(format!("\"{name}\" directive invalid value"), sp))
-    };
-    match name {
-        "keepalive" => {
-            let v = values::parse_number(a(0))
-                .filter(|n| *n > 0)
-                .ok_or_else(|| {
-                    ec.e(
-                        format!("invalid value \"{}\" in \"keepalive\" directive", a(0)),
-                        sp,
-                    )
-                })?;
-            if u.keepalive.is_some() {
-                return Err(dup());
-            }
-            u.keepalive = Some(v as usize);
-        }
-        "keepalive_requests" => {
-            if u.keepalive_requests.is_some() {
-                return Err(dup());
-            }
-            u.keepalive_requests = Some(n()?);
-        }
-        "keepalive_timeout" => {
-            if u.keepalive_timeout.is_some() {
-                return Err(dup());
-            }
-            u.keepalive_timeout = Some(t()?);
-        }
-        "keepalive_time" => {
-            if u.keepalive_time.is_some() {
-                return Err(dup());
-            }
-            u.keepalive_time = Some(t()?);
-        }
-        "zone" => {
-            if d.args.len() == 2 {
-                values::parse_size(a(1))
-                    .ok_or_else(|| ec.e(format!("invalid zone size \"{}\"", a(1)), sp))?;
-            }
-            u.zone = Some(a(0).to_string());
-        }
-        _ => return Err(ec.e(format!("\"{name}\" directive is not allowed here"), sp)),
-    }
-    let _ = table::UPS;
-    Ok(())
 }
 
 /// `ssl_protocols` values.

@@ -28,10 +28,14 @@
 
 mod directives;
 mod finish;
+mod listen;
+mod logs;
 mod raw;
+mod rewrite;
 pub mod table;
 pub mod template;
 pub mod types;
+mod upstream;
 pub mod values;
 pub mod vars;
 mod walk;
@@ -360,6 +364,10 @@ pub fn check(
     shape: Shape,
     resolver: Arc<dyn Resolve + Send + Sync>,
 ) -> Result<Vec<ConfError>, ConfError> {
-    let opts = CompileOptions { shape, resolver, ..Default::default() };
+    let opts = CompileOptions {
+        shape,
+        resolver,
+        ..Default::default()
+    };
     compile(parsed, &opts).map(|(_, warnings)| warnings)
 }

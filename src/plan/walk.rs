@@ -16,6 +16,22 @@ use super::{CompileOptions, Resolve};
 
 pub type Res<T> = Result<T, ConfError>;
 
+/// Builds errors without borrowing the walker (handlers hold a `&mut Lvl` into it).
+#[derive(Clone, Copy)]
+pub struct Ec {
+    pub cmdline: bool,
+}
+
+impl Ec {
+    pub fn e(self, msg: impl Into<String>, span: &Span) -> ConfError {
+        let mut e = ConfError::emerg(msg, span);
+        if self.cmdline {
+            e.origin = Origin::CommandLine;
+        }
+        e
+    }
+}
+
 /// Main-context settings as written.
 #[derive(Debug, Default)]
 pub struct MainRaw {
@@ -492,73 +508,6 @@ impl<'a> Walker<'a> {
             _ => {}
         }
         Ok(())
-    }
-
-    /// `ngx_http_rewrite_if_condition`.
-    fn condition(&mut self, d: &Directive) -> Res<Condition> {
-        let mut args: Vec<String> = d.args.iter().map(|a| a.value.clone()).collect();
-        // The parentheses are part of the first and last words.
-        let first = &mut args[0];
-        if first == "(" {
-            args.remove(0);
-        } else if let Some(rest) = first.strip_prefix('(') {
-            *first = rest.to_string();
-        } else {
-            return Err(self.err(
-                format!("invalid condition \"{}\"", d.args[0].value),
-                &d.span,
-            ));
-        }
-        let Some(last) = args.last_mut() else {
-            return Err(self.err("invalid condition \"(\"", &d.span));
-        };
-        if last == ")" {
-            args.pop();
-        } else if let Some(rest) = last.strip_suffix(')') {
-            *last = rest.to_string();
-        } else {
-            let l = d.args.last().map(|a| a.value.as_str()).unwrap_or("");
-            return Err(self.err(format!("invalid condition \"{l}\""), &d.span));
-        }
-        if args.is_empty() || args[0].is_empty() {
-            return Err(self.err("invalid condition \"(\"", &d.span));
-        }
-        let t = |w: &mut Walker, s: &str| w.vars.template(s).map_err(|m| w.err(m, &d.span));
-        if args[0].starts_with('$') {
-            let var = t(self, &args[0])?;
-            match args.len() {
-                1 => return Ok(Condition::Var(var)),
-                3 => {}
-                _ => return Err(self.err(format!("invalid condition \"{}\"", args[0]), &d.span)),
-            }
-            let op = args[1].as_str();
-            return match op {
-                "=" | "!=" => Ok(Condition::Eq(var, t(self, &args[2])?, op == "!=")),
-                "~" | "~*" | "!~" | "!~*" => {
-                    let re = self
-                        .vars
-                        .regex(&args[2], op.ends_with('*'))
-                        .map_err(|m| self.err(m, &d.span))?;
-                    Ok(Condition::Regex(var, re, op.starts_with('!')))
-                }
-                _ => Err(self.err(format!("unexpected \"{op}\" in condition"), &d.span)),
-            };
-        }
-        let (neg, test) = match args[0].strip_prefix('!') {
-            Some(r) => (true, r),
-            None => (false, args[0].as_str()),
-        };
-        let ft = match test {
-            "-f" => Some(FileTest::File),
-            "-d" => Some(FileTest::Dir),
-            "-e" => Some(FileTest::Exists),
-            "-x" => Some(FileTest::Exec),
-            _ => None,
-        };
-        match (ft, args.len()) {
-            (Some(ft), 2) => Ok(Condition::File(ft, t(self, &args[1])?, neg)),
-            _ => Err(self.err(format!("invalid condition \"{}\"", args[0]), &d.span)),
-        }
     }
 
     fn map_block(&mut self, d: &Directive) -> Res<()> {
