@@ -148,8 +148,8 @@ impl Walker<'_> {
                 let Target::Server(srv) = tgt else {
                     return Ok(());
                 };
-                let (addr, opts) = self.listen(d)?;
-                return self.add_listen(srv, addr, opts, sp);
+                let (addr, opts, socket_opts) = self.listen(d)?;
+                return self.add_listen(srv, addr, opts, socket_opts, sp);
             }
             "server_name" => {
                 let Target::Server(srv) = tgt else {

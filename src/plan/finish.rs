@@ -476,10 +476,8 @@ impl<'w, 'a> Finisher<'w, 'a> {
             return Ok(None);
         }
         if ssl && certs.is_empty() {
-            return Err(ConfError::nowhere(format!(
-                "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive in {}:{}",
-                s.span.file, s.span.line
-            )));
+            // Only the default server of an `ssl` address must have one (checked with the groups).
+            return Ok(None);
         }
         let mut pairs = Vec::new();
         for (i, (c, sp)) in certs.iter().enumerate() {

@@ -9,7 +9,7 @@ use super::values::{self, HostPort};
 use super::walk::{Res, Walker};
 
 impl Walker<'_> {
-    pub(super) fn listen(&mut self, d: &Directive) -> Res<(ListenAddr, ListenOpts)> {
+    pub(super) fn listen(&mut self, d: &Directive) -> Res<(ListenAddr, ListenOpts, bool)> {
         let ec = self.ec();
         let sp = &d.span;
         let a0 = d.args[0].value.as_str();
@@ -41,6 +41,8 @@ impl Walker<'_> {
             span: Some(sp.clone()),
             ..Default::default()
         };
+        // nginx's `lsopt.set`: socket options, which only one `listen` per address may give.
+        let mut socket_opts = false;
         for (i, x) in d.args.iter().enumerate().skip(1) {
             let v = x.value.as_str();
             let bad = |w: &Walker| w.err_arg(format!("invalid parameter \"{v}\""), d, i);
@@ -49,9 +51,13 @@ impl Walker<'_> {
                 "ssl" => o.ssl = true,
                 "http2" => o.http2 = true,
                 "proxy_protocol" => o.proxy_protocol = true,
-                "reuseport" => o.reuseport = true,
-                "bind" | "deferred" => {}
+                "reuseport" => {
+                    o.reuseport = true;
+                    socket_opts = true;
+                }
+                "bind" | "deferred" => socket_opts = true,
                 _ => {
+                    socket_opts = true;
                     if let Some(n) = v.strip_prefix("backlog=") {
                         let b = n.parse::<i32>().ok().filter(|b| *b != 0);
                         o.backlog =
@@ -71,6 +77,6 @@ impl Walker<'_> {
                 }
             }
         }
-        Ok((addr, o))
+        Ok((addr, o, socket_opts))
     }
 }

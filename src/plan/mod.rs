@@ -233,13 +233,22 @@ pub fn compile(
         }));
     }
     drop(f);
+    let listens = listen_groups(&servers);
+    // ngx_http_ssl_init: the default server of every `ssl` address needs a certificate.
+    for g in listens.iter().filter(|g| g.opts.ssl) {
+        if let Some(s) = servers.get(g.default_server).filter(|s| s.tls.is_none()) {
+            return Err(ConfError::nowhere(format!(
+                "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive in {}:{}",
+                s.span.file, s.span.line
+            )));
+        }
+    }
     if let Some(name) = w.vars.first_undefined() {
         return Err(ConfError::nowhere(format!("unknown \"{name}\" variable")));
     }
     if !fragment && !w.main.events {
         return Err(ConfError::nowhere("no \"events\" section in configuration"));
     }
-    let listens = listen_groups(&servers);
     let plan = Plan {
         main,
         http: Http {

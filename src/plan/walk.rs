@@ -233,7 +233,7 @@ impl<'a> Walker<'a> {
                 [0, 0, 0, 0],
                 self.opts.default_listen_port,
             )));
-            self.add_listen(&mut srv, addr, ListenOpts::default(), &d.span)?;
+            self.add_listen(&mut srv, addr, ListenOpts::default(), false, &d.span)?;
         }
         if srv.names.is_empty() {
             srv.names.push(ServerName::Exact(String::new()));
@@ -248,6 +248,7 @@ impl<'a> Walker<'a> {
         srv: &mut RawServer,
         addr: ListenAddr,
         opts: ListenOpts,
+        has_opts: bool,
         span: &Span,
     ) -> Res<()> {
         let text = match &addr {
@@ -257,12 +258,6 @@ impl<'a> Walker<'a> {
         if srv.listens.iter().any(|(a, _)| *a == addr) {
             return Err(self.err(format!("a duplicate listen {text}"), span));
         }
-        let has_opts = opts.ssl
-            || opts.http2
-            || opts.proxy_protocol
-            || opts.reuseport
-            || opts.backlog.is_some()
-            || opts.ipv6only.is_some();
         let seen = self
             .listen_seen
             .entry(addr.clone())
