@@ -226,22 +226,24 @@ impl<'w, 'a> Finisher<'w, 'a> {
 
     /// Duplicate prefix/exact locations among siblings (ngx_http_join_exact_locations).
     pub fn check_duplicates(&self, locs: &[RawLoc]) -> Res<()> {
-        for (i, a) in locs.iter().enumerate() {
-            for b in &locs[i + 1..] {
-                let same = match (&a.matcher, &b.matcher) {
-                    (LocMatch::Exact(x), LocMatch::Exact(y)) => x == y,
-                    (LocMatch::Prefix { path: x, .. }, LocMatch::Prefix { path: y, .. }) => x == y,
-                    (LocMatch::Named(x), LocMatch::Named(y)) => x == y,
-                    _ => false,
-                };
-                if same {
+        // (kind, name) → seen; a hash set keeps this linear for configs with 100k locations.
+        let mut seen: std::collections::HashSet<(u8, &str)> = std::collections::HashSet::new();
+        for l in locs {
+            let key = match &l.matcher {
+                LocMatch::Exact(x) => Some((0, x.as_str())),
+                LocMatch::Prefix { path, .. } => Some((1, path.as_str())),
+                LocMatch::Named(x) => Some((2, x.as_str())),
+                LocMatch::Regex(_) => None,
+            };
+            if let Some(k) = key {
+                if !seen.insert(k) {
                     return Err(ConfError::emerg(
-                        format!("duplicate location \"{}\"", b.name),
-                        &b.span,
+                        format!("duplicate location \"{}\"", l.name),
+                        &l.span,
                     ));
                 }
             }
-            self.check_duplicates(&a.children)?;
+            self.check_duplicates(&l.children)?;
         }
         Ok(())
     }
