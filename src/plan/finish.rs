@@ -349,7 +349,10 @@ impl<'w, 'a> Finisher<'w, 'a> {
                     let inner = self.ops(ops, enclosing, server)?;
                     let conf = if lvl.touched {
                         // proxy_pass set in the enclosing location applies inside `if` too.
-                        let m = merge(lvl, enclosing);
+                        let mut m = merge(lvl, enclosing);
+                        if m.proxy_pass.is_none() {
+                            m.proxy_pass = enclosing.proxy_pass.clone();
+                        }
                         Some(Arc::new(self.loc_conf(&m, &[], server, true)?))
                     } else {
                         None
