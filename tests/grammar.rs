@@ -10,10 +10,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use nginx_rs::conf::{self, LoadOptions};
+
+mod conf_support;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("grammar-tests")
@@ -110,58 +111,25 @@ fn golden_cases() {
     );
 }
 
-const NGINX: &str = "/usr/sbin/nginx";
-
-/// Runs `nginx -t` on a case wrapped so that its lines stay its own; returns nginx's first error
-/// as `[level] MESSAGE in err/x.conf:N`, or `None` if the test passed.
+/// Runs `nginx -t` on a case wrapped so that its lines stay its own.
 fn nginx_verdict(tmp: &Path, rel: &str, level: Level) -> Option<String> {
-    let wrap = tmp.join("wrap.conf");
-    let body = match level {
+    let wrapper = match level {
         Level::Main => format!("include {rel};\n"),
         Level::Http => format!("events {{}} http {{ include {rel}; }}\n"),
     };
-    fs::write(&wrap, body).expect("tmp writable");
-    let prefix = format!("{}/", tmp.display());
-    let globals = format!("pid {}/nginx.pid;", tmp.display());
-    let out = Command::new(NGINX)
-        .args(["-t", "-q", "-e", "stderr", "-p", &prefix, "-c"])
-        .arg(&wrap)
-        .args(["-g", &globals])
-        .output()
-        .expect("nginx runs");
-    if out.status.success() {
-        return None;
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("] ") && !l.contains("[warn]") && !l.contains("[notice]"))
-        .unwrap_or("nginx failed without an error line");
-    // "2026/01/01 00:00:00 [emerg] 123#123: MESSAGE" -> "[emerg] MESSAGE"
-    let line = match (line.find('['), line.find("#")) {
-        (Some(b), Some(_)) => {
-            let level_end = line[b..].find(']').map_or(b, |e| b + e + 1);
-            let msg = line[level_end..]
-                .split_once(": ")
-                .map_or(&line[level_end..], |(_, m)| m);
-            format!("{} {msg}", &line[b..level_end])
-        }
-        _ => line.to_string(),
-    };
-    Some(line.replace(&prefix, ""))
+    conf_support::nginx_test(tmp, &wrapper)
 }
 
 #[test]
 fn nginx_agrees_with_goldens() {
-    if !Path::new(NGINX).exists() {
-        println!("skipped: {NGINX} is not installed");
+    if !conf_support::nginx_installed() {
+        println!("skipped: {} is not installed", conf_support::NGINX);
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
     for dir in ["ok", "err"] {
         std::os::unix::fs::symlink(root().join(dir), tmp.path().join(dir)).expect("symlink");
     }
-    fs::create_dir_all(tmp.path().join("logs")).expect("logs dir");
     let mut failures = Vec::new();
     for dir in ["ok", "err"] {
         for (rel, path) in cases(dir) {
