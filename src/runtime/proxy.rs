@@ -57,6 +57,7 @@ impl ReqBody {
 /// Where the request goes: the group and the URI to send.
 struct Target {
     group: Arc<Group>,
+    upstream: Arc<plan::Upstream>,
     uri: String,
 }
 
@@ -126,19 +127,27 @@ pub async fn proxy(
 
     let idempotent = !matches!(head.method.as_str(), "POST" | "LOCK" | "PATCH");
     let deadline = conf.next_upstream_timeout.map(|t| Instant::now() + t);
+    // nginx: the group's `peer.tries`, capped by `proxy_next_upstream_tries` (0 = no cap).
+    let group_tries = target.group.tries().max(1);
     let max_tries = if conf.next_upstream_tries == 0 {
-        u32::MAX
+        group_tries
     } else {
-        conf.next_upstream_tries
+        conf.next_upstream_tries.min(group_tries)
     };
-    let mut tried = Tried::default();
+    let key_buf;
+    let key = match &target.upstream.method {
+        plan::Balance::IpHash => SelectKey::Ip(ctx.conn.remote.ip()),
+        plan::Balance::Hash { key, .. } => {
+            key_buf = ctx.render(key);
+            SelectKey::Bytes(&key_buf)
+        }
+        _ => SelectKey::None,
+    };
+    let mut tried = Tried::new();
     let mut attempts = 0u32;
     let mut last_failure: Option<Failure> = None;
     loop {
-        let peer = match target
-            .group
-            .select(SelectKey::Ip(ctx.conn.remote.ip()), &mut tried)
-        {
+        let peer = match target.group.select(key, &mut tried) {
             Ok(p) => p,
             Err(_) => {
                 if attempts == 0 {
@@ -160,7 +169,7 @@ pub async fn proxy(
             let conn = match target.group.connect(&peer, conf.connect_timeout).await {
                 Ok(c) => c,
                 Err(e) => {
-                    let (f, msg) = connect_message(&e);
+                    let (f, msg) = connect_message(&e, peer.addr());
                     outcome = Err((f, msg, false));
                     break;
                 }
@@ -362,17 +371,12 @@ fn body_error(ctx: &mut RequestCtx, e: ReadError, tokens: plan::ServerTokens) ->
 }
 
 /// nginx's words for a connect failure and its failure class.
-fn connect_message(e: &ConnectError) -> (Failure, String) {
-    match e {
-        ConnectError::Timeout => (
-            Failure::Timeout,
-            "upstream timed out (110: Connection timed out) while connecting to upstream".into(),
-        ),
-        ConnectError::Refused(e) | ConnectError::Other(e) => (
-            Failure::Error,
-            format!("connect() failed ({}) while connecting to upstream", os_error(e)),
-        ),
-    }
+fn connect_message(e: &ConnectError, peer: &plan::PeerAddr) -> (Failure, String) {
+    let class = match e {
+        ConnectError::Timeout => Failure::Timeout,
+        _ => Failure::Error,
+    };
+    (class, format!("{} while connecting to upstream", e.log_message(peer)))
 }
 
 fn read_message(e: &hyper::Error) -> String {
@@ -440,7 +444,11 @@ fn resolve_target(
                 // Without: the client's URI exactly as sent.
                 None => ctx.request_uri.clone(),
             };
-            Ok(Target { group, uri })
+            Ok(Target {
+                group,
+                upstream: upstream.clone(),
+                uri,
+            })
         }
         ProxyPass::Dynamic(t) => {
             let url = String::from_utf8_lossy(&ctx.render(t)).into_owned();
@@ -477,7 +485,11 @@ fn resolve_target(
             } else {
                 uri.to_string()
             };
-            Ok(Target { group, uri })
+            Ok(Target {
+                group,
+                upstream: upstream.clone(),
+                uri,
+            })
         }
     }
 }
