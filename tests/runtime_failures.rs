@@ -133,7 +133,13 @@ async fn timeout_fails_over_to_next_peer_but_not_for_post() {
     .await
     .expect("response");
     assert_eq!(r.status, 504);
-    assert_eq!(ok.requests().iter().filter(|r| r.starts_with("POST")).count(), 0);
+    assert_eq!(
+        ok.requests()
+            .iter()
+            .filter(|r| r.starts_with("POST"))
+            .count(),
+        0
+    );
     p.stop().await;
 }
 
@@ -163,7 +169,10 @@ async fn backend_status_passes_through_without_next_upstream() {
     let p = Proxy::start(one_location(proxy_conf(&up, None), &up)).await;
     let r = get(p.addr, "localhost", "/").await;
     assert_eq!(r.status, 503);
-    assert_eq!(r.status_line, "HTTP/1.1 503 Whatever", "the backend's reason phrase is kept");
+    assert_eq!(
+        r.status_line, "HTTP/1.1 503 Whatever",
+        "the backend's reason phrase is kept"
+    );
     assert_eq!(r.text(), "status");
     p.stop().await;
 }
@@ -174,8 +183,12 @@ async fn response_is_streamed() {
     let b = Backend::spawn("slow", Behaviour::Slow(5)).await;
     let up = upstream("backend", &[b.addr]);
     let p = Proxy::start(one_location(proxy_conf(&up, None), &up)).await;
-    let mut c = tokio::net::TcpStream::connect(p.addr).await.expect("connect");
-    c.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("write");
+    let mut c = tokio::net::TcpStream::connect(p.addr)
+        .await
+        .expect("connect");
+    c.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("write");
     // The head and the first body byte arrive before the backend has sent the rest.
     let mut got = Vec::new();
     let mut tmp = [0u8; 1024];
@@ -190,6 +203,10 @@ async fn response_is_streamed() {
         }
     };
     let body_so_far = got.len() - body_start;
-    assert!(body_so_far < 5, "got the whole body at once: {}", String::from_utf8_lossy(&got));
+    assert!(
+        body_so_far < 5,
+        "got the whole body at once: {}",
+        String::from_utf8_lossy(&got)
+    );
     p.stop().await;
 }

@@ -24,7 +24,9 @@ async fn setup() -> (Backend, Proxy) {
 
 /// Send `req`, expect `status`, the connection closed, and nothing at the backend.
 async fn rejected(p: &Proxy, b: &Backend, req: &[u8], status: u16) {
-    let mut s = tokio::net::TcpStream::connect(p.addr).await.expect("connect");
+    let mut s = tokio::net::TcpStream::connect(p.addr)
+        .await
+        .expect("connect");
     s.write_all(req).await.expect("write");
     let mut buf = Vec::new();
     let r = read_response(&mut s, &mut buf, false).await;
@@ -32,7 +34,11 @@ async fn rejected(p: &Proxy, b: &Backend, req: &[u8], status: u16) {
     let r = r.unwrap_or_else(|| panic!("no response to {shown:?}"));
     assert_eq!(r.status, status, "for {shown:?}");
     assert!(closed(&mut s).await, "connection left open after {shown:?}");
-    assert!(b.requests().is_empty(), "forwarded: {shown:?}: {:?}", b.requests());
+    assert!(
+        b.requests().is_empty(),
+        "forwarded: {shown:?}: {:?}",
+        b.requests()
+    );
 }
 
 #[tokio::test]
@@ -70,16 +76,27 @@ async fn size_limits() {
     let (b, p) = setup().await;
     let long_uri = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(2000));
     rejected(&p, &b, long_uri.as_bytes(), 414).await;
-    let long_header = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Long: {}\r\n\r\n", "a".repeat(2000));
-    let mut s = tokio::net::TcpStream::connect(p.addr).await.expect("connect");
+    let long_header = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Long: {}\r\n\r\n",
+        "a".repeat(2000)
+    );
+    let mut s = tokio::net::TcpStream::connect(p.addr)
+        .await
+        .expect("connect");
     s.write_all(long_header.as_bytes()).await.expect("write");
     let mut buf = Vec::new();
-    let r = read_response(&mut s, &mut buf, false).await.expect("response");
+    let r = read_response(&mut s, &mut buf, false)
+        .await
+        .expect("response");
     assert_eq!(r.status, 400);
-    assert!(r.text().contains("<title>400 Request Header Or Cookie Too Large</title>"));
+    assert!(r
+        .text()
+        .contains("<title>400 Request Header Or Cookie Too Large</title>"));
     assert!(b.requests().is_empty());
     // A chunked body over client_max_body_size (1m) is 413 too, found while reading it.
-    let mut s = tokio::net::TcpStream::connect(p.addr).await.expect("connect");
+    let mut s = tokio::net::TcpStream::connect(p.addr)
+        .await
+        .expect("connect");
     s.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
         .await
         .expect("write");
@@ -90,7 +107,9 @@ async fn size_limits() {
         }
     }
     let mut buf = Vec::new();
-    let r = read_response(&mut s, &mut buf, false).await.expect("response");
+    let r = read_response(&mut s, &mut buf, false)
+        .await
+        .expect("response");
     assert_eq!(r.status, 413);
     assert_eq!(r.status_line, "HTTP/1.1 413 Request Entity Too Large");
     assert!(b.requests().is_empty());
@@ -109,13 +128,22 @@ async fn bodies_buffered_spilled_and_expect_continue() {
     let r = raw(p.addr, req.as_bytes()).await.expect("response");
     assert_eq!(r.status, 200);
     let got = &b.requests()[0];
-    assert!(got.contains(&format!("Content-Length: {}\r\n", body.len())) || got.to_ascii_lowercase().contains(&format!("content-length: {}\r\n", body.len())));
+    assert!(
+        got.contains(&format!("Content-Length: {}\r\n", body.len()))
+            || got
+                .to_ascii_lowercase()
+                .contains(&format!("content-length: {}\r\n", body.len()))
+    );
     assert!(got.ends_with(&body));
     // Expect: 100-continue gets the interim response once the proxy reads the body.
-    let mut s = tokio::net::TcpStream::connect(p.addr).await.expect("connect");
-    s.write_all(b"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+    let mut s = tokio::net::TcpStream::connect(p.addr)
         .await
-        .expect("write");
+        .expect("connect");
+    s.write_all(
+        b"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .expect("write");
     let mut buf = Vec::new();
     let r = read_response(&mut s, &mut buf, false).await.expect("100");
     assert_eq!(r.status, 100);
@@ -123,7 +151,10 @@ async fn bodies_buffered_spilled_and_expect_continue() {
     let r = read_response(&mut s, &mut buf, false).await.expect("200");
     assert_eq!(r.status, 200);
     let sent = &b.requests()[1];
-    assert!(!sent.to_ascii_lowercase().contains("expect:"), "Expect is not forwarded");
+    assert!(
+        !sent.to_ascii_lowercase().contains("expect:"),
+        "Expect is not forwarded"
+    );
     assert!(sent.ends_with("\r\n\r\ndata"));
     p.stop().await;
 }
@@ -143,12 +174,16 @@ async fn client_body_timeout_is_408() {
     });
     let s = server(vec![], vec![l]);
     let p = Proxy::start(plan(vec![s], 0, vec![up])).await;
-    let mut s = tokio::net::TcpStream::connect(p.addr).await.expect("connect");
+    let mut s = tokio::net::TcpStream::connect(p.addr)
+        .await
+        .expect("connect");
     s.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
         .await
         .expect("write");
     let mut buf = Vec::new();
-    let r = read_response(&mut s, &mut buf, false).await.expect("response");
+    let r = read_response(&mut s, &mut buf, false)
+        .await
+        .expect("response");
     assert_eq!(r.status, 408);
     assert!(b.requests().is_empty());
     p.stop().await;

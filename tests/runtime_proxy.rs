@@ -38,7 +38,11 @@ async fn proxy_pass_uri_rules() {
         vec![
             loc(prefix("/api/"), Some(proxy_conf(&up, Some("/v2/"))), vec![]),
             loc(prefix("/root/"), Some(proxy_conf(&up, Some("/"))), vec![]),
-            loc(LocMatch::Exact("/exact".into()), Some(proxy_conf(&up, Some("/other"))), vec![]),
+            loc(
+                LocMatch::Exact("/exact".into()),
+                Some(proxy_conf(&up, Some("/other"))),
+                vec![],
+            ),
             loc(prefix("/"), Some(proxy_conf(&up, None)), vec![]),
         ],
     );
@@ -77,8 +81,14 @@ async fn headers_to_backend_like_nginx() {
     let up = upstream("backend", &[b.addr]);
     let mut conf = proxy_conf(&up, None);
     let mut hs = vec![
-        (http::HeaderName::from_static("x-real-ip"), tpl(&["$remote_addr"])),
-        (http::HeaderName::from_static("x-forwarded-for"), tpl(&["$proxy_add_x_forwarded_for"])),
+        (
+            http::HeaderName::from_static("x-real-ip"),
+            tpl(&["$remote_addr"]),
+        ),
+        (
+            http::HeaderName::from_static("x-forwarded-for"),
+            tpl(&["$proxy_add_x_forwarded_for"]),
+        ),
         (http::HeaderName::from_static("x-empty"), tpl(&[""])),
         (http::HeaderName::from_static("x-dropped"), tpl(&[""])),
     ];
@@ -101,12 +111,21 @@ async fn headers_to_backend_like_nginx() {
     assert_eq!(r.status, 200);
     let (line, h) = head_of(&r.text());
     assert_eq!(line, "POST /p HTTP/1.0");
-    let get = |n: &str| h.iter().filter(|(k, _)| k == n).map(|(_, v)| v.as_str()).collect::<Vec<_>>();
+    let get = |n: &str| {
+        h.iter()
+            .filter(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(get("x-real-ip"), ["127.0.0.1"]);
     assert_eq!(get("x-forwarded-for"), ["10.0.0.1, 127.0.0.1"]);
     assert_eq!(get("host"), ["backend"]);
     assert_eq!(get("connection"), ["close"]);
-    assert_eq!(get("content-length"), ["5"], "chunked body buffered and sent with a length");
+    assert_eq!(
+        get("content-length"),
+        ["5"],
+        "chunked body buffered and sent with a length"
+    );
     assert!(get("transfer-encoding").is_empty());
     assert!(get("x-empty").is_empty() && get("x-dropped").is_empty());
     assert!(get("keep-alive").is_empty() && get("te").is_empty() && get("upgrade").is_empty());
@@ -116,7 +135,10 @@ async fn headers_to_backend_like_nginx() {
     assert!(r.text().ends_with("\r\n\r\nhello"));
     // Configured headers come first, in config order, then the client's.
     let names: Vec<&str> = h.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(&names[..4], ["x-real-ip", "x-forwarded-for", "host", "connection"]);
+    assert_eq!(
+        &names[..4],
+        ["x-real-ip", "x-forwarded-for", "host", "connection"]
+    );
     p.stop().await;
 }
 
@@ -134,11 +156,17 @@ async fn response_headers_hidden_and_added() {
     )
     .await;
     let up = upstream("backend", &[b.addr]);
-    let s = server(vec![], vec![loc(prefix("/"), Some(proxy_conf(&up, None)), vec![])]);
+    let s = server(
+        vec![],
+        vec![loc(prefix("/"), Some(proxy_conf(&up, None)), vec![])],
+    );
     let p = Proxy::start(plan(vec![s], 0, vec![up])).await;
     let r = get(p.addr, "x", "/").await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("server"), Some(concat!("nginx-rs/", env!("CARGO_PKG_VERSION"))));
+    assert_eq!(
+        r.header("server"),
+        Some(concat!("nginx-rs/", env!("CARGO_PKG_VERSION")))
+    );
     assert_ne!(r.header("date"), Some("Mon, 01 Jan 2000 00:00:00 GMT"));
     assert!(r.header("date").is_some());
     assert!(r.header("x-pad").is_none() && r.header("x-accel-redirect").is_none());
@@ -152,17 +180,38 @@ async fn variables_render_per_request() {
     let b = Backend::spawn("b", Behaviour::Echo).await;
     let up = upstream("backend", &[b.addr]);
     let vars = [
-        "host", "remote_addr", "scheme", "request_uri", "uri", "document_uri", "args", "query_string",
-        "is_args", "request_method", "request", "server_name", "server_addr", "server_protocol",
-        "proxy_host", "proxy_port", "content_type", "content_length", "nginx_version",
-        "connection_requests", "arg_b", "cookie_sid", "http_user_agent", "http_x_forwarded_for",
+        "host",
+        "remote_addr",
+        "scheme",
+        "request_uri",
+        "uri",
+        "document_uri",
+        "args",
+        "query_string",
+        "is_args",
+        "request_method",
+        "request",
+        "server_name",
+        "server_addr",
+        "server_protocol",
+        "proxy_host",
+        "proxy_port",
+        "content_type",
+        "content_length",
+        "nginx_version",
+        "connection_requests",
+        "arg_b",
+        "cookie_sid",
+        "http_user_agent",
+        "http_x_forwarded_for",
     ];
     let mut conf = proxy_conf(&up, None);
     let mut hs: Vec<_> = vars
         .iter()
         .map(|v| {
             (
-                http::HeaderName::from_bytes(format!("x-v-{}", v.replace('_', "-")).as_bytes()).expect("name"),
+                http::HeaderName::from_bytes(format!("x-v-{}", v.replace('_', "-")).as_bytes())
+                    .expect("name"),
                 tpl(&["[", &format!("${v}"), "]"]),
             )
         })
@@ -170,7 +219,10 @@ async fn variables_render_per_request() {
     hs.extend(default_headers());
     conf.set_headers = Arc::new(hs);
     let s = server(
-        vec![ServerName::Exact("example.com".into()), ServerName::Exact("www.example.com".into())],
+        vec![
+            ServerName::Exact("example.com".into()),
+            ServerName::Exact("www.example.com".into()),
+        ],
         vec![loc(prefix("/"), Some(conf), vec![])],
     );
     let p = Proxy::start(plan(vec![s], 0, vec![up])).await;
@@ -223,12 +275,17 @@ async fn keepalive_and_pipelining_from_the_client() {
     let b = Backend::spawn("b", Behaviour::Echo).await;
     let up = upstream("backend", &[b.addr]);
     let mut conf = proxy_conf(&up, None);
-    let mut hs = vec![(http::HeaderName::from_static("x-n"), tpl(&["$connection_requests"]))];
+    let mut hs = vec![(
+        http::HeaderName::from_static("x-n"),
+        tpl(&["$connection_requests"]),
+    )];
     hs.extend(default_headers());
     conf.set_headers = Arc::new(hs);
     let s = server(vec![], vec![loc(prefix("/"), Some(conf), vec![])]);
     let p = Proxy::start(plan(vec![s], 0, vec![up])).await;
-    let mut c = tokio::net::TcpStream::connect(p.addr).await.expect("connect");
+    let mut c = tokio::net::TcpStream::connect(p.addr)
+        .await
+        .expect("connect");
     c.write_all(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nHEAD /3 HTTP/1.1\r\nHost: a\r\n\r\n")
         .await
         .expect("write");
@@ -236,8 +293,12 @@ async fn keepalive_and_pipelining_from_the_client() {
     let r1 = read_response(&mut c, &mut buf, false).await.expect("r1");
     let r2 = read_response(&mut c, &mut buf, false).await.expect("r2");
     let r3 = read_response(&mut c, &mut buf, true).await.expect("r3");
-    assert!(r1.text().starts_with("GET /1 ") && r1.text().to_ascii_lowercase().contains("x-n: 1\r\n"));
-    assert!(r2.text().starts_with("GET /2 ") && r2.text().to_ascii_lowercase().contains("x-n: 2\r\n"));
+    assert!(
+        r1.text().starts_with("GET /1 ") && r1.text().to_ascii_lowercase().contains("x-n: 1\r\n")
+    );
+    assert!(
+        r2.text().starts_with("GET /2 ") && r2.text().to_ascii_lowercase().contains("x-n: 2\r\n")
+    );
     assert_eq!(r3.status, 200);
     assert!(r3.body.is_empty());
     assert!(b.requests()[2].starts_with("HEAD /3 HTTP/1.0\r\n"));

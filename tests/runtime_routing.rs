@@ -32,7 +32,10 @@ fn tag_of(r: &Resp) -> String {
 
 fn header_of(r: &Resp, name: &str) -> String {
     let (_, h) = head_of(&r.text());
-    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default()
+    h.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -40,20 +43,46 @@ async fn server_name_precedence() {
     let b = Backend::spawn("b", Behaviour::Echo).await;
     let up = upstream("backend", &[b.addr]);
     let srv = |names: Vec<ServerName>, tag: &str| {
-        server(names, vec![loc(prefix("/"), Some(tagged(&up, tag, &[("x-cap", "$slot0"), ("x-1", "$1")])), vec![])])
+        server(
+            names,
+            vec![loc(
+                prefix("/"),
+                Some(tagged(&up, tag, &[("x-cap", "$slot0"), ("x-1", "$1")])),
+                vec![],
+            )],
+        )
     };
     let servers = vec![
         srv(vec![ServerName::Exact("_".into())], "first"),
         srv(vec![ServerName::Exact("www.example.com".into())], "exact"),
-        srv(vec![ServerName::LeadingWildcard(".example.com".into())], "lead-short"),
-        srv(vec![ServerName::LeadingWildcard(".www.example.com".into())], "lead-long"),
-        srv(vec![ServerName::TrailingWildcard("mail.".into())], "trail-short"),
-        srv(vec![ServerName::TrailingWildcard("mail.example.".into())], "trail-long"),
         srv(
-            vec![ServerName::Regex(regex(r"^(?<sub>[a-z]+)\.regex\.org$", false, &[(1, 0)]))],
+            vec![ServerName::LeadingWildcard(".example.com".into())],
+            "lead-short",
+        ),
+        srv(
+            vec![ServerName::LeadingWildcard(".www.example.com".into())],
+            "lead-long",
+        ),
+        srv(
+            vec![ServerName::TrailingWildcard("mail.".into())],
+            "trail-short",
+        ),
+        srv(
+            vec![ServerName::TrailingWildcard("mail.example.".into())],
+            "trail-long",
+        ),
+        srv(
+            vec![ServerName::Regex(regex(
+                r"^(?<sub>[a-z]+)\.regex\.org$",
+                false,
+                &[(1, 0)],
+            ))],
             "regex1",
         ),
-        srv(vec![ServerName::Regex(regex(r"regex", false, &[]))], "regex2"),
+        srv(
+            vec![ServerName::Regex(regex(r"regex", false, &[]))],
+            "regex2",
+        ),
         srv(vec![ServerName::Exact("default.test".into())], "default"),
     ];
     let mut pl = plan(servers, 8, vec![up.clone()]);
@@ -77,10 +106,16 @@ async fn server_name_precedence() {
         assert_eq!(tag_of(&r), want, "Host: {host}");
     }
     let r = get(p.addr, "foo.regex.org", "/").await;
-    assert_eq!(header_of(&r, "x-cap"), "foo", "named capture from server_name");
+    assert_eq!(
+        header_of(&r, "x-cap"),
+        "foo",
+        "named capture from server_name"
+    );
     assert_eq!(header_of(&r, "x-1"), "foo", "$1 from server_name");
     // HTTP/1.0 without Host: default server, $host is its name.
-    let r = raw(p.addr, b"GET / HTTP/1.0\r\n\r\n").await.expect("response");
+    let r = raw(p.addr, b"GET / HTTP/1.0\r\n\r\n")
+        .await
+        .expect("response");
     assert_eq!(tag_of(&r), "default");
     p.stop().await;
 }
@@ -107,12 +142,28 @@ async fn location_precedence() {
             t("app"),
             vec![
                 loc(prefix("/app/admin/"), t("app-admin"), vec![]),
-                loc(LocMatch::Regex(regex(r"\.php$", false, &[])), t("app-php"), vec![]),
+                loc(
+                    LocMatch::Regex(regex(r"\.php$", false, &[])),
+                    t("app-php"),
+                    vec![],
+                ),
             ],
         ),
-        loc(LocMatch::Regex(regex(r"\.(gif|jpg)$", false, &[])), t("regex-img"), vec![]),
-        loc(LocMatch::Regex(regex(r"\.JPG$", true, &[])), t("regex-jpg-ci"), vec![]),
-        loc(LocMatch::Regex(regex(r"^/app/.*\.txt$", false, &[])), t("regex-txt"), vec![]),
+        loc(
+            LocMatch::Regex(regex(r"\.(gif|jpg)$", false, &[])),
+            t("regex-img"),
+            vec![],
+        ),
+        loc(
+            LocMatch::Regex(regex(r"\.JPG$", true, &[])),
+            t("regex-jpg-ci"),
+            vec![],
+        ),
+        loc(
+            LocMatch::Regex(regex(r"^/app/.*\.txt$", false, &[])),
+            t("regex-txt"),
+            vec![],
+        ),
     ];
     let s = server(vec![], locations);
     let p = Proxy::start(plan(vec![s], 0, vec![up])).await;

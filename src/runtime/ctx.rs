@@ -235,18 +235,19 @@ impl RequestCtx {
             Var::ConnectionRequests => {
                 let _ = write!(out, "{}", self.conn_requests);
             }
-            Var::UpstreamAddr => self.upstream_list(out, |t, o| o.extend_from_slice(t.addr.as_bytes())),
+            Var::UpstreamAddr => {
+                self.upstream_list(out, |t, o| o.extend_from_slice(t.addr.as_bytes()))
+            }
             Var::UpstreamStatus => self.upstream_list(out, |t, o| match t.status {
                 Some(s) => {
                     let _ = write!(o, "{s}");
                 }
                 None => o.push(b'-'),
             }),
-            Var::UpstreamResponseTime | Var::UpstreamConnectTime | Var::UpstreamHeaderTime => {
-                self.upstream_list(out, |t, o| {
+            Var::UpstreamResponseTime | Var::UpstreamConnectTime | Var::UpstreamHeaderTime => self
+                .upstream_list(out, |t, o| {
                     let _ = write!(o, "{:.3}", t.response_time);
-                })
-            }
+                }),
             Var::RemoteUser => {}
             Var::HttpReferer => {
                 if let Some(v) = header_str(&self.headers, "referer") {

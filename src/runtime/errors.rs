@@ -128,7 +128,10 @@ pub fn log_error(ctx: &RequestCtx, msg: &str, upstream: Option<&str>) {
         line.push_str(&format!(", upstream: \"{u}\""));
     }
     if let Some(h) = ctx.headers.get(header::HOST) {
-        line.push_str(&format!(", host: \"{}\"", String::from_utf8_lossy(h.as_bytes())));
+        line.push_str(&format!(
+            ", host: \"{}\"",
+            String::from_utf8_lossy(h.as_bytes())
+        ));
     }
     tracing::error!(target: "nginx_rs::error_log", conn = ctx.conn.id, "{line}");
 }

@@ -120,16 +120,24 @@ pub fn bind(plan: &Plan) -> Result<Listeners, BindError> {
     Ok(Listeners { sockets })
 }
 
-fn bind_inet(addr: SocketAddr, opts: &crate::plan::ListenOpts) -> Result<std::net::TcpListener, BindError> {
+fn bind_inet(
+    addr: SocketAddr,
+    opts: &crate::plan::ListenOpts,
+) -> Result<std::net::TcpListener, BindError> {
     use socket2::{Domain, Protocol, Socket, Type};
     let err = |call, error| BindError {
         call,
         addr: addr.to_string(),
         error,
     };
-    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
     let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).map_err(|e| err("socket", e))?;
-    s.set_reuse_address(true).map_err(|e| err("setsockopt", e))?;
+    s.set_reuse_address(true)
+        .map_err(|e| err("setsockopt", e))?;
     if opts.reuseport {
         s.set_reuse_port(true).map_err(|e| err("setsockopt", e))?;
     }
@@ -138,7 +146,8 @@ fn bind_inet(addr: SocketAddr, opts: &crate::plan::ListenOpts) -> Result<std::ne
             .map_err(|e| err("setsockopt", e))?;
     }
     s.bind(&addr.into()).map_err(|e| err("bind", e))?;
-    s.listen(opts.backlog.unwrap_or(511)).map_err(|e| err("listen", e))?;
+    s.listen(opts.backlog.unwrap_or(511))
+        .map_err(|e| err("listen", e))?;
     s.set_nonblocking(true).map_err(|e| err("ioctl", e))?;
     Ok(s.into())
 }

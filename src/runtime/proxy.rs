@@ -77,10 +77,7 @@ pub async fn proxy(
     head: &http::request::Parts,
     incoming: Incoming,
 ) -> Response<Body> {
-    let tokens = ctx
-        .server
-        .conf
-        .server_tokens;
+    let tokens = ctx.server.conf.server_tokens;
     let target = match resolve_target(ctx, live, conf, loc) {
         Ok(t) => t,
         Err(msg) => {
@@ -178,7 +175,8 @@ pub async fn proxy(
             let Some(body) = req_body.take() else {
                 outcome = Err((
                     Failure::Error,
-                    "upstream prematurely closed connection while sending request to upstream".into(),
+                    "upstream prematurely closed connection while sending request to upstream"
+                        .into(),
                     true,
                 ));
                 break;
@@ -203,7 +201,11 @@ pub async fn proxy(
                     break;
                 }
                 Err(SendError::Canceled) if reused => continue, // never left us: try a fresh one
-                Err(SendError::Failed(e)) if reused && matches!(req_body, ReqBody::Buffered(_) | ReqBody::None) && (idempotent || conf.next_upstream.non_idempotent) => {
+                Err(SendError::Failed(e))
+                    if reused
+                        && matches!(req_body, ReqBody::Buffered(_) | ReqBody::None)
+                        && (idempotent || conf.next_upstream.non_idempotent) =>
+                {
                     let _ = e;
                     continue;
                 }
@@ -243,7 +245,7 @@ pub async fn proxy(
                 });
                 if retry_status
                     && attempts < max_tries
-                    && deadline.is_none_or(|d| Instant::now() < d)
+                    && deadline.map_or(true, |d| Instant::now() < d)
                     && (idempotent || conf.next_upstream.non_idempotent)
                     && !matches!(req_body, ReqBody::Streaming(None))
                 {
@@ -256,7 +258,11 @@ pub async fn proxy(
             Err((failure, msg, request_sent)) => {
                 errors::log_error(ctx, &msg, Some(&upstream_url));
                 peer.failure();
-                let status = if failure == Failure::Timeout { 504 } else { 502 };
+                let status = if failure == Failure::Timeout {
+                    504
+                } else {
+                    502
+                };
                 ctx.upstream_tries.push(UpstreamTry {
                     addr: peer_addr,
                     status: Some(status),
@@ -267,8 +273,9 @@ pub async fn proxy(
                     Failure::Error => conf.next_upstream.error,
                     Failure::Timeout => conf.next_upstream.timeout,
                 };
-                let non_idempotent_block =
-                    (request_sent || sent_body) && !idempotent && !conf.next_upstream.non_idempotent;
+                let non_idempotent_block = (request_sent || sent_body)
+                    && !idempotent
+                    && !conf.next_upstream.non_idempotent;
                 let body_gone = matches!(req_body, ReqBody::Streaming(None));
                 if !allowed
                     || non_idempotent_block
@@ -351,8 +358,16 @@ fn client_response(
     Response::from_parts(parts, body)
 }
 
-fn failure_response(ctx: &mut RequestCtx, last: Option<Failure>, tokens: plan::ServerTokens) -> Response<Body> {
-    let code = if last == Some(Failure::Timeout) { 504 } else { 502 };
+fn failure_response(
+    ctx: &mut RequestCtx,
+    last: Option<Failure>,
+    tokens: plan::ServerTokens,
+) -> Response<Body> {
+    let code = if last == Some(Failure::Timeout) {
+        504
+    } else {
+        502
+    };
     ctx.status = code;
     errors::response(code, tokens, false, ctx.method == Method::HEAD)
 }
@@ -361,9 +376,16 @@ fn body_error(ctx: &mut RequestCtx, e: ReadError, tokens: plan::ServerTokens) ->
     let head = ctx.method == Method::HEAD;
     let (code, msg) = match e {
         ReadError::TooLarge => (413, "client intended to send too large body".to_string()),
-        ReadError::Timeout => (408, "client timed out (110: Connection timed out) while reading client request body".to_string()),
+        ReadError::Timeout => (
+            408,
+            "client timed out (110: Connection timed out) while reading client request body"
+                .to_string(),
+        ),
         ReadError::Client(e) => (400, format!("client sent invalid request body: {e}")),
-        ReadError::Io(e) => (500, format!("writing request body to a temporary file failed: {e}")),
+        ReadError::Io(e) => (
+            500,
+            format!("writing request body to a temporary file failed: {e}"),
+        ),
     };
     errors::log_error(ctx, &msg, None);
     ctx.status = code;
@@ -376,7 +398,10 @@ fn connect_message(e: &ConnectError, peer: &plan::PeerAddr) -> (Failure, String)
         ConnectError::Timeout => Failure::Timeout,
         _ => Failure::Error,
     };
-    (class, format!("{} while connecting to upstream", e.log_message(peer)))
+    (
+        class,
+        format!("{} while connecting to upstream", e.log_message(peer)),
+    )
 }
 
 fn read_message(e: &hyper::Error) -> String {
@@ -388,8 +413,14 @@ fn read_message(e: &hyper::Error) -> String {
     }
     let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<io::Error>());
     match io {
-        Some(io) => format!("recv() failed ({}) while reading response header from upstream", os_error(io)),
-        None => "upstream prematurely closed connection while reading response header from upstream".into(),
+        Some(io) => format!(
+            "recv() failed ({}) while reading response header from upstream",
+            os_error(io)
+        ),
+        None => {
+            "upstream prematurely closed connection while reading response header from upstream"
+                .into()
+        }
     }
 }
 
@@ -460,9 +491,11 @@ fn resolve_target(
                 None => (rest, ""),
             };
             let (host, port) = match hostport.rsplit_once(':') {
-                Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => {
-                    (h, p.parse::<u16>().map_err(|_| format!("invalid port in \"{url}\""))?)
-                }
+                Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (
+                    h,
+                    p.parse::<u16>()
+                        .map_err(|_| format!("invalid port in \"{url}\""))?,
+                ),
                 _ => (hostport, 80),
             };
             let upstream = live
@@ -497,7 +530,12 @@ fn resolve_target(
 /// nginx's `ngx_escape_uri(NGX_ESCAPE_URI)`: escape what cannot appear in a path as is.
 fn escape_uri(s: &str, out: &mut String) {
     for &b in s.as_bytes() {
-        let keep = b > 0x20 && b < 0x7f && !matches!(b, b'"' | b'#' | b'%' | b'?' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}');
+        let keep = b > 0x20
+            && b < 0x7f
+            && !matches!(
+                b,
+                b'"' | b'#' | b'%' | b'?' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}'
+            );
         if keep {
             out.push(b as char);
         } else {
@@ -536,10 +574,17 @@ fn upstream_headers(
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
         }
         ReqBody::Streaming(_) => {
-            if let Some(cl) = head.headers.get(header::CONTENT_LENGTH).filter(|_| !chunked) {
+            if let Some(cl) = head
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .filter(|_| !chunked)
+            {
                 h.insert(header::CONTENT_LENGTH, cl.clone());
             } else {
-                h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+                h.insert(
+                    header::TRANSFER_ENCODING,
+                    HeaderValue::from_static("chunked"),
+                );
             }
         }
         ReqBody::None => {}
@@ -595,11 +640,16 @@ impl HttpBody for ReleaseOnEnd {
             }
             Poll::Pending => {
                 let t = this.read_timeout;
-                let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(t)));
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(t)));
                 match sleep.as_mut().poll(cx) {
                     Poll::Ready(()) => {
                         this.conn = None;
-                        Poll::Ready(Some(Err("upstream timed out (110: Connection timed out) while reading upstream".into())))
+                        Poll::Ready(Some(Err(
+                            "upstream timed out (110: Connection timed out) while reading upstream"
+                                .into(),
+                        )))
                     }
                     Poll::Pending => Poll::Pending,
                 }

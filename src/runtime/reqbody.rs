@@ -191,7 +191,9 @@ impl HttpBody for Limited {
                 if let Some(d) = f.data_ref() {
                     this.seen += d.len() as u64;
                     if this.max != 0 && this.seen > this.max {
-                        return Poll::Ready(Some(Err("client intended to send too large body".into())));
+                        return Poll::Ready(Some(Err(
+                            "client intended to send too large body".into()
+                        )));
                     }
                 }
                 Poll::Ready(Some(Ok(f)))

@@ -116,17 +116,31 @@ async fn serve(
         return Err(bad(400, "client sent duplicate header line"));
     }
     let host = match (&uri_host, head.headers.get(header::HOST)) {
-        (Some(h), _) => Some(validate_host(h).map_err(|_| bad(400, "client sent invalid host in request line"))?),
-        (None, Some(h)) => Some(validate_host(h.as_bytes()).map_err(|_| bad(400, "client sent invalid host header"))?),
+        (Some(h), _) => Some(
+            validate_host(h).map_err(|_| bad(400, "client sent invalid host in request line"))?,
+        ),
+        (None, Some(h)) => Some(
+            validate_host(h.as_bytes()).map_err(|_| bad(400, "client sent invalid host header"))?,
+        ),
         (None, None) => None,
     };
     if host.is_none() && head.version == Version::HTTP_11 {
-        return Err(bad(400, "client sent HTTP/1.1 request without \"Host\" header"));
+        return Err(bad(
+            400,
+            "client sent HTTP/1.1 request without \"Host\" header",
+        ));
     }
     if let Some(te) = head.headers.get(header::TRANSFER_ENCODING) {
-        if head.headers.get_all(header::TRANSFER_ENCODING).iter().count() > 1
-            || !te.as_bytes().eq_ignore_ascii_case(b"chunked")
+        if head
+            .headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .count()
+            > 1
         {
+            return Err(bad(400, "client sent duplicate header line"));
+        }
+        if !te.as_bytes().eq_ignore_ascii_case(b"chunked") {
             return Err(bad(501, "client sent unknown \"Transfer-Encoding\""));
         }
     }
@@ -184,7 +198,8 @@ async fn serve(
             return Err((400, "client sent invalid request", tokens, Some(ctx)));
         }
     };
-    ctx.uri = String::from_utf8(uri).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    ctx.uri = String::from_utf8(uri)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     let lm = router::find_location(&server, &ctx.uri);
     let (loc, conf) = match &lm {
         Some(m) => (Some(m.location.clone()), m.location.conf.clone()),
@@ -198,14 +213,24 @@ async fn serve(
     if let Some(len) = content_length {
         let max = conf.client.max_body_size;
         if max != 0 && len > max {
-            return Err((413, "client intended to send too large body", tokens, Some(ctx)));
+            return Err((
+                413,
+                "client intended to send too large body",
+                tokens,
+                Some(ctx),
+            ));
         }
     }
 
     let Some(proxy_conf) = &conf.proxy else {
         // Static files and the other content handlers are not part of the proxy runtime.
         ctx.status = 404;
-        return Ok(errors::response(404, conf.server_tokens, false, ctx.method == Method::HEAD));
+        return Ok(errors::response(
+            404,
+            conf.server_tokens,
+            false,
+            ctx.method == Method::HEAD,
+        ));
     };
     let resp = proxy::proxy(&mut ctx, live, proxy_conf, loc.as_deref(), &head, incoming).await;
     Ok(resp)

@@ -168,8 +168,8 @@ impl Router {
 }
 
 /// Validate and normalise a Host value as nginx's `ngx_http_validate_host`: lowercase, no port, one
-/// trailing dot removed. `Err(())` = 400 ("client sent invalid host header").
-pub fn validate_host(raw: &[u8]) -> Result<String, ()> {
+/// trailing dot removed. `Err` = 400 ("client sent invalid host header").
+pub fn validate_host(raw: &[u8]) -> Result<String, BadHost> {
     let mut dot_pos = raw.len();
     let mut host_len = raw.len();
     // 0 = usual, 1 = inside an IPv6 literal, 2 = after the host (port).
@@ -178,29 +178,21 @@ pub fn validate_host(raw: &[u8]) -> Result<String, ()> {
         match ch {
             b'.' => {
                 if i > 0 && dot_pos == i - 1 {
-                    return Err(());
+                    return Err(BadHost);
                 }
                 dot_pos = i;
             }
-            b':' => {
-                if state == 0 {
-                    host_len = i;
-                    state = 2;
-                }
+            b':' if state == 0 => {
+                host_len = i;
+                state = 2;
             }
-            b'[' => {
-                if i == 0 {
-                    state = 1;
-                }
+            b'[' if i == 0 => state = 1,
+            b']' if state == 1 => {
+                host_len = i + 1;
+                state = 2;
             }
-            b']' => {
-                if state == 1 {
-                    host_len = i + 1;
-                    state = 2;
-                }
-            }
-            b'/' => return Err(()),
-            c if c <= 0x20 || c == 0x7f => return Err(()),
+            b'/' => return Err(BadHost),
+            c if c <= 0x20 || c == 0x7f => return Err(BadHost),
             _ => {}
         }
     }
@@ -208,11 +200,15 @@ pub fn validate_host(raw: &[u8]) -> Result<String, ()> {
         host_len -= 1;
     }
     if host_len == 0 {
-        return Err(());
+        return Err(BadHost);
     }
-    let host = std::str::from_utf8(&raw[..host_len]).map_err(|_| ())?;
+    let host = std::str::from_utf8(&raw[..host_len]).map_err(|_| BadHost)?;
     Ok(host.to_ascii_lowercase())
 }
+
+/// A Host nginx rejects with 400 ("client sent invalid host header").
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadHost;
 
 /// A URI that nginx rejects with 400 (invalid encoding or climbing above `/`).
 #[derive(Debug, PartialEq, Eq)]
@@ -315,7 +311,7 @@ fn find_in(locs: &[Arc<Location>], uri: &str) -> Found {
             }
             LocMatch::Prefix { path, no_regex }
                 if uri.starts_with(path.as_str())
-                    && best.is_none_or(|(_, len, _)| path.len() > len) =>
+                    && best.map_or(true, |(_, len, _)| path.len() > len) =>
             {
                 best = Some((loc, path.len(), *no_regex));
             }

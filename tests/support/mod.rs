@@ -67,7 +67,9 @@ pub fn var(name: &str) -> Var {
         n if n.starts_with("http_") => Var::HttpHeader(Arc::from(n[5..].replace('_', "-"))),
         n if n.starts_with("arg_") => Var::Arg(Arc::from(&n[4..])),
         n if n.starts_with("cookie_") => Var::Cookie(Arc::from(&n[7..])),
-        n if n.len() == 1 && n.as_bytes()[0].is_ascii_digit() => Var::Capture(n.as_bytes()[0] - b'0'),
+        n if n.len() == 1 && n.as_bytes()[0].is_ascii_digit() => {
+            Var::Capture(n.as_bytes()[0] - b'0')
+        }
         n if n.starts_with("slot") => Var::Slot(n[4..].parse().expect("slot index")),
         other => panic!("test helper: unknown variable {other}"),
     }
@@ -170,7 +172,11 @@ pub fn loc_conf(proxy: Option<ProxyConf>) -> Arc<LocConf> {
     })
 }
 
-pub fn loc(matcher: LocMatch, proxy: Option<ProxyConf>, children: Vec<Arc<Location>>) -> Arc<Location> {
+pub fn loc(
+    matcher: LocMatch,
+    proxy: Option<ProxyConf>,
+    children: Vec<Arc<Location>>,
+) -> Arc<Location> {
     Arc::new(Location {
         matcher,
         conf: loc_conf(proxy),
@@ -200,7 +206,11 @@ pub fn server(names: Vec<ServerName>, locations: Vec<Arc<Location>>) -> Arc<Serv
 }
 
 /// A server with a mutable conf (limits etc.).
-pub fn server_with_conf(names: Vec<ServerName>, locations: Vec<Arc<Location>>, conf: LocConf) -> Arc<Server> {
+pub fn server_with_conf(
+    names: Vec<ServerName>,
+    locations: Vec<Arc<Location>>,
+    conf: LocConf,
+) -> Arc<Server> {
     Arc::new(Server {
         names,
         listens: vec![],
@@ -319,7 +329,9 @@ pub struct Backend {
 
 impl Backend {
     pub async fn spawn(name: &str, behaviour: Behaviour) -> Backend {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("backend bind");
+        let l = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("backend bind");
         let addr = l.local_addr().expect("addr");
         let received = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
@@ -362,9 +374,13 @@ async fn backend_conn(mut s: TcpStream, rx: Arc<Mutex<Vec<Vec<u8>>>>, name: Stri
     }
     let mut buf = Vec::new();
     loop {
-        let Some(req) = read_request(&mut s, &mut buf).await else { return };
+        let Some(req) = read_request(&mut s, &mut buf).await else {
+            return;
+        };
         rx.lock().expect("lock").push(req.clone());
-        let keep = !String::from_utf8_lossy(&req).to_ascii_lowercase().contains("connection: close")
+        let keep = !String::from_utf8_lossy(&req)
+            .to_ascii_lowercase()
+            .contains("connection: close")
             && !req.windows(8).any(|w| w == b"HTTP/1.0");
         let conn_hdr = if keep { "" } else { "Connection: close\r\n" };
         let out = match &b {
@@ -431,9 +447,10 @@ async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
         buf.extend_from_slice(&tmp[..n]);
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-    let cl: Option<usize> = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)));
+    let cl: Option<usize> = head.lines().find_map(|l| {
+        l.strip_prefix("content-length:")
+            .map(|v| v.trim().parse().unwrap_or(0))
+    });
     let chunked = head.contains("transfer-encoding: chunked");
     let total = if let Some(cl) = cl {
         head_end + cl
@@ -497,7 +514,10 @@ pub async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool
             break i + 4;
         }
         let mut tmp = [0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut tmp)).await.ok()?.ok()?;
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut tmp))
+            .await
+            .ok()?
+            .ok()?;
         if n == 0 {
             return None;
         }
@@ -509,17 +529,28 @@ pub async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool
     let status = status_line.split(' ').nth(1)?.parse().ok()?;
     let headers: Vec<(String, String)> = lines
         .filter(|l| !l.is_empty())
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        })
         .collect();
     buf.drain(..head_end);
-    let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
     let body = if head_only || status == 100 || status == 204 || status == 304 {
         Vec::new()
     } else if let Some(cl) = get("content-length") {
         let cl: usize = cl.parse().ok()?;
         while buf.len() < cl {
             let mut tmp = [0u8; 65536];
-            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut tmp)).await.ok()?.ok()?;
+            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut tmp))
+                .await
+                .ok()?
+                .ok()?;
             if n == 0 {
                 return None;
             }
@@ -534,17 +565,24 @@ pub async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool
                     break i;
                 }
                 let mut tmp = [0u8; 4096];
-                let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut tmp)).await.ok()?.ok()?;
+                let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut tmp))
+                    .await
+                    .ok()?
+                    .ok()?;
                 if n == 0 {
                     return None;
                 }
                 buf.extend_from_slice(&tmp[..n]);
             };
-            let size = usize::from_str_radix(String::from_utf8_lossy(&buf[..line_end]).trim(), 16).ok()?;
+            let size =
+                usize::from_str_radix(String::from_utf8_lossy(&buf[..line_end]).trim(), 16).ok()?;
             buf.drain(..line_end + 2);
             while buf.len() < size + 2 {
                 let mut tmp = [0u8; 65536];
-                let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut tmp)).await.ok()?.ok()?;
+                let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut tmp))
+                    .await
+                    .ok()?
+                    .ok()?;
                 if n == 0 {
                     return None;
                 }
@@ -576,14 +614,23 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> Option<Resp> {
     s.write_all(bytes).await.ok()?;
     let mut buf = Vec::new();
     let head = bytes.starts_with(b"HEAD ");
-    read_response(&mut s, &mut buf, head).await
+    loop {
+        // Interim 1xx answers (100 Continue) are skipped: the final response counts.
+        let r = read_response(&mut s, &mut buf, head).await?;
+        if !(100..200).contains(&r.status) {
+            return Some(r);
+        }
+    }
 }
 
 /// `GET path` with `Host: host` over HTTP/1.1, one connection.
 pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Resp {
-    raw(addr, format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("response")
+    raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("response")
 }
 
 /// True when the peer closed the connection (EOF) within a few seconds.
@@ -604,7 +651,10 @@ pub fn head_of(req: &str) -> (String, Vec<(String, String)>) {
     let mut lines = head.split("\r\n");
     let line = lines.next().unwrap_or("").to_string();
     let headers = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string()))
+        })
         .collect();
     (line, headers)
 }
