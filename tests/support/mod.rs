@@ -318,6 +318,9 @@ pub enum Behaviour {
     Slow(usize),
     /// Respond with extra headers the proxy must hide or pass.
     Headers(Vec<(String, String)>),
+    /// Echo, but close the connection after each response without saying so (a keepalive
+    /// connection that dies while idle in the proxy's pool).
+    CloseAfterResponse,
 }
 
 pub struct Backend {
@@ -384,6 +387,16 @@ async fn backend_conn(mut s: TcpStream, rx: Arc<Mutex<Vec<Vec<u8>>>>, name: Stri
             && !req.windows(8).any(|w| w == b"HTTP/1.0");
         let conn_hdr = if keep { "" } else { "Connection: close\r\n" };
         let out = match &b {
+            Behaviour::CloseAfterResponse => {
+                let mut o = format!(
+                    "HTTP/1.1 200 OK\r\nX-Backend: {name}\r\nContent-Length: {}\r\n\r\n",
+                    req.len()
+                )
+                .into_bytes();
+                o.extend_from_slice(&req);
+                let _ = s.write_all(&o).await;
+                return;
+            }
             Behaviour::Echo => {
                 let mut o = format!(
                     "HTTP/1.1 200 OK\r\nX-Backend: {name}\r\nContent-Length: {}\r\n{conn_hdr}\r\n",
