@@ -304,3 +304,40 @@ async fn keepalive_and_pipelining_from_the_client() {
     assert!(b.requests()[2].starts_with("HEAD /3 HTTP/1.0\r\n"));
     p.stop().await;
 }
+
+#[tokio::test]
+async fn websocket_upgrade_is_tunnelled_when_configured() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = Backend::spawn("ws", Behaviour::Upgrade).await;
+    let up = upstream("backend", &[b.addr]);
+    let mut conf = proxy_conf(&up, None);
+    conf.http_version = HttpVersion::Http11;
+    conf.set_headers = Arc::new(vec![
+        (http::header::UPGRADE, tpl(&["$http_upgrade"])),
+        (http::header::CONNECTION, tpl(&["upgrade"])),
+        (http::header::HOST, tpl(&["$proxy_host"])),
+    ]);
+    let s = server(vec![], vec![loc(prefix("/"), Some(conf), vec![])]);
+    let p = Proxy::start(plan(vec![s], 0, vec![up])).await;
+    let mut c = tokio::net::TcpStream::connect(p.addr).await.expect("connect");
+    c.write_all(b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let r = read_response(&mut c, &mut buf, true).await.expect("101");
+    assert_eq!(r.status, 101);
+    assert_eq!(r.header("upgrade"), Some("websocket"));
+    c.write_all(b"ping-frame").await.expect("write");
+    let mut got = buf.clone();
+    let mut tmp = [0u8; 64];
+    while got.len() < 10 {
+        let n = c.read(&mut tmp).await.expect("read");
+        assert!(n > 0, "tunnel closed");
+        got.extend_from_slice(&tmp[..n]);
+    }
+    assert_eq!(&got[..], b"ping-frame");
+    let sent = &b.requests()[0];
+    assert!(sent.starts_with("GET /ws HTTP/1.1\r\n"));
+    assert!(sent.to_ascii_lowercase().contains("upgrade: websocket\r\n"));
+    p.stop().await;
+}

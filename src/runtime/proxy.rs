@@ -253,6 +253,9 @@ pub async fn proxy(
                     continue;
                 }
                 peer.success();
+                if status == 101 {
+                    return switch_protocols(ctx, resp, head, tokens);
+                }
                 return client_response(ctx, resp, tokens);
             }
             Err((failure, msg, request_sent)) => {
@@ -322,6 +325,36 @@ async fn send(
             }))
         }
     }
+}
+
+/// `101 Switching Protocols` (WebSocket and other upgrades, when the config passes `Upgrade` and
+/// `Connection` up): answer the client, then splice the two upgraded connections together.
+fn switch_protocols(
+    ctx: &mut RequestCtx,
+    mut resp: Response<ReleaseOnEnd>,
+    head: &http::request::Parts,
+    tokens: plan::ServerTokens,
+) -> Response<Body> {
+    let Some(client_up) = head.extensions.get::<hyper::upgrade::OnUpgrade>().cloned() else {
+        return failure_response(ctx, Some(Failure::Error), tokens);
+    };
+    let upstream_up = hyper::upgrade::on(&mut resp);
+    tokio::spawn(async move {
+        let (Ok(c), Ok(u)) = tokio::join!(client_up, upstream_up) else {
+            return;
+        };
+        let mut c = hyper_util::rt::TokioIo::new(c);
+        let mut u = hyper_util::rt::TokioIo::new(u);
+        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+    });
+    let (mut parts, _) = resp.into_parts();
+    let h = &mut parts.headers;
+    h.remove(header::DATE);
+    h.insert(header::SERVER, errors::server_header(tokens));
+    // nginx's header filter answers a 101 with `Connection: upgrade`; `Upgrade` passes through.
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    ctx.status = 101;
+    Response::from_parts(parts, body::empty())
 }
 
 /// Turn the upstream response into the client's: drop the headers nginx hides, add `Server`.

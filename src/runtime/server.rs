@@ -140,7 +140,9 @@ async fn serve_connection(
         .max_buf_size((num * size).max(8192) + size);
     let st = state.clone();
     let service = service_fn(move |req| super::request::handle(req, st.clone()));
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     tokio::pin!(conn);
     if *shutdown.borrow() {
         conn.as_mut().graceful_shutdown();

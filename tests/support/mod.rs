@@ -321,6 +321,8 @@ pub enum Behaviour {
     /// Echo, but close the connection after each response without saying so (a keepalive
     /// connection that dies while idle in the proxy's pool).
     CloseAfterResponse,
+    /// Answer 101 (WebSocket-style upgrade), then echo every byte back.
+    Upgrade,
 }
 
 pub struct Backend {
@@ -387,6 +389,15 @@ async fn backend_conn(mut s: TcpStream, rx: Arc<Mutex<Vec<Vec<u8>>>>, name: Stri
             && !req.windows(8).any(|w| w == b"HTTP/1.0");
         let conn_hdr = if keep { "" } else { "Connection: close\r\n" };
         let out = match &b {
+            Behaviour::Upgrade => {
+                let h = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+                if s.write_all(h).await.is_err() {
+                    return;
+                }
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                return;
+            }
             Behaviour::CloseAfterResponse => {
                 let mut o = format!(
                     "HTTP/1.1 200 OK\r\nX-Backend: {name}\r\nContent-Length: {}\r\n\r\n",
