@@ -210,3 +210,37 @@ async fn response_is_streamed() {
     );
     p.stop().await;
 }
+
+#[tokio::test]
+async fn send_timeout_closes_a_client_that_stops_reading() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let size = 64 * 1024 * 1024;
+    let b = Backend::spawn("big", Behaviour::Big(size)).await;
+    let up = upstream("backend", &[b.addr]);
+    let mut c = base_loc_conf();
+    c.client.send_timeout = Duration::from_millis(300);
+    let s = server_with_conf(
+        vec![],
+        vec![loc(prefix("/"), Some(proxy_conf(&up, None)), vec![])],
+        c,
+    );
+    let p = Proxy::start(plan(vec![s], 0, vec![up])).await;
+    let mut c = tokio::net::TcpStream::connect(p.addr)
+        .await
+        .expect("connect");
+    c.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut total = 0usize;
+    let mut tmp = vec![0u8; 1 << 20];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), c.read(&mut tmp)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => total += n,
+            Err(_) => panic!("connection neither closed nor finished"),
+        }
+    }
+    assert!(total < size, "whole body delivered despite send_timeout");
+    p.stop().await;
+}

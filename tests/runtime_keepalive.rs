@@ -64,22 +64,39 @@ async fn dead_pooled_connection_is_retried_on_a_fresh_one() {
 async fn graceful_shutdown_finishes_in_flight_and_closes_idle() {
     let slow = Backend::spawn("slow", Behaviour::Slow(5)).await;
     let up = upstream("backend", &[slow.addr]);
-    let s = server(vec![], vec![loc(prefix("/"), Some(proxy_conf(&up, None)), vec![])]);
+    let s = server(
+        vec![],
+        vec![loc(prefix("/"), Some(proxy_conf(&up, None)), vec![])],
+    );
     let p = Proxy::start(plan(vec![s], 0, vec![up])).await;
     // An idle keepalive connection and one with a request in flight.
-    let mut idle = tokio::net::TcpStream::connect(p.addr).await.expect("connect");
-    let mut busy = tokio::net::TcpStream::connect(p.addr).await.expect("connect");
-    busy.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").await.expect("write");
+    let mut idle = tokio::net::TcpStream::connect(p.addr)
+        .await
+        .expect("connect");
+    let mut busy = tokio::net::TcpStream::connect(p.addr)
+        .await
+        .expect("connect");
+    busy.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .expect("write");
     tokio::time::sleep(Duration::from_millis(150)).await;
     let addr = p.addr;
     let stopping = tokio::spawn(p.stop());
     let mut buf = Vec::new();
-    let r = read_response(&mut busy, &mut buf, false).await.expect("in-flight response");
+    let r = read_response(&mut busy, &mut buf, false)
+        .await
+        .expect("in-flight response");
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "xxxxx");
-    assert!(closed(&mut idle).await, "idle keepalive connection not closed");
+    assert!(
+        closed(&mut idle).await,
+        "idle keepalive connection not closed"
+    );
     stopping.await.expect("stop");
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting"
+    );
 }
 
 #[tokio::test]
@@ -88,14 +105,19 @@ async fn reload_swaps_live_for_new_requests() {
     let b2 = Backend::spawn("two", Behaviour::Echo).await;
     let mk = |addr| {
         let up = upstream("backend", &[addr]);
-        let s = server(vec![], vec![loc(prefix("/"), Some(proxy_conf(&up, None)), vec![])]);
+        let s = server(
+            vec![],
+            vec![loc(prefix("/"), Some(proxy_conf(&up, None)), vec![])],
+        );
         plan(vec![s], 0, vec![up])
     };
     let p = Proxy::start(mk(b1.addr)).await;
     assert_eq!(get(p.addr, "h", "/").await.header("x-backend"), Some("one"));
     let old = p.live.load_full();
-    p.live
-        .store(Arc::new(Live::new(Arc::new(mk(b2.addr)), Some(&old.upstreams))));
+    p.live.store(Arc::new(Live::new(
+        Arc::new(mk(b2.addr)),
+        Some(&old.upstreams),
+    )));
     assert_eq!(get(p.addr, "h", "/").await.header("x-backend"), Some("two"));
     p.stop().await;
 }
@@ -106,7 +128,10 @@ async fn bind_error_says_what_nginx_says() {
     let addr = taken.local_addr().expect("addr");
     let b = Backend::spawn("b", Behaviour::Echo).await;
     let up = upstream("backend", &[b.addr]);
-    let s = server(vec![], vec![loc(prefix("/"), Some(proxy_conf(&up, None)), vec![])]);
+    let s = server(
+        vec![],
+        vec![loc(prefix("/"), Some(proxy_conf(&up, None)), vec![])],
+    );
     let mut pl = plan(vec![s], 0, vec![up]);
     pl.http.listens[0].addr = ListenAddr::Inet(addr);
     let err = runtime::bind(&pl).err().expect("must fail");
@@ -120,7 +145,10 @@ async fn bind_error_says_what_nginx_says() {
 async fn ipv6_listener() {
     let b = Backend::spawn("b", Behaviour::Echo).await;
     let up = upstream("backend", &[b.addr]);
-    let s = server(vec![], vec![loc(prefix("/"), Some(proxy_conf(&up, None)), vec![])]);
+    let s = server(
+        vec![],
+        vec![loc(prefix("/"), Some(proxy_conf(&up, None)), vec![])],
+    );
     let mut pl = plan(vec![s], 0, vec![up]);
     pl.http.listens[0].addr = ListenAddr::Inet("[::1]:0".parse().expect("addr"));
     let Ok(listeners) = runtime::bind(&pl) else {
@@ -128,12 +156,18 @@ async fn ipv6_listener() {
         return;
     };
     let addr = listeners.sockets[0].1.local_addr().expect("addr");
-    let live = Arc::new(arc_swap::ArcSwap::from_pointee(Live::new(Arc::new(pl), None)));
+    let live = Arc::new(arc_swap::ArcSwap::from_pointee(Live::new(
+        Arc::new(pl),
+        None,
+    )));
     let (tx, rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(runtime::serve(listeners, live, rx));
-    let r = raw(addr, b"GET / HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("response");
+    let r = raw(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("response");
     assert_eq!(r.status, 200);
     let _ = tx.send(true);
     let _ = task.await;

@@ -319,10 +319,14 @@ async fn websocket_upgrade_is_tunnelled_when_configured() {
     ]);
     let s = server(vec![], vec![loc(prefix("/"), Some(conf), vec![])]);
     let p = Proxy::start(plan(vec![s], 0, vec![up])).await;
-    let mut c = tokio::net::TcpStream::connect(p.addr).await.expect("connect");
-    c.write_all(b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+    let mut c = tokio::net::TcpStream::connect(p.addr)
         .await
-        .expect("write");
+        .expect("connect");
+    c.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    )
+    .await
+    .expect("write");
     let mut buf = Vec::new();
     let r = read_response(&mut c, &mut buf, true).await.expect("101");
     assert_eq!(r.status, 101);

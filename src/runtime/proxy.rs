@@ -88,10 +88,10 @@ pub async fn proxy(
 
     let limits = &ctx.server.conf.client;
     let limits = loc.map(|l| &l.conf.client).unwrap_or(limits).clone();
-    let has_body = head.headers.contains_key(header::TRANSFER_ENCODING)
-        || head.headers.contains_key(header::CONTENT_LENGTH);
+    let has_body = ctx.headers.contains_key(header::TRANSFER_ENCODING)
+        || ctx.headers.contains_key(header::CONTENT_LENGTH);
     // nginx buffers anyway when it must send a length it does not know (chunked to HTTP/1.0).
-    let chunked = head.headers.contains_key(header::TRANSFER_ENCODING);
+    let chunked = ctx.headers.contains_key(header::TRANSFER_ENCODING);
     let buffer = conf.request_buffering || (chunked && conf.http_version == HttpVersion::Http10);
     let mut req_body = if !has_body {
         drop(incoming);
@@ -116,7 +116,7 @@ pub async fn proxy(
         )))
     };
 
-    let headers = upstream_headers(ctx, conf, head, &req_body, chunked);
+    let headers = upstream_headers(ctx, conf, &req_body, chunked);
     let version = match conf.http_version {
         HttpVersion::Http10 => Version::HTTP_10,
         HttpVersion::Http11 => Version::HTTP_11,
@@ -155,7 +155,6 @@ pub async fn proxy(
         };
         attempts += 1;
         let peer_addr = peer.addr().to_string();
-        let upstream_url = format!("http://{}{}", peer_addr, target.uri);
         let started = Instant::now();
 
         // Connect; a pooled connection that turns out dead is replaced by a fresh one, and that does
@@ -259,6 +258,7 @@ pub async fn proxy(
                 return client_response(ctx, resp, tokens);
             }
             Err((failure, msg, request_sent)) => {
+                let upstream_url = format!("http://{}{}", peer_addr, target.uri);
                 errors::log_error(ctx, &msg, Some(&upstream_url));
                 peer.failure();
                 let status = if failure == Failure::Timeout {
@@ -387,7 +387,6 @@ fn client_response(
     }
     h.insert(header::SERVER, errors::server_header(tokens));
     ctx.status = parts.status.as_u16();
-    ctx.response_headers = Some(parts.headers.clone());
     Response::from_parts(parts, body)
 }
 
@@ -563,16 +562,15 @@ fn resolve_target(
 /// nginx's `ngx_escape_uri(NGX_ESCAPE_URI)`: escape what cannot appear in a path as is.
 fn escape_uri(s: &str, out: &mut String) {
     for &b in s.as_bytes() {
-        let keep = b > 0x20
-            && b < 0x7f
-            && !matches!(
-                b,
-                b'"' | b'#' | b'%' | b'?' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}'
-            );
+        // nginx's `uri` escape table: controls, space, `#`, `%`, `?`, DEL and non-ASCII.
+        let keep = b > 0x20 && b < 0x7f && !matches!(b, b'#' | b'%' | b'?');
         if keep {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
         }
     }
 }
@@ -582,11 +580,10 @@ fn escape_uri(s: &str, out: &mut String) {
 fn upstream_headers(
     ctx: &RequestCtx,
     conf: &ProxyConf,
-    head: &http::request::Parts,
     body: &ReqBody,
     chunked: bool,
 ) -> HeaderMap {
-    let mut h = HeaderMap::with_capacity(head.headers.len() + conf.set_headers.len() + 2);
+    let mut h = HeaderMap::with_capacity(ctx.headers.len() + conf.set_headers.len() + 2);
     let mut buf = Vec::with_capacity(64);
     for (name, t) in conf.set_headers.iter() {
         buf.clear();
@@ -607,11 +604,7 @@ fn upstream_headers(
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
         }
         ReqBody::Streaming(_) => {
-            if let Some(cl) = head
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .filter(|_| !chunked)
-            {
+            if let Some(cl) = ctx.headers.get(header::CONTENT_LENGTH).filter(|_| !chunked) {
                 h.insert(header::CONTENT_LENGTH, cl.clone());
             } else {
                 h.insert(
@@ -622,7 +615,7 @@ fn upstream_headers(
         }
         ReqBody::None => {}
     }
-    for (name, value) in head.headers.iter() {
+    for (name, value) in ctx.headers.iter() {
         if NOT_FORWARDED.contains(name) || configured(name) {
             continue;
         }

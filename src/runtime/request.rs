@@ -86,7 +86,10 @@ async fn serve(
     {
         return Err(bad(400, "client sent invalid method"));
     }
-    let target_len = head.uri.to_string().len();
+    // Length of the request target as sent (no allocation: the parts are slices of the URI).
+    let target_len = head.uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + head.uri.authority().map_or(0, |a| a.as_str().len())
+        + head.uri.path_and_query().map_or(1, |p| p.as_str().len());
     if head.method.as_str().len() + target_len + 10 > limits0.large_header_buffers.1 {
         return Err(bad(414, "client sent too long URI"));
     }
@@ -208,7 +211,7 @@ async fn serve(
     if let Some(m) = lm {
         ctx.set_captures(m.captures);
     }
-    ctx.headers = head.headers.clone();
+    ctx.headers = std::mem::take(&mut head.headers);
 
     if let Some(len) = content_length {
         let max = conf.client.max_body_size;

@@ -323,6 +323,8 @@ pub enum Behaviour {
     CloseAfterResponse,
     /// Answer 101 (WebSocket-style upgrade), then echo every byte back.
     Upgrade,
+    /// 200 with a body of this many bytes.
+    Big(usize),
 }
 
 pub struct Backend {
@@ -389,6 +391,25 @@ async fn backend_conn(mut s: TcpStream, rx: Arc<Mutex<Vec<Vec<u8>>>>, name: Stri
             && !req.windows(8).any(|w| w == b"HTTP/1.0");
         let conn_hdr = if keep { "" } else { "Connection: close\r\n" };
         let out = match &b {
+            Behaviour::Big(n) => {
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n{conn_hdr}\r\n");
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b'b'; 64 * 1024];
+                let mut left = *n;
+                while left > 0 {
+                    let k = left.min(chunk.len());
+                    if s.write_all(&chunk[..k]).await.is_err() {
+                        return;
+                    }
+                    left -= k;
+                }
+                if !keep {
+                    return;
+                }
+                continue;
+            }
             Behaviour::Upgrade => {
                 let h = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
                 if s.write_all(h).await.is_err() {
