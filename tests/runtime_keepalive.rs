@@ -172,3 +172,40 @@ async fn ipv6_listener() {
     let _ = tx.send(true);
     let _ = task.await;
 }
+
+#[tokio::test]
+async fn keepalive_requests_and_keepalive_timeout_zero_close_the_connection() {
+    for (limits, closes_after) in [
+        ((Some(Duration::from_secs(75)), 3u64), 3usize),
+        ((None, 1000), 1),
+    ] {
+        let b = Backend::spawn("b", Behaviour::Echo).await;
+        let up = upstream("backend", &[b.addr]);
+        let mut c = base_loc_conf();
+        c.client.keepalive_timeout = limits.0;
+        c.client.keepalive_requests = limits.1;
+        let s = server_with_conf(
+            vec![],
+            vec![loc(prefix("/"), Some(proxy_conf(&up, None)), vec![])],
+            c,
+        );
+        let p = Proxy::start(plan(vec![s], 0, vec![up])).await;
+        let mut conn = tokio::net::TcpStream::connect(p.addr)
+            .await
+            .expect("connect");
+        let mut buf = Vec::new();
+        for i in 1..=closes_after {
+            conn.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+                .await
+                .expect("write");
+            let r = read_response(&mut conn, &mut buf, false)
+                .await
+                .expect("response");
+            assert_eq!(r.status, 200);
+            let last = i == closes_after;
+            assert_eq!(r.header("connection") == Some("close"), last, "request {i}");
+        }
+        assert!(closed(&mut conn).await);
+        p.stop().await;
+    }
+}

@@ -225,6 +225,16 @@ async fn serve(
         }
     }
 
+    if conf.internal {
+        // `internal` locations answer external requests with 404.
+        ctx.status = 404;
+        return Ok(errors::response(
+            404,
+            conf.server_tokens,
+            false,
+            ctx.method == Method::HEAD,
+        ));
+    }
     let Some(proxy_conf) = &conf.proxy else {
         // Static files and the other content handlers are not part of the proxy runtime.
         ctx.status = 404;
