@@ -37,6 +37,14 @@ fn free_port() -> u16 {
 }
 
 async fn start_nginx(backend: SocketAddr) -> Option<Nginx> {
+    start_nginx_with(&format!(
+        "  large_client_header_buffers 4 1k;\n  server {{\n    listen 127.0.0.1:PORT;\n    server_name localhost;\n    location / {{\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n      proxy_pass http://{backend};\n    }}\n    location /with-uri/ {{ proxy_pass http://{backend}/new/; }}\n  }}\n"
+    ))
+    .await
+}
+
+/// Run nginx with `http_body` inside `http { }`; `PORT` in it is replaced by a free port.
+async fn start_nginx_with(http_body: &str) -> Option<Nginx> {
     if !std::path::Path::new(NGINX).exists() {
         eprintln!("SKIP: {NGINX} not installed");
         return None;
@@ -44,7 +52,8 @@ async fn start_nginx(backend: SocketAddr) -> Option<Nginx> {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let conf = format!(
-        "worker_processes 1;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log off;\n  large_client_header_buffers 4 1k;\n  server {{\n    listen 127.0.0.1:{port};\n    server_name localhost;\n    location / {{\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n      proxy_pass http://{backend};\n    }}\n    location /with-uri/ {{ proxy_pass http://{backend}/new/; }}\n  }}\n}}\n"
+        "worker_processes 1;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log off;\n{}}}\n",
+        http_body.replace("PORT", &port.to_string())
     );
     let path = dir.path().join("nginx.conf");
     std::fs::write(&path, conf).expect("write conf");
@@ -252,4 +261,174 @@ async fn malformed_requests_same_answer_as_nginx_and_never_forwarded() {
         );
     }
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
+
+/// Location and server choice, compared through a tag header each location sets.
+#[tokio::test]
+async fn routing_matches_nginx() {
+    let bn = Backend::spawn("n", Behaviour::Echo).await;
+    let bo = Backend::spawn("o", Behaviour::Echo).await;
+    let locs: &[(&str, &str)] = &[
+        ("/", "root"),
+        ("= /", "exact-root"),
+        ("/images/", "images"),
+        ("^~ /static/", "static"),
+        ("~ \\.(gif|jpg)$", "img"),
+        ("~* \\.PNG$", "png"),
+        ("/app/", "app"),
+        ("= /app/exact", "app-exact"),
+        ("/app/deep/", "app-deep"),
+        ("~ ^/app/.*\\.txt$", "txt"),
+    ];
+    let mut http = String::from(
+        "  server {\n    listen 127.0.0.1:PORT default_server;\n    server_name localhost;\n",
+    );
+    for (m, tag) in locs {
+        http.push_str(&format!(
+            "    location {m} {{ proxy_set_header X-Tag {tag}; proxy_pass http://{}; }}\n",
+            bn.addr
+        ));
+    }
+    http.push_str(&format!(
+        "  }}\n  server {{\n    listen 127.0.0.1:PORT;\n    server_name *.example.com www.example.* ~^(?<sub>[a-z]+)\\.re\\.org$;\n    location / {{ proxy_set_header X-Tag srv2-$sub; proxy_pass http://{}; }}\n  }}\n",
+        bn.addr
+    ));
+    let Some(ng) = start_nginx_with(&http).await else {
+        return;
+    };
+
+    let up = upstream("backend", &[bo.addr]);
+    let tagged = |tag: &str| {
+        let mut c = proxy_conf(&up, None);
+        let mut hs = vec![(http::HeaderName::from_static("x-tag"), tpl(&[tag]))];
+        hs.extend(default_headers());
+        c.set_headers = Arc::new(hs);
+        Some(c)
+    };
+    let m = |s: &str| -> LocMatch {
+        if let Some(p) = s.strip_prefix("= ") {
+            LocMatch::Exact(p.into())
+        } else if let Some(p) = s.strip_prefix("^~ ") {
+            LocMatch::Prefix {
+                path: p.into(),
+                no_regex: true,
+            }
+        } else if let Some(r) = s.strip_prefix("~* ") {
+            LocMatch::Regex(regex(&r.replace("\\\\", "\\"), true, &[]))
+        } else if let Some(r) = s.strip_prefix("~ ") {
+            LocMatch::Regex(regex(&r.replace("\\\\", "\\"), false, &[]))
+        } else {
+            prefix(s)
+        }
+    };
+    let s1 = server(
+        vec![ServerName::Exact("localhost".into())],
+        locs.iter()
+            .map(|(mm, tag)| loc(m(mm), tagged(tag), vec![]))
+            .collect(),
+    );
+    let mut c2 = proxy_conf(&up, None);
+    let mut hs = vec![(
+        http::HeaderName::from_static("x-tag"),
+        tpl(&["srv2-", "$slot0"]),
+    )];
+    hs.extend(default_headers());
+    c2.set_headers = Arc::new(hs);
+    let s2 = server(
+        vec![
+            ServerName::LeadingWildcard(".example.com".into()),
+            ServerName::TrailingWildcard("www.example.".into()),
+            ServerName::Regex(regex(r"^(?<sub>[a-z]+)\.re\.org$", false, &[(1, 0)])),
+        ],
+        vec![loc(prefix("/"), Some(c2), vec![])],
+    );
+    let mut pl = plan(vec![s1, s2], 0, vec![up.clone()]);
+    pl.http.slots = vec![Arc::from("sub")];
+    let ours = Proxy::start(pl).await;
+
+    let paths = [
+        "/",
+        "/x",
+        "/images/a",
+        "/images/a.gif",
+        "/static/a.gif",
+        "/a.gif",
+        "/a.PNG",
+        "/a.png",
+        "/app/",
+        "/app/exact",
+        "/app/exact/",
+        "/app/deep/x",
+        "/app/deep/x.txt",
+        "/app/x.txt",
+        "/%61pp/exact",
+        "/app/./deep/../exact",
+        "//images//x.jpg",
+        "/images/%2e%2e/app/x",
+        "/APP/x",
+        "/static",
+        "/static/",
+        "/static?a=1",
+        "/app/deep",
+        "/images",
+    ];
+    let hosts = [
+        "localhost",
+        "a.example.com",
+        "x.y.example.com",
+        "www.example.org",
+        "foo.re.org",
+        "Foo.RE.org",
+        "other",
+    ];
+    let tag = |b: &Backend, n0: usize| -> String {
+        let reqs = b.requests();
+        reqs.get(n0)
+            .map(|r| {
+                let (line, h) = head_of(r);
+                let t = h
+                    .iter()
+                    .find(|(k, _)| k == "x-tag")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                format!("{t} {line}")
+            })
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut diffs = Vec::new();
+    let mut n = 0;
+    for host in hosts {
+        for path in paths {
+            let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+            let (n0, o0) = (bn.requests().len(), bo.requests().len());
+            // Status and Location (with the listening port normalised).
+            let full = |a: SocketAddr| {
+                let req = req.clone();
+                async move {
+                    raw(a, req.as_bytes()).await.map(|r| {
+                        let loc = r
+                            .header("location")
+                            .unwrap_or("")
+                            .replace(&a.port().to_string(), "PORT");
+                        (r.status, loc)
+                    })
+                }
+            };
+            let sn = full(ng.addr).await;
+            let so = full(ours.addr).await;
+            let (tn, to) = (tag(&bn, n0), tag(&bo, o0));
+            n += 1;
+            if sn != so || tn != to {
+                diffs.push(format!(
+                    "{host} {path}: nginx {sn:?} {tn} | nginx-rs {so:?} {to}"
+                ));
+            }
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{} of {n} differ:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
 }

@@ -191,13 +191,13 @@ async fn serve(
     });
     ctx.host = host.unwrap_or_else(|| ctx.server_name().to_string());
     ctx.set_captures(sm.captures);
+    ctx.headers = std::mem::take(&mut head.headers);
     let tokens = server.conf.server_tokens;
 
     // URI normalisation, then location.
     let uri = match router::normalize_path(path_raw.as_bytes(), server.conf.merge_slashes) {
         Ok(u) => u,
         Err(_) => {
-            ctx.headers = std::mem::take(&mut head.headers);
             return Err((400, "client sent invalid request", tokens, Some(ctx)));
         }
     };
@@ -208,10 +208,16 @@ async fn serve(
         Some(m) => (Some(m.location.clone()), m.location.conf.clone()),
         None => (None, server.conf.clone()),
     };
+    let mut redirect_to = None;
     if let Some(m) = lm {
+        if m.redirect_slash {
+            redirect_to = Some(router::matched_path(&m.location).to_string());
+        }
         ctx.set_captures(m.captures);
     }
-    ctx.headers = std::mem::take(&mut head.headers);
+    if let Some(path) = redirect_to {
+        return Ok(slash_redirect(&ctx, conn, &path, &conf));
+    }
 
     if let Some(len) = content_length {
         let max = conf.client.max_body_size;
@@ -287,4 +293,41 @@ fn drop_invalid_headers(h: &mut HeaderMap, limits: &ClientLimits) {
             }
         }
     }
+}
+
+/// The 301 for nginx's `auto_redirect`: `Location` is the location's path plus the arguments, made
+/// absolute as nginx's header filter does (`absolute_redirect`, `port_in_redirect`,
+/// `server_name_in_redirect`).
+fn slash_redirect(
+    ctx: &RequestCtx,
+    conn: &ConnState,
+    path: &str,
+    conf: &crate::plan::LocConf,
+) -> Response<Body> {
+    let mut location = String::with_capacity(path.len() + ctx.args.len() + 32);
+    if conf.absolute_redirect {
+        location.push_str("http://");
+        if conf.server_name_in_redirect {
+            location.push_str(ctx.server_name());
+        } else if ctx.headers.contains_key(header::HOST) {
+            location.push_str(&ctx.host);
+        } else {
+            location.push_str(&conn.info.local.ip().to_string());
+        }
+        let port = conn.info.local.port();
+        if conf.port_in_redirect && port != 80 {
+            location.push(':');
+            location.push_str(&port.to_string());
+        }
+    }
+    location.push_str(path);
+    if !ctx.args.is_empty() {
+        location.push('?');
+        location.push_str(&ctx.args);
+    }
+    let mut resp = errors::response(301, conf.server_tokens, false, ctx.method == Method::HEAD);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
 }

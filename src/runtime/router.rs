@@ -279,6 +279,9 @@ fn resolve_dots(out: &mut Vec<u8>) -> Result<(), BadUri> {
 pub struct LocationMatch {
     pub location: Arc<Location>,
     pub captures: Option<(Captures, Vec<(u32, String)>)>,
+    /// nginx's `auto_redirect`: the URI is this location's path without its trailing slash and the
+    /// location proxies: answer 301 to the path with the slash.
+    pub redirect_slash: bool,
 }
 
 enum Found {
@@ -307,6 +310,7 @@ fn find_in(locs: &[Arc<Location>], uri: &str) -> Found {
                 return Found::Final(LocationMatch {
                     location: loc.clone(),
                     captures: None,
+                    redirect_slash: false,
                 })
             }
             LocMatch::Prefix { path, no_regex }
@@ -318,6 +322,25 @@ fn find_in(locs: &[Arc<Location>], uri: &str) -> Found {
             _ => {}
         }
     }
+    // nginx's static tree answers NGX_DONE (301, no regexes) when the URI plus "/" names a
+    // location whose path ends in "/" and that proxies (`auto_redirect`), unless "=" matched above.
+    for loc in locs {
+        let path = match &loc.matcher {
+            LocMatch::Exact(p) | LocMatch::Prefix { path: p, .. } => p,
+            _ => continue,
+        };
+        if path.len() == uri.len() + 1
+            && path.ends_with('/')
+            && path.starts_with(uri)
+            && loc.conf.proxy.is_some()
+        {
+            return Found::Final(LocationMatch {
+                location: loc.clone(),
+                captures: None,
+                redirect_slash: true,
+            });
+        }
+    }
     let mut result = Found::None;
     let mut noregex = false;
     if let Some((loc, _, nr)) = best {
@@ -326,6 +349,7 @@ fn find_in(locs: &[Arc<Location>], uri: &str) -> Found {
             LocationMatch {
                 location: loc.clone(),
                 captures: None,
+                redirect_slash: false,
             },
             nr,
         );
@@ -344,6 +368,7 @@ fn find_in(locs: &[Arc<Location>], uri: &str) -> Found {
                     let mut m = LocationMatch {
                         location: loc.clone(),
                         captures: Some(c),
+                        redirect_slash: false,
                     };
                     if !loc.children.is_empty() {
                         match find_in(&loc.children, uri) {
@@ -366,6 +391,14 @@ pub fn named_location(server: &Server, name: &str) -> Option<Arc<Location>> {
         .iter()
         .find(|l| matches!(&l.matcher, LocMatch::Named(n) if n == name))
         .cloned()
+}
+
+/// The path of a `=` or prefix location ("" for regex and named ones).
+pub fn matched_path(loc: &Location) -> &str {
+    match &loc.matcher {
+        LocMatch::Exact(p) | LocMatch::Prefix { path: p, .. } => p,
+        LocMatch::Regex(_) | LocMatch::Named(_) => "",
+    }
 }
 
 /// The length of the prefix a location matched, for `proxy_pass` with a URI part.
