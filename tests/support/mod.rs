@@ -1,0 +1,3 @@
+pub mod backend;
+pub mod client;
+pub mod nginx;
