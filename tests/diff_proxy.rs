@@ -134,6 +134,7 @@ const fn rejected(
     }
 }
 
+#[rustfmt::skip]
 const CORPUS: &[Case] = &[
     // Request targets: query strings, encodings, dot segments, slashes.
     ok("root", &["GET / HTTP/1.1", "Host: localhost"], ""),
@@ -272,9 +273,16 @@ fn observe(server: &Server, backend: &Backend, case: &Case) -> Observation {
 
 /// Starts `flavor` on the shared config in front of `backend`.
 fn start_proxy(flavor: Flavor, backend: &Backend) -> Option<Server> {
+    start_proxy_with(flavor, backend, "")
+}
+
+/// Same, with `extra` http-level directives appended (for the harness's own checks).
+fn start_proxy_with(flavor: Flavor, backend: &Backend, extra: &str) -> Option<Server> {
     let b = backend.port();
     skip_unless(
-        start(flavor, Options::default(), &|port| http_config(port, b)),
+        start(flavor, Options::default(), &|port| {
+            http_config(port, b) + extra
+        }),
         flavor,
     )
 }
@@ -356,6 +364,27 @@ fn nginx_against_nginx_is_identical() {
 }
 
 #[test]
+fn comparison_detects_a_header_difference() {
+    let backend = Backend::echo();
+    let Some(a) = start_proxy(Flavor::Nginx, &backend) else {
+        return;
+    };
+    // Inherited by every location that sets no proxy_set_header of its own.
+    let Some(b) = start_proxy_with(Flavor::Nginx, &backend, "proxy_set_header X-Extra 1;") else {
+        return;
+    };
+    let mismatches = compare(&a, &b, &backend);
+    assert!(
+        mismatches.iter().any(|m| m.starts_with("case root:")),
+        "an extra header went unnoticed: {mismatches:?}"
+    );
+    assert!(
+        !mismatches.iter().any(|m| m.starts_with("case walk_plain:")),
+        "a location with its own proxy_set_header inherits nothing: {mismatches:?}"
+    );
+}
+
+#[test]
 fn nginx_rs_forwards_like_nginx() {
     let backend = Backend::echo();
     let Some(nginx) = start_proxy(Flavor::Nginx, &backend) else {
@@ -374,4 +403,3 @@ fn nginx_rs_forwards_like_nginx() {
         rs.stderr()
     );
 }
-

@@ -118,7 +118,12 @@ fn run(addr: SocketAddr, request: &[u8], until_close: bool, timeout: Duration) -
             }
             Ok(n) => ex.raw.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 ex.timed_out = true;
                 break;
             }
@@ -210,9 +215,9 @@ fn decode_chunked(mut body: &[u8]) -> Option<(Vec<u8>, usize)> {
         body = &body[eol + 2..];
         if size == 0 {
             // Trailers end with an empty line.
-            let end = find(body, b"\r\n\r\n").map(|i| i + 4).or_else(|| {
-                body.starts_with(b"\r\n").then_some(2)
-            })?;
+            let end = find(body, b"\r\n\r\n")
+                .map(|i| i + 4)
+                .or_else(|| body.starts_with(b"\r\n").then_some(2))?;
             let used = total - body.len() + end;
             return Some((out, used));
         }

@@ -87,18 +87,10 @@ impl From<std::io::Error> for StartError {
 }
 
 /// Options for the generated main config.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
     /// `master_process on` (nginx forks a worker) instead of one process.
     pub master_process: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            master_process: false,
-        }
-    }
 }
 
 /// A running nginx or nginx-rs; killed on drop.
@@ -234,7 +226,9 @@ pub fn start(
     for _ in 0..3 {
         let port = free_port()?;
         match start_on(flavor, options, port, &http(port)) {
-            Err(StartError::Exited { status, stderr }) if stderr.contains("Address already in use") => {
+            Err(StartError::Exited { status, stderr })
+                if stderr.contains("Address already in use") =>
+            {
                 last = Some(StartError::Exited { status, stderr });
             }
             other => return other,
