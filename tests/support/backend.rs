@@ -338,12 +338,16 @@ fn build_response(cfg: &BackendBuilder, req: &Received, keep_alive: bool) -> Vec
         Reply::Text(t) => t.as_bytes().to_vec(),
         Reply::Generated(n) => (0..*n).map(|i| b'a' + (i % 26) as u8).collect(),
     };
+    // 1xx and 204 have no body and no Content-Length (RFC 9110 8.6).
+    let bodiless = (100..200).contains(&cfg.status) || cfg.status == 204;
     let mut out = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\n",
         cfg.status,
-        reason(cfg.status),
-        body.len()
+        reason(cfg.status)
     );
+    if !bodiless {
+        out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     if !keep_alive {
         out.push_str("Connection: close\r\n");
     }
@@ -352,7 +356,7 @@ fn build_response(cfg: &BackendBuilder, req: &Received, keep_alive: bool) -> Vec
     }
     out.push_str("\r\n");
     let mut out = out.into_bytes();
-    if req.method() != "HEAD" && !(100..200).contains(&cfg.status) && cfg.status != 204 {
+    if req.method() != "HEAD" && !bodiless {
         out.extend_from_slice(&body);
     }
     out
