@@ -3,6 +3,8 @@
 #
 #   bench/run.sh                      # keepalive variant, 1/64/512 connections, 3 A/B pairs, 10 s each
 #   VARIANT=walkthrough bench/run.sh  # the walkthrough's default.conf (names and port rewritten)
+#   VARIANT=accesslog bench/run.sh    # keepalive with access_log in the combined format
+#   VARIANT=body1m bench/run.sh       # keepalive, 1 MiB responses
 #   AA=1 bench/run.sh                 # nginx against nginx: the noise floor
 #   DURATION=5 PAIRS=1 CONNS="1 64" bench/run.sh
 #   NGINX_RS=target/debug/nginx-rs bench/run.sh   # skip the release build
@@ -17,8 +19,8 @@
 # nginx-rs: peak RSS, VmHWM). Then per connection count the B/A ratios with median and spread
 # over the pairs. Output: bench/results/<timestamp>/{runs.tsv,table.md}.
 #
-# Not yet: the other variants of issue 7 (access log, 1 MiB body, 10 ms backend, 10k idle
-# connections), the PNG chart.
+# Not yet: the 10 ms backend and 10k idle connections variants of issue 7, 2-worker scaling,
+# the PNG chart.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -88,9 +90,12 @@ $http
 CONF
 }
 
+# The proxy's http-level config for $VARIANT; $1 is the run's prefix (for the access log).
 proxy_http() {
+    local dir=$1 log=""
+    [ "$VARIANT" = accesslog ] && log="access_log $dir/access.log combined;"
     case "$VARIANT" in
-    keepalive)
+    keepalive | accesslog | body1m)
         cat <<CONF
     upstream backends {
         server 127.0.0.1:$B1;
@@ -100,6 +105,7 @@ proxy_http() {
     }
     server {
         listen 127.0.0.1:$PROXY_PORT;
+        $log
         location / {
             proxy_pass http://backends;
             proxy_http_version 1.1;
@@ -116,7 +122,7 @@ CONF
             -e "s/listen 80;/listen 127.0.0.1:$PROXY_PORT;/" fixtures/walkthrough/default.conf
         ;;
     *)
-        echo "unknown VARIANT $VARIANT (keepalive, walkthrough)" >&2
+        echo "unknown VARIANT $VARIANT (keepalive, walkthrough, accesslog, body1m)" >&2
         exit 1
         ;;
     esac
@@ -157,12 +163,19 @@ to_ms() {
 }
 
 # --- backends ---
-mkdir -p "$WORK/backends"
+mkdir -p "$WORK/backends/html"
+head -c 1048576 /dev/zero | tr '\0' 'x' >"$WORK/backends/html/big.bin"
+# nginx workers run as an unprivileged user when started as root: let them read the file.
+chmod 755 "$WORK" "$WORK/backends" "$WORK/backends/html"
+chmod 644 "$WORK/backends/html/big.bin"
+URL_PATH=/
+[ "$VARIANT" = body1m ] && URL_PATH=/big.bin
 main_conf "$WORK/backends" "    server {
         listen 127.0.0.1:$B1;
         listen 127.0.0.1:$B2;
         listen 127.0.0.1:$B3;
         location / { return 200 \"Hello from backend\n\"; }
+        location = /big.bin { root $WORK/backends/html; }
     }" nginx >"$WORK/backends/nginx.conf"
 taskset -c "$LOAD_CPU" "$NGINX" -e stderr -p "$WORK/backends" -c "$WORK/backends/nginx.conf" &
 pids+=("$!")
@@ -181,7 +194,7 @@ fi
 run_one() {
     local flavor=$1 label=$2 conns=$3 pair=$4 dir="$WORK/$2-$3-$4" bin pid
     mkdir -p "$dir"
-    main_conf "$dir" "$(proxy_http)" "$flavor" >"$dir/nginx.conf"
+    main_conf "$dir" "$(proxy_http "$dir")" "$flavor" >"$dir/nginx.conf"
     if [ "$flavor" = nginx ]; then bin=("$NGINX" -e stderr); else bin=("$NGINX_RS"); fi
     taskset -c "$PROXY_CPU" "${bin[@]}" -p "$dir" -c "$dir/nginx.conf" 2>"$dir/stderr" &
     pid=$!
@@ -193,11 +206,11 @@ run_one() {
         return 0
     fi
     # Warm up pools and caches, then measure.
-    taskset -c "$LOAD_CPU" wrk -t1 -c "$conns" -d1s "http://127.0.0.1:$PROXY_PORT/" >/dev/null
+    taskset -c "$LOAD_CPU" wrk -t1 -c "$conns" -d1s "http://127.0.0.1:$PROXY_PORT$URL_PATH" >/dev/null
     local t0 t1
     t0=$(cpu_ticks "$pid")
     taskset -c "$LOAD_CPU" wrk -t1 -c "$conns" -d"${DURATION}s" --latency \
-        "http://127.0.0.1:$PROXY_PORT/" >"$dir/wrk.txt"
+        "http://127.0.0.1:$PROXY_PORT$URL_PATH" >"$dir/wrk.txt"
     t1=$(cpu_ticks "$pid")
     local mem rps p50 p99 errors cpu
     if [ "$flavor" = nginx ]; then mem=$(mem_kib "$pid" pss); else mem=$(mem_kib "$pid" hwm); fi
