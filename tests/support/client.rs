@@ -93,6 +93,8 @@ fn run(addr: SocketAddr, request: &[u8], until_close: bool, timeout: Duration) -
             return ex;
         }
     };
+    // A server that stops reading must not hang the test in write_all.
+    let _ = stream.set_write_timeout(Some(timeout));
     // The server may answer (and close) before reading everything, e.g. a 414 for a long URI:
     // a failed write is part of the outcome, the response may still be readable.
     let _ = stream.write_all(request);
@@ -202,6 +204,21 @@ pub fn parse_response(
         resp.body = body.to_vec();
         return Some((resp, raw.len()));
     }
+}
+
+/// Every complete final response in `raw`, in order (pipelining, keepalive); `at_eof` as for
+/// [`parse_response`], for the last one.
+pub fn parse_all_responses(raw: &[u8], at_eof: bool) -> Vec<RawResponse> {
+    let mut out = Vec::new();
+    let mut rest = raw;
+    while let Some((resp, used)) = parse_response(rest, false, at_eof) {
+        out.push(resp);
+        rest = &rest[used..];
+        if rest.is_empty() {
+            break;
+        }
+    }
+    out
 }
 
 /// Decodes a complete chunked body; None if incomplete or malformed.
