@@ -17,7 +17,7 @@ use support::client::{exchange_until_close, parse_all_responses};
 use support::nginx::{skip_unless, start, Flavor, Options, Server};
 
 /// How long the client waits for the server to close the connection.
-const WAIT: Duration = Duration::from_secs(3);
+const WAIT: Duration = Duration::from_secs(4);
 
 /// Which servers the case's upstream lists: the live backend or a port nothing listens on.
 #[derive(Clone, Copy, Debug)]

@@ -17,7 +17,9 @@
 //! stderr, unless `NGINX_RS_MUST_SERVE=1` turns it into a failure.
 //!
 //! ```ignore
-//! let Some(nginx) = skip_unless(start_nginx(|port| format!("server {{ listen 127.0.0.1:{port}; }}"))) else { return };
+//! let started = start_nginx(|port| format!("server {{ listen 127.0.0.1:{port}; }}"));
+//! let Some(nginx) = skip_unless(started, Flavor::Nginx) else { return };
+//! let ex = exchange(nginx.addr(), b"GET / HTTP/1.0\r\n\r\n");
 //! ```
 #![allow(dead_code)]
 
