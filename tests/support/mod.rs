@@ -709,4 +709,7 @@ pub mod conf_api {
     pub use nginx_rs::conf::{Arg, ConfError, Directive, Quote, SourceFile, Span};
 }
 
+pub mod backend;
+pub mod client;
 pub mod mini;
+pub mod nginx;
