@@ -5,7 +5,9 @@
 
 pub mod body;
 pub mod ctx;
+pub mod log;
 pub mod proxy;
 pub mod router;
 pub mod server;
+pub mod status;
 pub mod upstream;
