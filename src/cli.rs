@@ -435,7 +435,7 @@ fn send_signal(paths: &Paths, flags: &Flags, sig: &str) -> anyhow::Result<i32> {
     match crate::control::send_signal(&pid, signal) {
         Ok(_) => Ok(0),
         Err(e) => {
-            eprintln!("{NAME}: [error] {e}");
+            eprintln!("{NAME}: {e}");
             Ok(1)
         }
     }
