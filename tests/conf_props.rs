@@ -1,11 +1,12 @@
-//! Property tests: whatever bytes the parser is fed, it returns (no panic, no hang), and every
-//! error it reports is located (FILE:LINE, with a line inside the text) or names the file it could
-//! not open.
+//! Property tests: whatever bytes the pipeline (parse, then `plan::check`) is fed, it returns
+//! (no panic, no hang), and every parse error is located (FILE:LINE, with a line inside the text)
+//! or names the file it could not open.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nginx_rs::conf::{self, LoadOptions, Origin, Parsed};
+use nginx_rs::conf::{self, ConfError, LoadOptions, Origin, Parsed};
+use nginx_rs::plan::{self, NoNetwork, Shape};
 use proptest::prelude::*;
 
 const VALID: &str = r#"worker_processes 1;
@@ -31,6 +32,14 @@ fn opts() -> LoadOptions {
 
 fn parse(bytes: &[u8]) -> Parsed {
     conf::parse_bytes(bytes, Arc::from("fuzz.conf"), &opts())
+}
+
+/// The rest of the pipeline: `-t`'s check, for both top-level shapes, without the network.
+fn check(parsed: &Parsed) -> Vec<Result<(), ConfError>> {
+    [Shape::Full, Shape::Fragment]
+        .into_iter()
+        .map(|shape| plan::check(parsed, shape, Arc::new(NoNetwork)).map(|_| ()))
+        .collect()
 }
 
 /// Every error must say where it is: a line within the text (nginx counts the line after the last
@@ -85,12 +94,13 @@ fn mutated_valid() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(1000))]
 
     #[test]
     fn random_bytes_never_panic(bytes in config_bytes()) {
         let parsed = parse(&bytes);
         check_located(&bytes, &parsed)?;
+        let _ = check(&parsed);
     }
 
     #[test]
@@ -99,6 +109,11 @@ proptest! {
         check_located(&bytes, &parsed)?;
         // The dump is total too (tests and `-T` rely on it).
         let _ = conf::dump(&parsed.directives, "fuzz.conf", "");
+        for result in check(&parsed) {
+            if let Err(e) = result {
+                prop_assert!(e.origin != Origin::CommandLine, "check error from nowhere: {}", e);
+            }
+        }
     }
 }
 

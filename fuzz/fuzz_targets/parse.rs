@@ -1,4 +1,4 @@
-//! Fuzz target: any bytes through the configuration pipeline must return (no panic, no hang), and
+//! Fuzz target: any bytes through the configuration pipeline (parse + check) must return (no panic, no hang), and
 //! any error must be located. Run with `cargo fuzz run parse` from the repository root.
 
 #![no_main]
@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use nginx_rs::conf::{self, LoadOptions, Origin};
+use nginx_rs::plan::{self, NoNetwork, Shape};
 
-/// The pipeline under fuzzing. Today it is the parser; when `plan::check` lands, call it here on
-/// `parsed` too, so one target covers parse+check.
+/// The pipeline under fuzzing: parse, then `-t`'s check in both top-level shapes.
 fn pipeline(data: &[u8]) {
     let opts = LoadOptions {
         conf_prefix: PathBuf::from("/nonexistent-fuzz-prefix"),
@@ -24,6 +24,9 @@ fn pipeline(data: &[u8]) {
         }
     }
     let _ = conf::dump(&parsed.directives, "fuzz.conf", "");
+    for shape in [Shape::Full, Shape::Fragment] {
+        let _ = plan::check(&parsed, shape, Arc::new(NoNetwork));
+    }
 }
 
 fuzz_target!(|data: &[u8]| pipeline(data));
