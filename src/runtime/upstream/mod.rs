@@ -77,10 +77,13 @@ impl fmt::Display for NoLive {
 
 impl std::error::Error for NoLive {}
 
+/// Groups keyed by the address of the plan's `Arc<Upstream>`; the Arc is kept so the key stays
+/// unique while the map lives.
+type GroupMap = HashMap<usize, (Arc<plan::Upstream>, Arc<Group>)>;
+
 /// Run-time state of every upstream group in a Plan.
 pub struct Upstreams {
-    /// Keyed by the address of the plan's `Arc<Upstream>`; the Arc is kept so the key stays unique.
-    groups: RwLock<HashMap<usize, (Arc<plan::Upstream>, Arc<Group>)>>,
+    groups: RwLock<GroupMap>,
 }
 
 impl Upstreams {
@@ -111,9 +114,7 @@ impl Upstreams {
         }
     }
 
-    fn read(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, HashMap<usize, (Arc<plan::Upstream>, Arc<Group>)>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, GroupMap> {
         // Poisoning cannot leave the map half-updated: inserts are single operations.
         self.groups.read().unwrap_or_else(|e| e.into_inner())
     }
