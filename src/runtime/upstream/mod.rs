@@ -279,7 +279,7 @@ impl Shared {
 pub struct Group {
     def: Arc<plan::Upstream>,
     shared: Arc<Shared>,
-    pool: Pool,
+    pool: Arc<Pool>,
 }
 
 impl fmt::Debug for Group {
@@ -304,7 +304,7 @@ impl Group {
                     servers: def.servers.clone(),
                 }),
             }),
-            pool: Pool::new(&def),
+            pool: Arc::new(Pool::new(&def)),
             def,
         }
     }
