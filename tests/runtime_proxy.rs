@@ -345,3 +345,54 @@ async fn websocket_upgrade_is_tunnelled_when_configured() {
     assert!(sent.to_ascii_lowercase().contains("upgrade: websocket\r\n"));
     p.stop().await;
 }
+
+#[tokio::test]
+async fn hide_pass_headers_method_body_overrides() {
+    let b = Backend::spawn(
+        "b",
+        Behaviour::Headers(vec![
+            ("Server".into(), "gunicorn".into()),
+            ("X-App".into(), "secret".into()),
+            ("X-Accel-Other".into(), "kept".into()),
+        ]),
+    )
+    .await;
+    let echo = Backend::spawn("e", Behaviour::Echo).await;
+    let up = upstream("backend", &[b.addr]);
+    let up2 = upstream("echo", &[echo.addr]);
+    let mut conf = proxy_conf(&up, None);
+    conf.pass_headers = vec![http::header::SERVER];
+    conf.hide_headers = vec![http::HeaderName::from_static("x-app")];
+    let mut conf2 = proxy_conf(&up2, None);
+    conf2.pass_request_headers = false;
+    conf2.set_body = Some(tpl(&["uri=", "$uri"]));
+    conf2.method = Some(tpl(&["PUT"]));
+    let s = server(
+        vec![],
+        vec![
+            loc(prefix("/"), Some(conf), vec![]),
+            loc(prefix("/echo/"), Some(conf2), vec![]),
+        ],
+    );
+    let p = Proxy::start(plan(vec![s], 0, vec![up, up2])).await;
+    let r = get(p.addr, "h", "/").await;
+    assert_eq!(r.header("server"), Some("gunicorn"));
+    assert!(r.header("x-app").is_none());
+    assert_eq!(
+        r.header("x-accel-other"),
+        Some("kept"),
+        "only nginx's five X-Accel-* are hidden"
+    );
+    let r = raw(
+        p.addr,
+        b"GET /echo/x HTTP/1.1\r\nHost: h\r\nX-Client: 1\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("response");
+    let t = r.text();
+    assert!(t.starts_with("PUT /echo/x HTTP/1.0\r\n"), "{t}");
+    assert!(!t.to_ascii_lowercase().contains("x-client"));
+    assert!(t.ends_with("\r\n\r\nuri=/echo/x"));
+    assert!(t.to_ascii_lowercase().contains("content-length: 11\r\n"));
+    p.stop().await;
+}

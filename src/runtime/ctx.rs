@@ -34,9 +34,8 @@ pub struct ConnInfo {
 /// One attempt at an upstream peer, for `$upstream_addr`, `$upstream_status`, `$upstream_response_time`.
 #[derive(Clone, Debug)]
 pub struct UpstreamTry {
-    pub addr: String,
-    /// `None` = no response (nginx logs `502`/`504` as the status it produced... we log `-`-free
-    /// values like nginx: the status the proxy gave for this try).
+    pub addr: crate::plan::PeerAddr,
+    /// The upstream's status, or the 502/504 this attempt ended in; `None` prints `-`.
     pub status: Option<u16>,
     pub response_time: f64,
 }
@@ -235,9 +234,9 @@ impl RequestCtx {
             Var::ConnectionRequests => {
                 let _ = write!(out, "{}", self.conn_requests);
             }
-            Var::UpstreamAddr => {
-                self.upstream_list(out, |t, o| o.extend_from_slice(t.addr.as_bytes()))
-            }
+            Var::UpstreamAddr => self.upstream_list(out, |t, o| {
+                let _ = write!(o, "{}", t.addr);
+            }),
             Var::UpstreamStatus => self.upstream_list(out, |t, o| match t.status {
                 Some(s) => {
                     let _ = write!(o, "{s}");
