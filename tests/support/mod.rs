@@ -703,3 +703,13 @@ pub fn head_of(req: &str) -> (String, Vec<(String, String)>) {
         .collect();
     (line, headers)
 }
+
+pub mod conf_api {
+    pub use nginx_rs::conf::parser::Parsed;
+    pub use nginx_rs::conf::{Arg, ConfError, Directive, Quote, SourceFile, Span};
+}
+
+pub mod backend;
+pub mod client;
+pub mod mini;
+pub mod nginx;
