@@ -162,7 +162,8 @@ impl<'o> Parser<'o> {
             let base_depth = frame.base_depth;
             let source = frame.source;
             let statement = frame.lexer.next_statement();
-            let statement = statement.map_err(|e| self.error_at(source, e.message, &file, e.line))?;
+            let statement =
+                statement.map_err(|e| self.error_at(source, e.message, &file, e.line))?;
             match statement {
                 Statement::Eof { line } => {
                     if self.blocks.len() > base_depth {
@@ -344,7 +345,11 @@ mod tests {
     }
 
     fn parse(text: &str) -> Parsed {
-        parse_bytes(text.as_bytes(), Arc::from("/t/m.conf"), &opts(Path::new("/nonexistent")))
+        parse_bytes(
+            text.as_bytes(),
+            Arc::from("/t/m.conf"),
+            &opts(Path::new("/nonexistent")),
+        )
     }
 
     fn err(p: &Parsed) -> String {
@@ -368,7 +373,10 @@ mod tests {
     #[test]
     fn partial_tree_on_eof_in_block() {
         let p = parse("a 1;\nserver {\n  listen 80;\n  location / {\n    return 204;\n");
-        assert_eq!(err(&p), "[emerg] unexpected end of file, expecting \"}\" in /t/m.conf:6");
+        assert_eq!(
+            err(&p),
+            "[emerg] unexpected end of file, expecting \"}\" in /t/m.conf:6"
+        );
         assert_eq!(p.directives.len(), 2);
         let server = &p.directives[1];
         let kids = server.block.as_ref().unwrap();
