@@ -428,14 +428,27 @@ fn send_signal(paths: &Paths, flags: &Flags, sig: &str) -> anyhow::Result<i32> {
             return Ok(1);
         }
     };
-    let _ = (pid, sig);
-    eprintln!("{NAME}: [emerg] sending signals (-s {sig}) is not wired yet: process control has not landed");
-    Ok(1)
+    let Some(signal) = crate::control::Signal::parse(sig) else {
+        eprintln!("{NAME}: invalid option: \"-s {sig}\"");
+        return Ok(1);
+    };
+    match crate::control::send_signal(&pid, signal) {
+        Ok(_) => Ok(0),
+        Err(e) => {
+            eprintln!("{NAME}: {e}");
+            Ok(1)
+        }
+    }
 }
 
-/// Serving is the runtime's; the lead wires `runtime::run` here once it lands.
+/// Serve in the foreground until SIGINT/SIGTERM.
 fn serve(plan: Plan, paths: &Paths, flags: &Flags) -> anyhow::Result<i32> {
-    let _ = (plan, paths, &flags.error_log);
-    eprintln!("{NAME}: [emerg] serving is not wired yet: the runtime has not landed (use -t to test the configuration)");
-    Ok(1)
+    let _ = (paths, &flags.error_log);
+    match crate::runtime::run(Arc::new(plan)) {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            eprintln!("{NAME}: [emerg] {e}");
+            Ok(1)
+        }
+    }
 }

@@ -31,11 +31,13 @@
 pub mod body;
 pub mod ctx;
 pub mod errors;
+pub mod log;
 pub mod proxy;
 pub mod reqbody;
 pub mod request;
 pub mod router;
 pub mod server;
+pub mod status;
 pub mod upstream;
 
 use std::fmt;
