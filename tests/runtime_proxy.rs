@@ -396,3 +396,66 @@ async fn hide_pass_headers_method_body_overrides() {
     assert!(t.to_ascii_lowercase().contains("content-length: 11\r\n"));
     p.stop().await;
 }
+
+#[tokio::test]
+async fn request_done_hook_sees_final_values_for_the_access_log() {
+    use nginx_rs::runtime::log::{combined, render_line};
+    use std::sync::Mutex;
+    let b = Backend::spawn("b", Behaviour::Echo).await;
+    let dead = Backend::dead_addr().await;
+    let up = upstream("backend", &[dead, b.addr]);
+    let s = server(
+        vec![],
+        vec![loc(prefix("/"), Some(proxy_conf(&up, None)), vec![])],
+    );
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = lines.clone();
+    let fmt = combined();
+    let p = Proxy::start_live(plan(vec![s], 0, vec![up]), move |l| {
+        l.with_request_done(Arc::new(move |ctx| {
+            let mut extra = Vec::new();
+            let t = Template {
+                segments: vec![
+                    Segment::Var(Var::Status),
+                    Segment::Literal(" ".into()),
+                    Segment::Var(Var::BodyBytesSent),
+                    Segment::Literal(" ".into()),
+                    Segment::Var(Var::UpstreamAddr),
+                    Segment::Literal(" ".into()),
+                    Segment::Var(Var::UpstreamStatus),
+                ],
+            };
+            ctx.render_into(&t, &mut extra);
+            let line = String::from_utf8_lossy(&render_line(&fmt, ctx)).into_owned();
+            sink.lock()
+                .expect("lock")
+                .push(format!("{}|{line}", String::from_utf8_lossy(&extra)));
+        }))
+    })
+    .await;
+    let r = raw(
+        p.addr,
+        b"GET /x?y HTTP/1.1\r\nHost: h\r\nUser-Agent: ua/1\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("response");
+    assert_eq!(r.status, 200);
+    let n = r.body.len();
+    // The hook runs when the body is done; give the connection task a moment to finish.
+    for _ in 0..50 {
+        if !lines.lock().expect("lock").is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let got = lines.lock().expect("lock").clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let (extra, line) = got[0].split_once('|').expect("sep");
+    assert_eq!(extra, format!("200 {n} {dead}, {} 502, 200", b.addr));
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+    assert!(
+        line.contains(&format!("\"GET /x?y HTTP/1.1\" 200 {n} \"-\" \"ua/1\"")),
+        "{line}"
+    );
+    p.stop().await;
+}

@@ -307,10 +307,15 @@ pub struct Proxy {
 
 impl Proxy {
     pub async fn start(plan: Plan) -> Proxy {
+        Self::start_live(plan, |l| l).await
+    }
+
+    /// Start with `f` applied to the first `Live` (e.g. to add a request-done hook).
+    pub async fn start_live(plan: Plan, f: impl FnOnce(Live) -> Live) -> Proxy {
         let plan = Arc::new(plan);
         let listeners = runtime::bind(&plan).expect("bind");
         let addr = listeners.sockets[0].1.local_addr().expect("local addr");
-        let live = Arc::new(ArcSwap::from_pointee(Live::new(plan, None)));
+        let live = Arc::new(ArcSwap::from_pointee(f(Live::new(plan, None))));
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(runtime::serve(listeners, live.clone(), rx));
         Proxy {
