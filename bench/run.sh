@@ -5,9 +5,11 @@
 #   VARIANT=walkthrough bench/run.sh  # the walkthrough's default.conf (names and port rewritten)
 #   VARIANT=accesslog bench/run.sh    # keepalive with access_log in the combined format
 #   VARIANT=body1m bench/run.sh       # keepalive, 1 MiB responses
+#   VARIANT=slow10ms bench/run.sh     # keepalive, backends take 10 ms (examples/backend.rs)
 #   AA=1 bench/run.sh                 # nginx against nginx: the noise floor
 #   DURATION=5 PAIRS=1 CONNS="1 64" bench/run.sh
 #   NGINX_RS=target/debug/nginx-rs bench/run.sh   # skip the release build
+#   BACKEND_EXAMPLE=target/debug/examples/backend VARIANT=slow10ms ...   # same for the backend
 #
 # Three backends: one nginx with three listen ports and `return 200` (cheap, never the
 # bottleneck). Proxies: nginx (`worker_processes 1`) as A, nginx-rs (`worker_processes 1`) as B,
@@ -19,8 +21,7 @@
 # nginx-rs: peak RSS, VmHWM). Then per connection count the B/A ratios with median and spread
 # over the pairs. Output: bench/results/<timestamp>/{runs.tsv,table.md}.
 #
-# Not yet: the 10 ms backend and 10k idle connections variants of issue 7, 2-worker scaling,
-# the PNG chart.
+# Not yet: the 10k idle connections variant of issue 7, 2-worker scaling, the PNG chart.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -95,7 +96,7 @@ proxy_http() {
     local dir=$1 log=""
     [ "$VARIANT" = accesslog ] && log="access_log $dir/access.log combined;"
     case "$VARIANT" in
-    keepalive | accesslog | body1m)
+    keepalive | accesslog | body1m | slow10ms)
         cat <<CONF
     upstream backends {
         server 127.0.0.1:$B1;
@@ -122,7 +123,7 @@ CONF
             -e "s/listen 80;/listen 127.0.0.1:$PROXY_PORT;/" fixtures/walkthrough/default.conf
         ;;
     *)
-        echo "unknown VARIANT $VARIANT (keepalive, walkthrough, accesslog, body1m)" >&2
+        echo "unknown VARIANT $VARIANT (keepalive, walkthrough, accesslog, body1m, slow10ms)" >&2
         exit 1
         ;;
     esac
@@ -177,8 +178,20 @@ main_conf "$WORK/backends" "    server {
         location / { return 200 \"Hello from backend\n\"; }
         location = /big.bin { root $WORK/backends/html; }
     }" nginx >"$WORK/backends/nginx.conf"
-taskset -c "$LOAD_CPU" "$NGINX" -e stderr -p "$WORK/backends" -c "$WORK/backends/nginx.conf" &
-pids+=("$!")
+if [ "$VARIANT" = slow10ms ]; then
+    # nginx cannot wait 10 ms before answering; the walkthrough's example backend can.
+    if [ -z "${BACKEND_EXAMPLE:-}" ]; then
+        cargo build --release --quiet --example backend
+        BACKEND_EXAMPLE=target/release/examples/backend
+    fi
+    for p in $B1 $B2 $B3; do
+        BACKEND_DELAY_MS=10 taskset -c "$LOAD_CPU" "$BACKEND_EXAMPLE" "$p" "b$p" 2>/dev/null &
+        pids+=("$!")
+    done
+else
+    taskset -c "$LOAD_CPU" "$NGINX" -e stderr -p "$WORK/backends" -c "$WORK/backends/nginx.conf" &
+    pids+=("$!")
+fi
 for p in $B1 $B2 $B3; do wait_port "$p" || { echo "backends did not start" >&2; exit 1; }; done
 
 # --- proxies ---
