@@ -3,7 +3,7 @@
 //!
 //! `idle_clients ADDR N`: opens N connections to ADDR, sends one `GET /` on each and reads the
 //! answer (so every connection has served a request and sits in keepalive), prints
-//! `ready OK FAILED` on stdout, then holds the connections until stdin closes.
+//! `ready OK FAILED` on stdout, then holds the connections until it is killed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +19,8 @@ const CONCURRENT_SETUP: usize = 256;
 /// Content-Length body; returns the open connection.
 async fn one(addr: SocketAddr) -> std::io::Result<TcpStream> {
     let mut s = TcpStream::connect(addr).await?;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n").await?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+        .await?;
     let mut r = BufReader::new(&mut s);
     let mut len = 0usize;
     loop {
@@ -70,9 +71,9 @@ async fn main() {
             _ => failed += 1,
         }
     }
+    // Rust's stdout is line-buffered: the script sees this line at once.
     println!("ready {} {failed}", held.len());
-    // Hold until stdin closes (the bench script closes it, or kills us).
-    let mut sink = Vec::new();
-    let _ = tokio::io::stdin().read_to_end(&mut sink).await;
+    // Hold the connections until the bench script kills us.
+    std::future::pending::<()>().await;
     drop(held);
 }
