@@ -209,7 +209,10 @@ impl Lexer {
         let head = &self.src[..p];
         let lines = memchr::memchr_iter(b'\n', head).count();
         let start = memchr::memrchr(b'\n', head).map_or(0, |n| n + 1);
-        (u32::try_from(lines + 1).unwrap_or(u32::MAX), col_of(p, start))
+        (
+            u32::try_from(lines + 1).unwrap_or(u32::MAX),
+            col_of(p, start),
+        )
     }
 
     /// nginx's current line after it consumed the byte at `p` (a newline counts at once).
@@ -481,7 +484,14 @@ mod tests {
     fn simple_words_and_lines() {
         let s = all("a b;\nc {\n}\n").unwrap();
         assert_eq!(s.len(), 4);
-        assert!(matches!(s[1], Statement::Directive { opens_block: true, line: 2, .. }));
+        assert!(matches!(
+            s[1],
+            Statement::Directive {
+                opens_block: true,
+                line: 2,
+                ..
+            }
+        ));
         assert_eq!(s[2], Statement::BlockEnd { line: 3 });
         assert_eq!(s[3], Statement::Eof { line: 4 });
     }
@@ -505,9 +515,14 @@ mod tests {
 
     #[test]
     fn variables_with_braces_stay_in_the_word() {
-        assert_eq!(vals("a ${x}y a${b}c $${{z;"), ["a", "${x}y", "a${b}c", "$${{z"]);
+        assert_eq!(
+            vals("a ${x}y a${b}c $${{z;"),
+            ["a", "${x}y", "a${b}c", "$${{z"]
+        );
         let s = all("a b{}").unwrap();
-        assert!(matches!(&s[0], Statement::Directive { opens_block: true, words, .. } if words.len() == 2));
+        assert!(
+            matches!(&s[0], Statement::Directive { opens_block: true, words, .. } if words.len() == 2)
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::ast::{Arg, Directive, SourceFile, Span};
 use super::error::{ConfError, Level, Origin};
 use super::include;
-use super::lexer::{LexError, Lexer, Source, Statement, Word};
+use super::lexer::{Lexer, Source, Statement, Word};
 
 /// Blocks nested deeper than this are refused (nginx has no limit, but no real configuration
 /// comes close, and every later stage walks the tree recursively).
@@ -62,6 +62,8 @@ pub fn parse_param(text: &str, opts: &LoadOptions) -> Parsed {
 struct FileFrame {
     name: Arc<str>,
     lexer: Lexer,
+    /// The `-g` text or a file: decides how errors are located.
+    source: Source,
     base_depth: usize,
     /// Identity for cycle detection (canonical path when it exists).
     identity: PathBuf,
@@ -120,8 +122,14 @@ impl<'o> Parser<'o> {
         }
     }
 
-    fn error_at(&self, message: impl Into<String>, file: &Arc<str>, line: u32) -> ConfError {
-        let origin = match self.source {
+    fn error_at(
+        &self,
+        source: Source,
+        message: impl Into<String>,
+        file: &Arc<str>,
+        line: u32,
+    ) -> ConfError {
+        let origin = match source {
             Source::Param => Origin::CommandLine,
             Source::File => Origin::At(Span::new(file.clone(), line, 0)),
         };
@@ -140,8 +148,7 @@ impl<'o> Parser<'o> {
         identity: PathBuf,
     ) -> Result<(), ConfError> {
         let mut stack: Vec<FileFrame> = Vec::new();
-        let mut source = self.source;
-        stack.push(new_frame(name, text, identity, 0, source));
+        stack.push(new_frame(name, text, identity, 0, self.source));
 
         while let Some(frame) = stack.last_mut() {
             // A glob include still has files to read: open the next one.
@@ -153,24 +160,24 @@ impl<'o> Parser<'o> {
             }
             let file = frame.name.clone();
             let base_depth = frame.base_depth;
+            let source = frame.source;
             let statement = frame.lexer.next_statement();
-            let statement = statement.map_err(|e| self.lex_error(e, &file))?;
+            let statement = statement.map_err(|e| self.error_at(source, e.message, &file, e.line))?;
             match statement {
                 Statement::Eof { line } => {
                     if self.blocks.len() > base_depth {
                         return Err(self.error_at(
+                            source,
                             "unexpected end of file, expecting \"}\"",
                             &file,
                             line,
                         ));
                     }
                     stack.pop();
-                    // Included files are always real files, whatever the top-level source.
-                    source = Source::File;
                 }
                 Statement::BlockEnd { line } => {
                     if self.blocks.len() <= base_depth {
-                        return Err(self.error_at("unexpected \"}\"", &file, line));
+                        return Err(self.error_at(source, "unexpected \"}\"", &file, line));
                     }
                     if let Some(done) = self.blocks.pop() {
                         self.children().push(done);
@@ -183,15 +190,16 @@ impl<'o> Parser<'o> {
                 } => {
                     if words.first().is_some_and(|w| w.value == "include") {
                         let span = Span::new(file.clone(), line, words[0].col);
-                        let paths = self.include_paths(&words, opens_block, &span)?;
+                        let paths = self.include_paths(source, &words, opens_block, &span)?;
                         if let Some(frame) = stack.last_mut() {
                             frame.pending = paths.into_iter().rev().collect();
                             frame.include_span = Some(span);
                         }
                         continue;
                     }
-                    if opens_block && self.source == Source::Param && source == Source::Param {
+                    if opens_block && source == Source::Param {
                         return Err(self.error_at(
+                            source,
                             "block directives are not supported in -g option",
                             &file,
                             line,
@@ -201,6 +209,7 @@ impl<'o> Parser<'o> {
                     if opens_block {
                         if self.blocks.len() >= MAX_DEPTH {
                             return Err(self.error_at(
+                                source,
                                 format!("blocks are nested deeper than {MAX_DEPTH} levels"),
                                 &file,
                                 line,
@@ -216,19 +225,16 @@ impl<'o> Parser<'o> {
         Ok(())
     }
 
-    fn lex_error(&self, e: LexError, file: &Arc<str>) -> ConfError {
-        self.error_at(e.message, file, e.line)
-    }
-
     /// Checks an `include` statement like nginx's dispatcher and expands its argument to the
     /// files to read, in order.
     fn include_paths(
         &self,
+        source: Source,
         words: &[Word],
         opens_block: bool,
         span: &Span,
     ) -> Result<Vec<PathBuf>, ConfError> {
-        let at = |m: String| self.error_at(m, &span.file, span.line);
+        let at = |m: String| self.error_at(source, m, &span.file, span.line);
         if opens_block {
             return Err(at("directive \"include\" is not terminated by \";\"".into()));
         }
@@ -237,8 +243,11 @@ impl<'o> Parser<'o> {
                 "invalid number of arguments in \"include\" directive".into()
             ));
         }
-        include::expand(&words[1].value, &self.opts.conf_prefix)
-            .map_err(|m| m.into_error(Origin::At(span.clone())))
+        let origin = match source {
+            Source::Param => Origin::CommandLine,
+            Source::File => Origin::At(span.clone()),
+        };
+        include::expand(&words[1].value, &self.opts.conf_prefix).map_err(|m| m.into_error(origin))
     }
 
     fn open_include(
@@ -247,10 +256,11 @@ impl<'o> Parser<'o> {
         span: Option<Span>,
         stack: &[FileFrame],
     ) -> Result<FileFrame, ConfError> {
-        let origin = match (&span, self.source) {
-            (_, Source::Param) if stack.len() == 1 => Origin::CommandLine,
-            (Some(s), _) => Origin::At(s.clone()),
-            (None, _) => Origin::Nowhere,
+        let from_param = stack.last().is_some_and(|f| f.source == Source::Param);
+        let origin = match span {
+            _ if from_param => Origin::CommandLine,
+            Some(s) => Origin::At(s),
+            None => Origin::Nowhere,
         };
         let name: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
         let identity = include::identity(path);
@@ -293,6 +303,7 @@ fn new_frame(
     FileFrame {
         name,
         lexer: Lexer::new(text, source),
+        source,
         base_depth,
         identity,
         pending: Vec::new(),
@@ -318,5 +329,157 @@ fn make_directive(words: Vec<Word>, opens_block: bool, file: &Arc<str>, line: u3
         args,
         block: opens_block.then(Vec::new),
         span: Span::new(file.clone(), line, col),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn opts(dir: &Path) -> LoadOptions {
+        LoadOptions {
+            conf_prefix: dir.to_path_buf(),
+        }
+    }
+
+    fn parse(text: &str) -> Parsed {
+        parse_bytes(text.as_bytes(), Arc::from("/t/m.conf"), &opts(Path::new("/nonexistent")))
+    }
+
+    fn err(p: &Parsed) -> String {
+        p.error.as_ref().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn tree_and_spans() {
+        let p = parse("http {\n  server {\n    listen\n      80;\n  }\n}\n");
+        assert!(p.error.is_none());
+        let http = &p.directives[0];
+        let server = &http.block.as_ref().unwrap()[0];
+        let listen = &server.block.as_ref().unwrap()[0];
+        assert_eq!((server.span.line, server.span.col), (2, 3));
+        assert_eq!((listen.span.line, listen.span.col), (4, 5));
+        assert_eq!((listen.args[0].span.line, listen.args[0].span.col), (4, 7));
+        assert_eq!(listen.arg(0), Some("80"));
+        assert_eq!(p.files.len(), 1);
+    }
+
+    #[test]
+    fn partial_tree_on_eof_in_block() {
+        let p = parse("a 1;\nserver {\n  listen 80;\n  location / {\n    return 204;\n");
+        assert_eq!(err(&p), "[emerg] unexpected end of file, expecting \"}\" in /t/m.conf:6");
+        assert_eq!(p.directives.len(), 2);
+        let server = &p.directives[1];
+        let kids = server.block.as_ref().unwrap();
+        assert_eq!(kids.len(), 2);
+        assert_eq!(kids[1].block.as_ref().unwrap()[0].name, "return");
+    }
+
+    #[test]
+    fn partial_tree_stops_before_bad_statement() {
+        let p = parse("server {\n  listen 80;\n  add_header X \"a\"b;\n  root /x;\n}\n");
+        assert_eq!(err(&p), "[emerg] unexpected \"b\" in /t/m.conf:3");
+        let kids = p.directives[0].block.as_ref().unwrap();
+        assert_eq!(kids.len(), 1);
+    }
+
+    #[test]
+    fn stray_close_brace() {
+        let p = parse("a;\n}\nb;\n");
+        assert_eq!(err(&p), "[emerg] unexpected \"}\" in /t/m.conf:2");
+        assert_eq!(p.directives.len(), 1);
+    }
+
+    #[test]
+    fn includes_in_place_with_own_spans() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("conf.d")).unwrap();
+        fs::write(dir.path().join("conf.d/b.conf"), "b 2;\n").unwrap();
+        fs::write(dir.path().join("conf.d/a.conf"), "\na 1;\n").unwrap();
+        let main = dir.path().join("nginx.conf");
+        fs::write(&main, "http {\n  include conf.d/*.conf;\n  c 3;\n}\n").unwrap();
+        let p = load_file(&main, &opts(dir.path()));
+        assert!(p.error.is_none(), "{:?}", p.error);
+        let kids = p.directives[0].block.as_ref().unwrap();
+        let names: Vec<_> = kids.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert!(kids[0].span.file.ends_with("conf.d/a.conf"));
+        assert_eq!(kids[0].span.line, 2);
+        assert_eq!(kids[2].span.line, 3);
+        assert_eq!(p.files.len(), 3);
+        assert!(p.files[1].path.ends_with("a.conf"));
+    }
+
+    #[test]
+    fn include_cycle_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.conf");
+        fs::write(&a, "x 1;\ninclude b.conf;\n").unwrap();
+        fs::write(dir.path().join("b.conf"), "include a.conf;\n").unwrap();
+        let p = load_file(&a, &opts(dir.path()));
+        let e = p.error.expect("cycle detected");
+        assert!(e.message.starts_with("include cycle: "), "{e}");
+        assert_eq!(e.span().map(|s| s.line), Some(1));
+        assert!(e.span().is_some_and(|s| s.file.ends_with("b.conf")));
+        assert_eq!(p.directives.len(), 1);
+    }
+
+    #[test]
+    fn missing_main_file_has_no_location() {
+        let p = load_file(Path::new("/nonexistent/nginx.conf"), &opts(Path::new("/")));
+        assert_eq!(
+            err(&p),
+            "[emerg] open() \"/nonexistent/nginx.conf\" failed (2: No such file or directory)"
+        );
+    }
+
+    #[test]
+    fn include_argument_errors() {
+        let p = parse("include;\n");
+        assert_eq!(
+            err(&p),
+            "[emerg] invalid number of arguments in \"include\" directive in /t/m.conf:1"
+        );
+        let p = parse("include a {\n");
+        assert_eq!(
+            err(&p),
+            "[emerg] directive \"include\" is not terminated by \";\" in /t/m.conf:1"
+        );
+    }
+
+    #[test]
+    fn nesting_limit() {
+        let deep = "a {".repeat(MAX_DEPTH + 5);
+        let p = parse(&deep);
+        let e = err(&p);
+        assert!(e.contains("nested deeper"), "{e}");
+        // The partial tree is still complete down to the limit.
+        let mut depth = 0;
+        let mut cur = &p.directives;
+        while let Some(d) = cur.first() {
+            depth += 1;
+            cur = d.block.as_ref().unwrap();
+        }
+        assert_eq!(depth, MAX_DEPTH);
+    }
+
+    #[test]
+    fn command_line_parameter() {
+        let o = opts(Path::new("/nonexistent"));
+        let p = parse_param("daemon off; master_process on;", &o);
+        assert!(p.error.is_none());
+        assert_eq!(p.directives.len(), 2);
+        assert!(p.files.is_empty());
+        let p = parse_param("events {}", &o);
+        assert_eq!(
+            err(&p),
+            "[emerg] block directives are not supported in -g option in command line"
+        );
+        let p = parse_param("daemon off", &o);
+        assert_eq!(
+            err(&p),
+            "[emerg] unexpected end of parameter, expecting \";\" in command line"
+        );
     }
 }

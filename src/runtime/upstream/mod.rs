@@ -12,6 +12,7 @@
 //! Group::select(&self, key: SelectKey<'_>, tried: &mut Tried) -> Result<PeerRef, NoLive>
 //! Group::connect(&self, peer: &PeerRef, connect_timeout: Duration)
 //!     -> impl Future<Output = Result<UpstreamConn, ConnectError>>
+//! Group::connect_fresh(&self, peer: &PeerRef, connect_timeout: Duration)   // same, never pooled
 //! Group::release(&self, conn: UpstreamConn)           // after a complete, reusable response
 //! Group::tries(&self) -> u32                          // nginx's peer.tries: attempts one request may make
 //! Group::name(&self) -> &str
@@ -370,6 +371,16 @@ impl Group {
                 return Ok(conn);
             }
         }
+        self.connect_fresh(peer, connect_timeout).await
+    }
+
+    /// A new connection to `peer`, bypassing the pool: for the one retry nginx makes when a
+    /// request on a reused connection fails before any response byte.
+    pub async fn connect_fresh(
+        &self,
+        peer: &PeerRef,
+        connect_timeout: Duration,
+    ) -> Result<UpstreamConn, ConnectError> {
         let mut conn = connect::open(peer.addr(), connect_timeout).await?;
         conn.requests = 1;
         Ok(conn)

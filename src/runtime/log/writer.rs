@@ -1,0 +1,306 @@
+//! The access-log writer: one background thread owns every log file; request handlers hand it finished
+//! lines over an unbounded channel, so logging never waits on the disk.
+//!
+//! Per file it keeps nginx's `buffer=SIZE` (write when the buffer would overflow) and `flush=TIME`
+//! (write buffered data at most TIME after it arrived). Without `buffer=` each line is written at once
+//! (lines that arrive together are written with one `write`). `reopen` (SIGUSR1) flushes, then opens every
+//! path again, so after logrotate renames a file the next lines go to a new file with that name.
+//! Dropping the last [`LogWriter`] flushes everything and stops the thread.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Opens a log file as nginx does: append, create with mode 0644.
+pub fn open_log_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .open(path)
+}
+
+/// A failure to (re)open a log file, shown as nginx shows it:
+/// `open() "/var/log/x.log" failed (13: Permission denied)`.
+#[derive(Debug)]
+pub struct OpenError {
+    pub path: PathBuf,
+    pub error: io::Error,
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "open() \"{}\" failed {}",
+            self.path.display(),
+            crate::control::errno_text(&self.error)
+        )
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+enum Msg {
+    Open {
+        id: usize,
+        path: PathBuf,
+        file: File,
+        buffer: Option<usize>,
+        flush: Option<Duration>,
+    },
+    Line {
+        id: usize,
+        bytes: Vec<u8>,
+    },
+    Reopen(mpsc::Sender<Vec<OpenError>>),
+    Flush(mpsc::Sender<()>),
+    Shutdown,
+}
+
+/// A handle to one open log file. Cheap to clone; `write` never blocks.
+#[derive(Clone)]
+pub struct LogFile {
+    id: usize,
+    path: Arc<Path>,
+    tx: Sender<Msg>,
+}
+
+impl std::fmt::Debug for LogFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LogFile({})", self.path.display())
+    }
+}
+
+impl LogFile {
+    /// Queues one finished line (newline included) for writing.
+    pub fn write(&self, line: Vec<u8>) {
+        // The thread only stops when the writer is dropped; a line sent after that has nowhere to go.
+        let _ = self.tx.send(Msg::Line {
+            id: self.id,
+            bytes: line,
+        });
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+struct Registry {
+    next_id: usize,
+    by_path: HashMap<PathBuf, (LogFile, Option<usize>, Option<Duration>)>,
+}
+
+/// Owner of the writer thread. Share it (`Arc`) between the old and new `Live` across reloads so that a
+/// path keeps one file and one buffer, as nginx shares open files between cycles.
+pub struct LogWriter {
+    tx: Sender<Msg>,
+    registry: Mutex<Registry>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LogWriter {
+    pub fn new() -> io::Result<LogWriter> {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || run(rx))?;
+        Ok(LogWriter {
+            tx,
+            registry: Mutex::new(Registry {
+                next_id: 0,
+                by_path: HashMap::new(),
+            }),
+            thread: Some(thread),
+        })
+    }
+
+    /// Opens `path` (at config load, so failures become `[emerg]` lines) or returns the handle already
+    /// open for it. `buffer`/`flush` are `access_log`'s parameters; the first registration of a path wins.
+    pub fn open(
+        &self,
+        path: &Path,
+        buffer: Option<usize>,
+        flush: Option<Duration>,
+    ) -> Result<LogFile, OpenError> {
+        let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((f, _, _)) = reg.by_path.get(path) {
+            return Ok(f.clone());
+        }
+        let file = open_log_file(path).map_err(|error| OpenError {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        let id = reg.next_id;
+        reg.next_id += 1;
+        let _ = self.tx.send(Msg::Open {
+            id,
+            path: path.to_path_buf(),
+            file,
+            buffer: buffer.filter(|&b| b > 0),
+            flush,
+        });
+        let handle = LogFile {
+            id,
+            path: Arc::from(path),
+            tx: self.tx.clone(),
+        };
+        reg.by_path
+            .insert(path.to_path_buf(), (handle.clone(), buffer, flush));
+        Ok(handle)
+    }
+
+    /// Flushes buffers, then reopens every file by path (SIGUSR1). Returns the files that could not be
+    /// reopened; those keep writing to their old descriptor, as in nginx.
+    pub fn reopen(&self) -> Vec<OpenError> {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Msg::Reopen(tx)).is_err() {
+            return Vec::new();
+        }
+        rx.recv().unwrap_or_default()
+    }
+
+    /// Writes out everything queued and buffered so far, and waits until it is written.
+    pub fn flush(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Msg::Flush(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Msg::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct OpenFile {
+    path: PathBuf,
+    file: File,
+    buf: Vec<u8>,
+    buffer: Option<usize>,
+    flush: Option<Duration>,
+    /// When buffered data must be written at the latest (`flush=`).
+    deadline: Option<Instant>,
+}
+
+impl OpenFile {
+    fn push(&mut self, line: &[u8]) {
+        if let Some(size) = self.buffer {
+            if !self.buf.is_empty() && self.buf.len() + line.len() > size {
+                self.write_out();
+            }
+        }
+        if self.buf.is_empty() {
+            self.deadline = self.flush.map(|d| Instant::now() + d);
+        }
+        self.buf.extend_from_slice(line);
+        if let Some(size) = self.buffer {
+            if self.buf.len() >= size {
+                self.write_out();
+            }
+        }
+    }
+
+    fn write_out(&mut self) {
+        if !self.buf.is_empty() {
+            // Like nginx, a failed log write is lost rather than retried forever; the disk may be full.
+            let _ = self.file.write_all(&self.buf);
+            self.buf.clear();
+        }
+        self.deadline = None;
+    }
+
+    /// Unbuffered files are written once the queue is drained.
+    fn settle(&mut self) {
+        if self.buffer.is_none() {
+            self.write_out();
+        }
+    }
+}
+
+fn run(rx: Receiver<Msg>) {
+    let mut files: HashMap<usize, OpenFile> = HashMap::new();
+    loop {
+        let next_deadline = files.values().filter_map(|f| f.deadline).min();
+        let msg = match next_deadline {
+            Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => Some(Msg::Shutdown),
+            },
+            None => Some(rx.recv().unwrap_or(Msg::Shutdown)),
+        };
+        let mut pending = msg;
+        // Drain whatever else is queued before touching the disk, so bursts become one write per file.
+        while let Some(m) = pending.take() {
+            match m {
+                Msg::Open {
+                    id,
+                    path,
+                    file,
+                    buffer,
+                    flush,
+                } => {
+                    files.insert(
+                        id,
+                        OpenFile {
+                            path,
+                            file,
+                            buf: Vec::new(),
+                            buffer,
+                            flush,
+                            deadline: None,
+                        },
+                    );
+                }
+                Msg::Line { id, bytes } => {
+                    if let Some(f) = files.get_mut(&id) {
+                        f.push(&bytes);
+                    }
+                }
+                Msg::Reopen(done) => {
+                    let mut errors = Vec::new();
+                    for f in files.values_mut() {
+                        f.write_out();
+                        match open_log_file(&f.path) {
+                            Ok(new) => f.file = new,
+                            Err(error) => errors.push(OpenError {
+                                path: f.path.clone(),
+                                error,
+                            }),
+                        }
+                    }
+                    let _ = done.send(errors);
+                }
+                Msg::Flush(done) => {
+                    files.values_mut().for_each(OpenFile::write_out);
+                    let _ = done.send(());
+                }
+                Msg::Shutdown => {
+                    files.values_mut().for_each(OpenFile::write_out);
+                    return;
+                }
+            }
+            pending = rx.try_recv().ok();
+        }
+        files.values_mut().for_each(OpenFile::settle);
+        let now = Instant::now();
+        for f in files.values_mut() {
+            if f.deadline.is_some_and(|d| d <= now) {
+                f.write_out();
+            }
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! Counters for `stub_status` (nginx's exact text) and for Prometheus metrics (`metrics;` directive,
+//! nginx-rs only), plus per-upstream-peer statistics.
+//!
+//! # API for the runtime
+//! - One [`Status`] per process, in an `Arc`, kept across reloads (counters never reset on reload, as
+//!   nginx's shared-memory counters do not).
+//! - On accept: [`Status::accept`] returns a [`ConnGuard`] (counts `accepts`, `handled`, `active`);
+//!   call [`ConnGuard::set`] with [`ConnState::Reading`] while reading a request header,
+//!   [`ConnState::Writing`] while processing/answering, [`ConnState::Idle`] between keepalive requests;
+//!   drop it when the connection closes. [`Status::request`] counts each request.
+//! - Upstreams: [`Status::peer`]`(upstream, peer)` returns the `Arc<PeerStats>` for that pair (the same
+//!   one after a reload, so numbers carry over); record with [`PeerStats::record`] and
+//!   [`PeerStats::set_up`].
+//! - Render: [`Status::stub_status`] and [`Status::prometheus`].
+//!
+//! # Prometheus metrics (text exposition format 0.0.4)
+//! `nginx_rs_connections_{active,reading,writing,waiting}` (gauges),
+//! `nginx_rs_connections_{accepted,handled}_total`, `nginx_rs_http_requests_total`,
+//! `nginx_rs_upstream_peer_requests_total{upstream,peer}`, `nginx_rs_upstream_peer_failures_total`,
+//! `nginx_rs_upstream_peer_up` (1 = eligible, 0 = marked failed or down), and the histogram
+//! `nginx_rs_upstream_peer_response_seconds` (buckets 5ms..10s).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Global connection and request counters (nginx's `stub_status` set).
+#[derive(Default)]
+pub struct Status {
+    accepted: AtomicU64,
+    handled: AtomicU64,
+    active: AtomicU64,
+    requests: AtomicU64,
+    reading: AtomicU64,
+    writing: AtomicU64,
+    /// Target of idle-state bookkeeping (Waiting is derived, see [`Status::snapshot`]).
+    idle_sink: AtomicU64,
+    peers: Mutex<Vec<(Arc<str>, Arc<str>, Arc<PeerStats>)>>,
+}
+
+/// What a connection is doing, for the Reading/Writing/Waiting gauges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnState {
+    /// Reading a request header.
+    Reading,
+    /// Processing a request or sending its response.
+    Writing,
+    /// Keepalive, waiting for the next request (nginx's "Waiting").
+    Idle,
+}
+
+/// A snapshot of the counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub active: u64,
+    pub accepts: u64,
+    pub handled: u64,
+    pub requests: u64,
+    pub reading: u64,
+    pub writing: u64,
+    pub waiting: u64,
+}
+
+impl Status {
+    pub fn new() -> Arc<Status> {
+        Arc::new(Status::default())
+    }
+
+    /// Counts an accepted connection; it starts in the Reading state, as in nginx.
+    pub fn accept(self: &Arc<Self>) -> ConnGuard {
+        self.accepted.fetch_add(1, Relaxed);
+        self.handled.fetch_add(1, Relaxed);
+        self.active.fetch_add(1, Relaxed);
+        self.reading.fetch_add(1, Relaxed);
+        ConnGuard {
+            status: Arc::clone(self),
+            state: ConnState::Reading,
+        }
+    }
+
+    /// Counts one client request.
+    pub fn request(&self) {
+        self.requests.fetch_add(1, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let active = self.active.load(Relaxed);
+        let reading = self.reading.load(Relaxed);
+        let writing = self.writing.load(Relaxed);
+        Snapshot {
+            active,
+            accepts: self.accepted.load(Relaxed),
+            handled: self.handled.load(Relaxed),
+            requests: self.requests.load(Relaxed),
+            reading,
+            writing,
+            // As nginx computes it: whatever is neither reading nor writing.
+            waiting: active.saturating_sub(reading + writing),
+        }
+    }
+
+    /// nginx's `stub_status` body, byte for byte.
+    pub fn stub_status(&self) -> String {
+        let s = self.snapshot();
+        format!(
+            "Active connections: {} \nserver accepts handled requests\n {} {} {} \nReading: {} Writing: {} Waiting: {} \n",
+            s.active, s.accepts, s.handled, s.requests, s.reading, s.writing, s.waiting
+        )
+    }
+
+    /// The statistics of one upstream peer, created on first use and kept for the process's life.
+    pub fn peer(&self, upstream: &str, peer: &str) -> Arc<PeerStats> {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, _, s)) = peers
+            .iter()
+            .find(|(u, p, _)| &**u == upstream && &**p == peer)
+        {
+            return Arc::clone(s);
+        }
+        let s = Arc::new(PeerStats::default());
+        peers.push((upstream.into(), peer.into(), Arc::clone(&s)));
+        s
+    }
+
+    /// Prometheus text exposition of every counter.
+    pub fn prometheus(&self) -> String {
+        let s = self.snapshot();
+        let mut out = String::with_capacity(2048);
+        let mut scalar = |name: &str, kind: &str, help: &str, v: u64| {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            );
+        };
+        scalar("nginx_rs_connections_active", "gauge", "Open client connections.", s.active);
+        scalar("nginx_rs_connections_reading", "gauge", "Connections reading a request header.", s.reading);
+        scalar("nginx_rs_connections_writing", "gauge", "Connections processing or answering a request.", s.writing);
+        scalar("nginx_rs_connections_waiting", "gauge", "Idle keepalive connections.", s.waiting);
+        scalar("nginx_rs_connections_accepted_total", "counter", "Accepted client connections.", s.accepts);
+        scalar("nginx_rs_connections_handled_total", "counter", "Handled client connections.", s.handled);
+        scalar("nginx_rs_http_requests_total", "counter", "Client requests.", s.requests);
+
+        let peers: Vec<_> = self
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if peers.is_empty() {
+            return out;
+        }
+        let labels: Vec<String> = peers
+            .iter()
+            .map(|(u, p, _)| format!("upstream=\"{}\",peer=\"{}\"", label(u), label(p)))
+            .collect();
+        let mut family = |name: &str, kind: &str, help: &str, get: &dyn Fn(&PeerStats) -> u64| {
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+            for (l, (_, _, st)) in labels.iter().zip(&peers) {
+                let _ = writeln!(out, "{name}{{{l}}} {}", get(st));
+            }
+        };
+        family(
+            "nginx_rs_upstream_peer_requests_total",
+            "counter",
+            "Requests sent to the upstream peer.",
+            &|p| p.requests.load(Relaxed),
+        );
+        family(
+            "nginx_rs_upstream_peer_failures_total",
+            "counter",
+            "Failed attempts to the upstream peer (errors, timeouts, failing statuses).",
+            &|p| p.failures.load(Relaxed),
+        );
+        family(
+            "nginx_rs_upstream_peer_up",
+            "gauge",
+            "1 if the peer is eligible for requests, 0 if marked failed or down.",
+            &|p| u64::from(p.up.load(Relaxed)),
+        );
+        let name = "nginx_rs_upstream_peer_response_seconds";
+        let _ = write!(
+            out,
+            "# HELP {name} Time to the complete upstream response.\n# TYPE {name} histogram\n"
+        );
+        for (l, (_, _, st)) in labels.iter().zip(&peers) {
+            let mut cumulative = 0;
+            for (i, bound) in BUCKETS_MS.iter().enumerate() {
+                cumulative += st.buckets[i].load(Relaxed);
+                let _ = writeln!(out, "{name}_bucket{{{l},le=\"{}\"}} {cumulative}", seconds(*bound));
+            }
+            let count = st.count.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{l},le=\"+Inf\"}} {count}");
+            let _ = writeln!(out, "{name}_sum{{{l}}} {}", micros_as_seconds(st.sum_us.load(Relaxed)));
+            let _ = writeln!(out, "{name}_count{{{l}}} {count}");
+        }
+        out
+    }
+}
+
+/// Upper bounds of the response-time buckets, in milliseconds.
+pub const BUCKETS_MS: [u64; 12] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
+
+fn seconds(ms: u64) -> String {
+    micros_as_seconds(ms * 1000)
+}
+
+/// `1.5`, `0.005`, `10`: shortest decimal of a microsecond count in seconds.
+fn micros_as_seconds(us: u64) -> String {
+    let whole = us / 1_000_000;
+    let frac = us % 1_000_000;
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let f = format!("{frac:06}");
+    format!("{whole}.{}", f.trim_end_matches('0'))
+}
+
+/// Prometheus label-value escaping: backslash, double quote and newline.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Counts one connection for as long as it lives; keeps the Reading/Writing gauges right on every path.
+pub struct ConnGuard {
+    status: Arc<Status>,
+    state: ConnState,
+}
+
+impl ConnGuard {
+    pub fn set(&mut self, state: ConnState) {
+        if state == self.state {
+            return;
+        }
+        self.gauge(self.state).fetch_sub(1, Relaxed);
+        self.gauge(state).fetch_add(1, Relaxed);
+        self.state = state;
+    }
+
+    fn gauge(&self, state: ConnState) -> &AtomicU64 {
+        match state {
+            ConnState::Reading => &self.status.reading,
+            ConnState::Writing => &self.status.writing,
+            // Waiting is derived; idle connections count only in `active`. A throwaway counter
+            // keeps `set` branch-free.
+            ConnState::Idle => &self.status.idle_sink,
+        }
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.set(ConnState::Idle);
+        self.status.active.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Statistics of one upstream peer.
+pub struct PeerStats {
+    pub requests: AtomicU64,
+    pub failures: AtomicU64,
+    pub up: AtomicBool,
+    buckets: [AtomicU64; BUCKETS_MS.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Default for PeerStats {
+    fn default() -> Self {
+        PeerStats {
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            up: AtomicBool::new(true),
+            buckets: Default::default(),
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl PeerStats {
+    /// Records one attempt to this peer: whether it failed, and the response time when there was one.
+    pub fn record(&self, failed: bool, response_time: Option<Duration>) {
+        self.requests.fetch_add(1, Relaxed);
+        if failed {
+            self.failures.fetch_add(1, Relaxed);
+        }
+        if let Some(t) = response_time {
+            // Observations above the last bound count only in +Inf (count).
+            if let Some(i) = BUCKETS_MS.iter().position(|&b| t <= Duration::from_millis(b)) {
+                self.buckets[i].fetch_add(1, Relaxed);
+            }
+            self.count.fetch_add(1, Relaxed);
+            self.sum_us.fetch_add(t.as_micros() as u64, Relaxed);
+        }
+    }
+
+    /// Marks the peer eligible (`true`) or failed/down (`false`).
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stub_status_text() {
+        let st = Status::new();
+        let mut a = st.accept();
+        let b = st.accept();
+        st.request();
+        a.set(ConnState::Writing);
+        let c = st.accept();
+        drop(c);
+        let mut d = st.accept();
+        d.set(ConnState::Idle);
+        assert_eq!(
+            st.stub_status(),
+            "Active connections: 3 \nserver accepts handled requests\n 4 4 1 \nReading: 1 Writing: 1 Waiting: 1 \n"
+        );
+        drop((a, b, d));
+        assert_eq!(
+            st.snapshot(),
+            Snapshot {
+                active: 0,
+                accepts: 4,
+                handled: 4,
+                requests: 1,
+                reading: 0,
+                writing: 0,
+                waiting: 0
+            }
+        );
+    }
+
+    #[test]
+    fn prometheus_text() {
+        let st = Status::new();
+        let _c = st.accept();
+        st.request();
+        let p = st.peer("backend", "127.0.0.1:8081");
+        p.record(false, Some(Duration::from_millis(7)));
+        p.record(true, None);
+        p.set_up(false);
+        assert!(Arc::ptr_eq(&p, &st.peer("backend", "127.0.0.1:8081")));
+        let text = st.prometheus();
+        for line in [
+            "# TYPE nginx_rs_connections_active gauge\nnginx_rs_connections_active 1\n",
+            "nginx_rs_http_requests_total 1\n",
+            "nginx_rs_upstream_peer_requests_total{upstream=\"backend\",peer=\"127.0.0.1:8081\"} 2\n",
+            "nginx_rs_upstream_peer_failures_total{upstream=\"backend\",peer=\"127.0.0.1:8081\"} 1\n",
+            "nginx_rs_upstream_peer_up{upstream=\"backend\",peer=\"127.0.0.1:8081\"} 0\n",
+            "nginx_rs_upstream_peer_response_seconds_bucket{upstream=\"backend\",peer=\"127.0.0.1:8081\",le=\"0.005\"} 0\n",
+            "nginx_rs_upstream_peer_response_seconds_bucket{upstream=\"backend\",peer=\"127.0.0.1:8081\",le=\"0.01\"} 1\n",
+            "nginx_rs_upstream_peer_response_seconds_bucket{upstream=\"backend\",peer=\"127.0.0.1:8081\",le=\"+Inf\"} 1\n",
+            "nginx_rs_upstream_peer_response_seconds_sum{upstream=\"backend\",peer=\"127.0.0.1:8081\"} 0.007\n",
+            "nginx_rs_upstream_peer_response_seconds_count{upstream=\"backend\",peer=\"127.0.0.1:8081\"} 1\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn label_escaping() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(micros_as_seconds(1_500_000), "1.5");
+        assert_eq!(micros_as_seconds(10_000_000), "10");
+    }
+}
