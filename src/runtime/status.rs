@@ -62,6 +62,17 @@ pub struct Snapshot {
     pub waiting: u64,
 }
 
+impl Snapshot {
+    /// nginx's `stub_status` text for these numbers (note the trailing spaces, as nginx writes them).
+    pub fn stub_status(&self) -> String {
+        let s = self;
+        format!(
+            "Active connections: {} \nserver accepts handled requests\n {} {} {} \nReading: {} Writing: {} Waiting: {} \n",
+            s.active, s.accepts, s.handled, s.requests, s.reading, s.writing, s.waiting
+        )
+    }
+}
+
 impl Status {
     pub fn new() -> Arc<Status> {
         Arc::new(Status::default())
@@ -102,11 +113,7 @@ impl Status {
 
     /// nginx's `stub_status` body, byte for byte.
     pub fn stub_status(&self) -> String {
-        let s = self.snapshot();
-        format!(
-            "Active connections: {} \nserver accepts handled requests\n {} {} {} \nReading: {} Writing: {} Waiting: {} \n",
-            s.active, s.accepts, s.handled, s.requests, s.reading, s.writing, s.waiting
-        )
+        self.snapshot().stub_status()
     }
 
     /// The statistics of one upstream peer, created on first use and kept for the process's life.
