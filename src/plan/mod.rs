@@ -1,20 +1,382 @@
 //! AST to Plan: nginx's directive table (contexts, arity, value checks) and the compiler that turns a
 //! checked AST into the typed `Plan` the runtime executes.
 //!
-//! Never touches the network except to resolve upstream names at load time (as nginx does), and never
-//! needs a runtime.
+//! Never touches the network except to resolve upstream names at load time (as nginx does), and
+//! then only through the injected [`Resolve`]; never needs an async runtime.
+//!
+//! # Entry point
+//! [`compile`]`(&parsed, &opts)` returns the [`Plan`] and the warnings (`[warn]` lines the CLI
+//! prints), or the first `[emerg]` error, in nginx's order:
+//! 1. the walk, in file order: for each directive the dispatcher checks that it is known, allowed
+//!    in its context, terminated right (`;` vs `{`), has a valid argument count, then runs its
+//!    handler (value checks). `-g` directives come first and their errors say `in command line`.
+//!    If the parser stopped on a syntax error, that error is reported only if everything before it
+//!    checked clean (nginx had already handled those directives when it hit the error);
+//! 2. post-parse checks: upstream initialisation (implicit `proxy_pass` hosts resolved), the merge
+//!    of http → server → location settings, duplicate locations, TLS certificates, unknown
+//!    variables, and (full configurations) `no "events" section in configuration`.
+//!
+//! # Two entry shapes
+//! - A full `nginx.conf`: its top level is nginx's main context (`events`, `http`, `pid`, ...).
+//! - A `conf.d` fragment such as the walkthrough's `default.conf`: its top level holds
+//!   http-context directives (`upstream`, `server`, `map`, `log_format`, ...) and is read as the
+//!   contents of `http { }`, exactly as nginx reads it through `include conf.d/*.conf;`.
+//!
+//! With [`Shape::Auto`] the rule is: a file whose top level contains any directive that is allowed
+//! in the main context but not inside `http` (`events`, `http`, `worker_processes`, `pid`, `user`,
+//! `daemon`, ...) is a full configuration; any other file is a fragment.
 
+mod directives;
+mod finish;
+mod listen;
+mod logs;
+mod raw;
+mod rewrite;
+pub mod table;
 pub mod template;
 pub mod types;
+mod upstream;
+pub mod values;
+pub mod vars;
+mod walk;
 
 pub use template::{Segment, Template, Var};
 pub use types::*;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::conf::parser::Parsed;
+use crate::conf::{ConfError, Directive, Origin};
 
 /// Name resolution for `upstream` servers and `proxy_pass` hosts, injected so that `plan` itself
 /// never does I/O: the CLI passes the system resolver, tests pass a fixed table.
 pub trait Resolve {
     /// All addresses of `host` (no port); `Err` with the OS message when the name does not resolve.
     fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String>;
+}
+
+/// A resolver that knows only `localhost` (for tests and tools that must not touch the network).
+pub struct NoNetwork;
+
+impl Resolve for NoNetwork {
+    fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+        if host.eq_ignore_ascii_case("localhost") {
+            Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))])
+        } else {
+            Err("Name or service not known".into())
+        }
+    }
+}
+
+/// Which top-level context the file's directives are read in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Shape {
+    /// Decide from the directives (see the module docs).
+    #[default]
+    Auto,
+    Full,
+    Fragment,
+}
+
+pub struct CompileOptions {
+    pub shape: Shape,
+    /// nginx's prefix (`-p`): relative `pid`, log paths resolve against it.
+    pub prefix: PathBuf,
+    /// nginx's conf prefix (directory of `-c`): relative certificate paths resolve against it.
+    pub conf_prefix: PathBuf,
+    /// Port of a `server` without `listen` (nginx: 80 as root, else 8000).
+    pub default_listen_port: u16,
+    /// Directives from `-g`, read in the main context before the file.
+    pub global: Vec<Directive>,
+    pub resolver: Arc<dyn Resolve + Send + Sync>,
+}
+
+impl std::fmt::Debug for CompileOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompileOptions")
+            .field("shape", &self.shape)
+            .field("prefix", &self.prefix)
+            .field("conf_prefix", &self.conf_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            shape: Shape::Auto,
+            prefix: PathBuf::from(crate::cli::DEFAULT_PREFIX),
+            conf_prefix: PathBuf::from(crate::cli::DEFAULT_PREFIX).join("conf"),
+            default_listen_port: 80,
+            global: Vec::new(),
+            resolver: Arc::new(NoNetwork),
+        }
+    }
+}
+
+/// Is this top level a fragment (read as the contents of `http {}`)?
+pub fn is_fragment(top: &[Directive]) -> bool {
+    !top.iter().any(|d| {
+        let cmds: Vec<_> = table::lookup(&d.name).collect();
+        cmds.iter().any(|c| c.ctx & table::MAIN != 0)
+            && !cmds.iter().any(|c| c.ctx & table::HTTP != 0)
+    })
+}
+
+/// The predefined `combined` format (ngx_http_log_module).
+const COMBINED: &str = "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"";
+
+/// Compiles a parsed configuration into a Plan; see the module docs for the order of checks.
+pub fn compile(
+    parsed: &Parsed,
+    opts: &CompileOptions,
+) -> Result<(Plan, Vec<ConfError>), ConfError> {
+    let fragment = match opts.shape {
+        Shape::Auto => is_fragment(&parsed.directives),
+        Shape::Full => false,
+        Shape::Fragment => true,
+    };
+    let mut w = walk::Walker {
+        opts,
+        resolver: &*opts.resolver,
+        vars: vars::Vars::default(),
+        main: walk::MainRaw::default(),
+        http: raw::Lvl::default(),
+        servers: Vec::new(),
+        upstreams: Vec::new(),
+        maps: Vec::new(),
+        map_names: Vec::new(),
+        log_formats: Vec::new(),
+        warnings: Vec::new(),
+        listen_seen: Default::default(),
+        cmdline: false,
+        sources: &parsed.files,
+    };
+    // Map outputs are known before the walk so any template may use them.
+    let mut map_index = 0u32;
+    let mut register = |dirs: &[Directive], w: &mut walk::Walker| {
+        for d in dirs.iter().filter(|d| d.name == "map") {
+            if let Some(name) = d.arg(1).and_then(|n| n.strip_prefix('$')) {
+                w.vars.add_map(name, map_index);
+                w.map_names.push(name.to_string());
+                map_index += 1;
+            }
+        }
+    };
+    if fragment {
+        register(&parsed.directives, &mut w);
+    } else {
+        for h in parsed.directives.iter().filter(|d| d.name == "http") {
+            register(h.block.as_deref().unwrap_or(&[]), &mut w);
+        }
+    }
+    let combined_tpl = w.vars.template(COMBINED).map_err(ConfError::nowhere)?;
+    let combined = Arc::new(LogFormat {
+        name: "combined".into(),
+        escape: LogEscape::Default,
+        template: combined_tpl,
+    });
+    w.log_formats.push(combined.clone());
+
+    // 1. The walk.
+    w.cmdline = true;
+    let global = opts.global.clone();
+    w.block(&global, table::MAIN, &mut walk::Target::Main)?;
+    w.cmdline = false;
+    if fragment {
+        w.main.http = true;
+        w.block(&parsed.directives, table::HTTP, &mut walk::Target::Http)?;
+    } else {
+        w.block(&parsed.directives, table::MAIN, &mut walk::Target::Main)?;
+    }
+    if let Some(e) = &parsed.error {
+        return Err(e.clone());
+    }
+
+    // 2. Post-parse checks, in nginx's order.
+    let main = main_conf(&w, opts);
+    let raw_servers = std::mem::take(&mut w.servers);
+    let http_lvl = w.http.clone();
+    let maps = std::mem::take(&mut w.maps);
+    let log_formats = w.log_formats.clone();
+    let mut f = finish::Finisher::new(&mut w, combined);
+    let upstreams = f.upstreams()?;
+    let mut servers = Vec::new();
+    for (i, s) in raw_servers.iter().enumerate() {
+        f.check_duplicates(&s.locations)?;
+        let m = finish::merge_server(&s.lvl, &http_lvl);
+        let conf = Arc::new(f.loc_conf(&m, &[], i, false)?);
+        let rewrites = f.server_ops(&s.ops, &m, i)?;
+        let mut locations = Vec::new();
+        let mut named = Vec::new();
+        for l in &s.locations {
+            let loc = f.location(l, &m, i)?;
+            if matches!(loc.matcher, LocMatch::Named(_)) {
+                named.push(loc);
+            } else {
+                locations.push(loc);
+            }
+        }
+        let tls = f.tls(s, &m)?;
+        servers.push(Arc::new(Server {
+            names: s.names.clone(),
+            listens: s.listens.clone(),
+            locations,
+            named,
+            conf,
+            rewrites,
+            tls,
+            span: s.span.clone(),
+        }));
+    }
+    drop(f);
+    let listens = listen_groups(&servers);
+    // ngx_http_ssl_init: the default server of every `ssl` address needs a certificate.
+    for g in listens.iter().filter(|g| g.opts.ssl) {
+        if let Some(s) = servers.get(g.default_server).filter(|s| s.tls.is_none()) {
+            return Err(ConfError::nowhere(format!(
+                "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive in {}:{}",
+                s.span.file, s.span.line
+            )));
+        }
+    }
+    if let Some(name) = w.vars.first_undefined() {
+        return Err(ConfError::nowhere(format!("unknown \"{name}\" variable")));
+    }
+    if !fragment && !w.main.events {
+        return Err(ConfError::nowhere("no \"events\" section in configuration"));
+    }
+    let plan = Plan {
+        main,
+        http: Http {
+            servers,
+            listens,
+            upstreams,
+            maps,
+            log_formats,
+            slots: w.vars.slots.clone(),
+        },
+        files: parsed
+            .files
+            .iter()
+            .map(|f| PathBuf::from(&*f.path))
+            .collect(),
+    };
+    let mut warnings = std::mem::take(&mut w.warnings);
+    for e in &mut warnings {
+        if let Origin::At(_) = e.origin {}
+    }
+    Ok((plan, warnings))
+}
+
+fn main_conf(w: &walk::Walker, opts: &CompileOptions) -> MainConf {
+    let m = &w.main;
+    let abs = |p: &str| {
+        let p = PathBuf::from(p);
+        if p.is_absolute() {
+            p
+        } else {
+            opts.prefix.join(p)
+        }
+    };
+    let mut error_logs: Vec<ErrorLog> = m
+        .error_logs
+        .iter()
+        .map(|l| ErrorLog {
+            path: l.path.as_ref().map(|p| abs(&p.to_string_lossy())),
+            ..l.clone()
+        })
+        .collect();
+    if error_logs.is_empty() {
+        error_logs.push(ErrorLog {
+            path: Some(abs("logs/error.log")),
+            level: crate::conf::Level::Error,
+            span: None,
+        });
+    }
+    MainConf {
+        worker_processes: m.worker_processes.unwrap_or(Some(1)),
+        worker_connections: m.worker_connections.unwrap_or(512),
+        pid: abs(m.pid.as_deref().unwrap_or("logs/nginx.pid")),
+        error_logs,
+        daemon: m.daemon.unwrap_or(false),
+        master_process: m.master_process.unwrap_or(true),
+        user: m.user.clone(),
+        worker_rlimit_nofile: m.worker_rlimit_nofile,
+        worker_shutdown_timeout: m.worker_shutdown_timeout.filter(|t| *t > Duration::ZERO),
+    }
+}
+
+/// Every listen address with its servers; the `default_server` one (or the first) is the default.
+fn listen_groups(servers: &[Arc<Server>]) -> Vec<ListenGroup> {
+    let mut groups: Vec<ListenGroup> = Vec::new();
+    for (i, s) in servers.iter().enumerate() {
+        for (addr, opts) in &s.listens {
+            let g = match groups.iter_mut().position(|g| g.addr == *addr) {
+                Some(p) => &mut groups[p],
+                None => {
+                    groups.push(ListenGroup {
+                        addr: addr.clone(),
+                        opts: opts.clone(),
+                        servers: Vec::new(),
+                        default_server: i,
+                    });
+                    let last = groups.len() - 1;
+                    &mut groups[last]
+                }
+            };
+            if !g.servers.contains(&i) {
+                g.servers.push(i);
+            }
+            if opts.default_server {
+                g.default_server = i;
+                g.opts.default_server = true;
+            }
+            let o = &mut g.opts;
+            o.ssl |= opts.ssl;
+            o.http2 |= opts.http2;
+            o.proxy_protocol |= opts.proxy_protocol;
+            o.reuseport |= opts.reuseport;
+            o.backlog = o.backlog.or(opts.backlog);
+            o.ipv6only = o.ipv6only.or(opts.ipv6only);
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+mod conf_api {
+    pub use crate::conf::parser::Parsed;
+    pub use crate::conf::{Arg, ConfError, Directive, Quote, SourceFile, Span};
+}
+
+#[cfg(test)]
+#[path = "../../tests/support/mini.rs"]
+pub(crate) mod mini;
+
+#[cfg(test)]
+mod tests;
+
+/// Errors nginx reports after printing `syntax is ok` (they come from module init, not parsing).
+pub fn is_after_syntax(e: &ConfError) -> bool {
+    e.message == "no \"events\" section in configuration"
+}
+
+/// Checks a parsed configuration without keeping the Plan (what `-t` and the golden runners
+/// need): `Ok(warnings)` or the first error. `shape` picks the top-level context; names resolve
+/// through `resolver`.
+pub fn check(
+    parsed: &Parsed,
+    shape: Shape,
+    resolver: Arc<dyn Resolve + Send + Sync>,
+) -> Result<Vec<ConfError>, ConfError> {
+    let opts = CompileOptions {
+        shape,
+        resolver,
+        ..Default::default()
+    };
+    compile(parsed, &opts).map(|(_, warnings)| warnings)
 }

@@ -122,7 +122,12 @@ pub struct Regex {
 
 impl std::fmt::Debug for Regex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Regex({:?}{})", self.source, if self.caseless { ", i" } else { "" })
+        write!(
+            f,
+            "Regex({:?}{})",
+            self.source,
+            if self.caseless { ", i" } else { "" }
+        )
     }
 }
 

@@ -1,2 +1,435 @@
-//! Per-request state and template rendering (`$host`, `$remote_addr`, captures, ...).
-//! Owned by the server-side work; the proxy handler renders templates through `RequestCtx::render`.
+//! Per-request state and the rendering of compiled templates (`$host`, `$remote_addr`, captures, ...).
+//!
+//! A [`RequestCtx`] is filled once when the request head arrives (after server selection and location
+//! matching) and then read by every template: `proxy_set_header` values, `proxy_pass` with variables,
+//! and (for the ops engineer) log formats. Rendering appends bytes to a caller's buffer; nothing is
+//! parsed here, variables were resolved when the Plan was compiled.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderMap, Method, Version};
+
+use super::router::Captures;
+use crate::plan::{Segment, Server, Template, Var};
+
+/// The nginx version whose behaviour nginx-rs reproduces (`$nginx_version`).
+pub const NGINX_VERSION: &str = "1.22.1";
+
+/// What nginx-rs says in `Server:` and error pages with `server_tokens on`.
+pub const SERVER_TOKEN_FULL: &str = concat!("nginx-rs/", env!("CARGO_PKG_VERSION"));
+/// ... and with `server_tokens off`.
+pub const SERVER_TOKEN_SHORT: &str = "nginx-rs";
+
+/// Connection-level facts, shared by every request on one client connection.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    /// nginx's `$connection`: a serial number per connection.
+    pub id: u64,
+}
+
+/// One attempt at an upstream peer, for `$upstream_addr`, `$upstream_status`, `$upstream_response_time`.
+#[derive(Clone, Debug)]
+pub struct UpstreamTry {
+    pub addr: String,
+    /// `None` = no response (nginx logs `502`/`504` as the status it produced... we log `-`-free
+    /// values like nginx: the status the proxy gave for this try).
+    pub status: Option<u16>,
+    pub response_time: f64,
+}
+
+/// Everything a template can ask about a request.
+pub struct RequestCtx {
+    pub conn: Arc<ConnInfo>,
+    /// `$connection_requests`: 1 for the first request on the connection.
+    pub conn_requests: u64,
+    pub start: Instant,
+    pub start_wall: SystemTime,
+    pub method: Method,
+    pub version: Version,
+    /// `$request_uri`: the request target as sent (path and query; for absolute-form, from the path).
+    pub request_uri: String,
+    /// `$uri`: decoded and normalised path.
+    pub uri: String,
+    /// `$args`: the raw query string, without `?`.
+    pub args: String,
+    pub headers: HeaderMap,
+    /// `$host`: Host header (or absolute-form host) normalised, else the server's first name.
+    pub host: String,
+    pub server: Arc<Server>,
+    pub captures: Option<Captures>,
+    /// `set` variables and named captures, indexed by `Var::Slot`.
+    pub slots: Vec<Option<String>>,
+    pub proxy_host: Arc<str>,
+    pub proxy_port: u16,
+    pub upstream_tries: Vec<UpstreamTry>,
+    pub status: u16,
+    pub body_bytes_sent: u64,
+    pub bytes_sent: u64,
+    pub response_headers: Option<HeaderMap>,
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+    h.get(name).map(|v| v.as_bytes())
+}
+
+fn version_str(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+impl RequestCtx {
+    /// Render `t` and append the bytes to `out`.
+    pub fn render_into(&self, t: &Template, out: &mut Vec<u8>) {
+        for seg in &t.segments {
+            match seg {
+                Segment::Literal(s) => out.extend_from_slice(s.as_bytes()),
+                Segment::Var(v) => self.var_into(v, out),
+            }
+        }
+    }
+
+    /// Render `t` to a fresh buffer.
+    pub fn render(&self, t: &Template) -> Vec<u8> {
+        if let Some(lit) = t.as_literal() {
+            return lit.as_bytes().to_vec();
+        }
+        let mut out = Vec::with_capacity(64);
+        self.render_into(t, &mut out);
+        out
+    }
+
+    /// `$server_name`: the server's primary (first) name, as nginx.
+    pub fn server_name(&self) -> &str {
+        match self.server.names.first() {
+            Some(crate::plan::ServerName::Exact(n)) => n,
+            Some(crate::plan::ServerName::LeadingWildcard(n)) => n,
+            Some(crate::plan::ServerName::TrailingWildcard(n)) => n,
+            Some(crate::plan::ServerName::Regex(r)) => &r.source,
+            None => "",
+        }
+    }
+
+    /// `$request`: the request line as nginx logs it.
+    pub fn request_line(&self) -> String {
+        format!(
+            "{} {} {}",
+            self.method.as_str(),
+            self.request_uri,
+            version_str(self.version)
+        )
+    }
+
+    fn var_into(&self, v: &Var, out: &mut Vec<u8>) {
+        use std::io::Write;
+        match v {
+            Var::Host => out.extend_from_slice(self.host.as_bytes()),
+            Var::HttpHeader(name) => self.http_header_into(&self.headers, name, out),
+            Var::SentHttpHeader(name) | Var::UpstreamHttpHeader(name) => {
+                if let Some(h) = &self.response_headers {
+                    self.http_header_into(h, name, out)
+                }
+            }
+            Var::Arg(name) => {
+                if let Some(v) = arg(&self.args, name) {
+                    out.extend_from_slice(v.as_bytes())
+                }
+            }
+            Var::Cookie(name) => {
+                if let Some(v) = cookie(&self.headers, name) {
+                    out.extend_from_slice(v)
+                }
+            }
+            Var::RemoteAddr | Var::RealipRemoteAddr => {
+                let _ = write!(out, "{}", self.conn.remote.ip());
+            }
+            Var::RemotePort => {
+                let _ = write!(out, "{}", self.conn.remote.port());
+            }
+            Var::ProxyAddXForwardedFor => {
+                let mut first = true;
+                for v in self.headers.get_all("x-forwarded-for") {
+                    if !first {
+                        out.extend_from_slice(b", ");
+                    }
+                    out.extend_from_slice(v.as_bytes());
+                    first = false;
+                }
+                if !first {
+                    out.extend_from_slice(b", ");
+                }
+                let _ = write!(out, "{}", self.conn.remote.ip());
+            }
+            Var::Scheme => out.extend_from_slice(b"http"),
+            Var::Https => {}
+            Var::RequestUri => out.extend_from_slice(self.request_uri.as_bytes()),
+            Var::Uri | Var::DocumentUri => out.extend_from_slice(self.uri.as_bytes()),
+            Var::Args | Var::QueryString => out.extend_from_slice(self.args.as_bytes()),
+            Var::IsArgs => {
+                if !self.args.is_empty() {
+                    out.push(b'?')
+                }
+            }
+            Var::RequestMethod => out.extend_from_slice(self.method.as_str().as_bytes()),
+            Var::Request => out.extend_from_slice(self.request_line().as_bytes()),
+            Var::RequestLength | Var::RequestBody => {}
+            Var::ServerName => out.extend_from_slice(self.server_name().as_bytes()),
+            Var::ServerAddr => {
+                let _ = write!(out, "{}", self.conn.local.ip());
+            }
+            Var::ServerPort => {
+                let _ = write!(out, "{}", self.conn.local.port());
+            }
+            Var::ServerProtocol => out.extend_from_slice(version_str(self.version).as_bytes()),
+            Var::ProxyHost => out.extend_from_slice(self.proxy_host.as_bytes()),
+            Var::ProxyPort => {
+                let _ = write!(out, "{}", self.proxy_port);
+            }
+            Var::ContentType => {
+                if let Some(v) = header_str(&self.headers, "content-type") {
+                    out.extend_from_slice(v)
+                }
+            }
+            Var::ContentLength => {
+                if let Some(v) = header_str(&self.headers, "content-length") {
+                    out.extend_from_slice(v)
+                }
+            }
+            Var::Hostname => out.extend_from_slice(hostname().as_bytes()),
+            Var::Pid => {
+                let _ = write!(out, "{}", std::process::id());
+            }
+            Var::NginxVersion => out.extend_from_slice(NGINX_VERSION.as_bytes()),
+            Var::Msec => {
+                let d = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                let _ = write!(out, "{}.{:03}", d.as_secs(), d.subsec_millis());
+            }
+            Var::TimeLocal => out.extend_from_slice(time_local(SystemTime::now()).as_bytes()),
+            Var::TimeIso8601 => out.extend_from_slice(time_iso8601(SystemTime::now()).as_bytes()),
+            Var::RequestTime => {
+                let d = self.start.elapsed();
+                let _ = write!(out, "{}.{:03}", d.as_secs(), d.subsec_millis());
+            }
+            Var::Status => {
+                let _ = write!(out, "{:03}", self.status);
+            }
+            Var::BodyBytesSent => {
+                let _ = write!(out, "{}", self.body_bytes_sent);
+            }
+            Var::BytesSent => {
+                let _ = write!(out, "{}", self.bytes_sent);
+            }
+            Var::Connection => {
+                let _ = write!(out, "{}", self.conn.id);
+            }
+            Var::ConnectionRequests => {
+                let _ = write!(out, "{}", self.conn_requests);
+            }
+            Var::UpstreamAddr => {
+                self.upstream_list(out, |t, o| o.extend_from_slice(t.addr.as_bytes()))
+            }
+            Var::UpstreamStatus => self.upstream_list(out, |t, o| match t.status {
+                Some(s) => {
+                    let _ = write!(o, "{s}");
+                }
+                None => o.push(b'-'),
+            }),
+            Var::UpstreamResponseTime | Var::UpstreamConnectTime | Var::UpstreamHeaderTime => self
+                .upstream_list(out, |t, o| {
+                    let _ = write!(o, "{:.3}", t.response_time);
+                }),
+            Var::RemoteUser => {}
+            Var::HttpReferer => {
+                if let Some(v) = header_str(&self.headers, "referer") {
+                    out.extend_from_slice(v)
+                }
+            }
+            Var::HttpUserAgent => {
+                if let Some(v) = header_str(&self.headers, "user-agent") {
+                    out.extend_from_slice(v)
+                }
+            }
+            Var::ConnectionUpgrade => {
+                // The usual `map $http_upgrade $connection_upgrade` result.
+                if self.headers.contains_key("upgrade") {
+                    out.extend_from_slice(b"upgrade")
+                } else {
+                    out.extend_from_slice(b"close")
+                }
+            }
+            Var::SslProtocol | Var::SslCipher | Var::SslServerName => {}
+            Var::ProxyProtocolAddr | Var::ProxyProtocolPort => {}
+            Var::Capture(n) => {
+                if let Some(s) = self.captures.as_ref().and_then(|c| c.get(*n as usize)) {
+                    out.extend_from_slice(s.as_bytes())
+                }
+            }
+            Var::Slot(i) => {
+                if let Some(Some(s)) = self.slots.get(*i as usize) {
+                    out.extend_from_slice(s.as_bytes())
+                }
+            }
+            // Maps are evaluated by the edge-directives work (issue 6); empty until then.
+            Var::Map(_) => {}
+        }
+    }
+
+    fn upstream_list(&self, out: &mut Vec<u8>, f: impl Fn(&UpstreamTry, &mut Vec<u8>)) {
+        for (i, t) in self.upstream_tries.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            f(t, out);
+        }
+    }
+
+    /// `$http_NAME`: nginx 1.22 joins `Cookie` with "; " and `X-Forwarded-For` with ", "; any other
+    /// header gives its first value.
+    fn http_header_into(&self, h: &HeaderMap, name: &str, out: &mut Vec<u8>) {
+        let sep: &[u8] = match name {
+            "cookie" => b"; ",
+            "x-forwarded-for" => b", ",
+            _ => {
+                if let Some(v) = h.get(name) {
+                    out.extend_from_slice(v.as_bytes());
+                }
+                return;
+            }
+        };
+        for (i, v) in h.get_all(name).iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(sep);
+            }
+            out.extend_from_slice(v.as_bytes());
+        }
+    }
+
+    /// Store named captures and `$1..$9` from a regex match.
+    pub fn set_captures(&mut self, c: Option<(Captures, Vec<(u32, String)>)>) {
+        if let Some((caps, named)) = c {
+            for (slot, v) in named {
+                let i = slot as usize;
+                if self.slots.len() <= i {
+                    self.slots.resize(i + 1, None);
+                }
+                self.slots[i] = Some(v);
+            }
+            self.captures = Some(caps);
+        }
+    }
+}
+
+/// `$arg_NAME`: the raw value of the first argument named NAME (case-insensitive, as nginx).
+pub fn arg<'a>(args: &'a str, name: &str) -> Option<&'a str> {
+    args.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        k.eq_ignore_ascii_case(name).then_some(v)
+    })
+}
+
+/// `$cookie_NAME`: first cookie named NAME (case-insensitive, as nginx) across `Cookie` headers.
+pub fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+    for v in h.get_all("cookie") {
+        for part in v.as_bytes().split(|&b| b == b';') {
+            let part = trim_ascii(part);
+            let (k, val) = match memchr::memchr(b'=', part) {
+                Some(i) => (&part[..i], &part[i + 1..]),
+                None => continue,
+            };
+            if trim_ascii(k).eq_ignore_ascii_case(name.as_bytes()) {
+                return Some(val);
+            }
+        }
+    }
+    None
+}
+
+fn trim_ascii(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// `$hostname`, read once.
+pub fn hostname() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it on success.
+        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+        if rc != 0 {
+            return String::new();
+        }
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    })
+}
+
+/// Broken-down local time and its UTC offset in seconds.
+fn local_tm(t: SystemTime) -> (libc::tm, i64) {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as libc::time_t)
+        .unwrap_or(0);
+    // SAFETY: tm is plain data; localtime_r only writes into it.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    unsafe { libc::localtime_r(&secs, &mut tm) };
+    let off = tm.tm_gmtoff;
+    (tm, off)
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// `$time_local`: `27/Nov/2026:23:02:19 +0000`.
+pub fn time_local(t: SystemTime) -> String {
+    let (tm, off) = local_tm(t);
+    let sign = if off < 0 { '-' } else { '+' };
+    let off = off.abs();
+    format!(
+        "{:02}/{}/{}:{:02}:{:02}:{:02} {}{:02}{:02}",
+        tm.tm_mday,
+        MONTHS[(tm.tm_mon.clamp(0, 11)) as usize],
+        tm.tm_year + 1900,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        sign,
+        off / 3600,
+        (off % 3600) / 60
+    )
+}
+
+/// `$time_iso8601`: `2026-11-27T23:02:19+00:00`.
+pub fn time_iso8601(t: SystemTime) -> String {
+    let (tm, off) = local_tm(t);
+    let sign = if off < 0 { '-' } else { '+' };
+    let off = off.abs();
+    format!(
+        "{}-{:02}-{:02}T{:02}:{:02}:{:02}{}{:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        sign,
+        off / 3600,
+        (off % 3600) / 60
+    )
+}

@@ -2,12 +2,241 @@
 //!
 //! Works only from a compiled `Plan`; never sees the AST and never parses config strings on the
 //! request path.
+//!
+//! # API for the CLI and ops work
+//! ```ignore
+//! let live = Arc::new(ArcSwap::from_pointee(Live::new(plan.clone(), None)));
+//! let listeners = runtime::bind(&plan)?;                // nginx's bind() messages on failure
+//! let (tx, rx) = tokio::sync::watch::channel(false);
+//! tokio::spawn(runtime::serve(listeners, live.clone(), rx)); // inside a tokio runtime
+//! live.store(Arc::new(Live::new(new_plan, Some(&live.load().upstreams))));  // reload
+//! tx.send(true);                                         // graceful stop: stop accepting,
+//!                                                        // finish in-flight, close idle keepalive
+//! ```
+//! or simply `runtime::run(plan)` (builds the tokio runtime with `worker_processes` threads, binds,
+//! serves until SIGINT/SIGTERM).
+//!
+//! - [`Live`]: one loaded configuration: the Plan, the upstream run-time state, and the routing tables
+//!   built from the Plan. Every request loads the current `Live` from the `ArcSwap` once and keeps
+//!   it, so a reload is one `store` and requests in flight finish on the `Live` they started with.
+//! - [`bind`] returns plain std listeners (non-blocking, `SOCK_STREAM`), so the supervisor can pass
+//!   them on (SCM_RIGHTS) or keep the ones that survive a reload.
+//! - `worker_connections` caps open client connections (per worker thread × threads).
+//!
+//! # Modules
+//! [`server`] (accept loop, hyper connection), [`request`] (head checks, server + location choice),
+//! [`router`], [`ctx`] (variables), [`proxy`] (upstream request, retries, response), [`reqbody`],
+//! [`errors`] (pages and error-log lines), [`upstream`] (balancers and pools).
 
 pub mod body;
 pub mod ctx;
+pub mod errors;
 pub mod log;
 pub mod proxy;
+pub mod reqbody;
+pub mod request;
 pub mod router;
 pub mod server;
 pub mod status;
 pub mod upstream;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use crate::plan::{ListenAddr, Plan};
+
+/// One loaded configuration, swapped atomically on reload.
+pub struct Live {
+    pub plan: Arc<Plan>,
+    pub upstreams: Arc<upstream::Upstreams>,
+    /// server_name tables per listen address, built from `plan`.
+    pub router: Arc<router::Router>,
+}
+
+impl Live {
+    /// Build the run-time state for `plan`; `previous` carries upstream state (peer health, pools)
+    /// over for groups that did not change.
+    pub fn new(plan: Arc<Plan>, previous: Option<&upstream::Upstreams>) -> Live {
+        let upstreams = Arc::new(upstream::Upstreams::new(&plan, previous));
+        let router = Arc::new(router::Router::new(&plan));
+        Live {
+            plan,
+            upstreams,
+            router,
+        }
+    }
+}
+
+/// Bound, listening sockets, one per `listen` address of the Plan.
+pub struct Listeners {
+    pub sockets: Vec<(ListenAddr, std::net::TcpListener)>,
+}
+
+/// A failed `bind()`/`listen()`, displayed as nginx says it:
+/// `bind() to 0.0.0.0:80 failed (98: Address already in use)`.
+#[derive(Debug)]
+pub struct BindError {
+    pub call: &'static str,
+    pub addr: String,
+    pub error: io::Error,
+}
+
+impl fmt::Display for BindError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}() to {} failed ({})",
+            self.call,
+            self.addr,
+            proxy::os_error(&self.error)
+        )
+    }
+}
+
+impl std::error::Error for BindError {}
+
+/// Bind every ListenGroup of `plan` (IPv4, IPv6 with `ipv6only` on by default as nginx, `reuseport`,
+/// `backlog`, default 511 as nginx on Linux).
+pub fn bind(plan: &Plan) -> Result<Listeners, BindError> {
+    let mut sockets = Vec::new();
+    for lg in &plan.http.listens {
+        match &lg.addr {
+            ListenAddr::Inet(addr) => {
+                let l = bind_inet(*addr, &lg.opts)?;
+                sockets.push((lg.addr.clone(), l));
+            }
+            ListenAddr::Unix(path) => {
+                return Err(BindError {
+                    call: "bind",
+                    addr: format!("unix:{}", path.display()),
+                    error: io::Error::from_raw_os_error(libc::EAFNOSUPPORT),
+                })
+            }
+        }
+    }
+    Ok(Listeners { sockets })
+}
+
+fn bind_inet(
+    addr: SocketAddr,
+    opts: &crate::plan::ListenOpts,
+) -> Result<std::net::TcpListener, BindError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let err = |call, error| BindError {
+        call,
+        addr: addr.to_string(),
+        error,
+    };
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).map_err(|e| err("socket", e))?;
+    s.set_reuse_address(true)
+        .map_err(|e| err("setsockopt", e))?;
+    if opts.reuseport {
+        s.set_reuse_port(true).map_err(|e| err("setsockopt", e))?;
+    }
+    if addr.is_ipv6() {
+        s.set_only_v6(opts.ipv6only.unwrap_or(true))
+            .map_err(|e| err("setsockopt", e))?;
+    }
+    s.bind(&addr.into()).map_err(|e| err("bind", e))?;
+    s.listen(opts.backlog.unwrap_or(511))
+        .map_err(|e| err("listen", e))?;
+    s.set_nonblocking(true).map_err(|e| err("ioctl", e))?;
+    Ok(s.into())
+}
+
+/// Serve `listeners` with the current `live` until `shutdown` becomes true, then drain: stop
+/// accepting, let requests in flight finish, close idle keepalive connections, and return when the
+/// last connection is gone. Must run inside a tokio runtime.
+pub async fn serve(
+    listeners: Listeners,
+    live: Arc<ArcSwap<Live>>,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let main = &live.load().plan.main;
+    let threads = main.worker_processes.unwrap_or_else(cores).max(1);
+    let permits = Arc::new(Semaphore::new(
+        main.worker_connections.max(1).saturating_mul(threads),
+    ));
+    let mut accepts = Vec::new();
+    for (addr, std_listener) in listeners.sockets {
+        let l = tokio::net::TcpListener::from_std(std_listener)?;
+        accepts.push(tokio::spawn(server::accept_loop(
+            l,
+            addr,
+            live.clone(),
+            shutdown.clone(),
+            done_tx.clone(),
+            permits.clone(),
+        )));
+    }
+    for a in accepts {
+        let _ = a.await;
+    }
+    drop(done_tx);
+    // Every connection task holds a sender; `None` means all of them finished.
+    let _ = done_rx.recv().await;
+    Ok(())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Why [`run`] stopped.
+#[derive(Debug)]
+pub enum RunError {
+    Bind(BindError),
+    Io(io::Error),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Bind(e) => e.fmt(f),
+            RunError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// Blocking helper for the CLI: a tokio runtime with `worker_processes` threads (`auto` = cores),
+/// bind, serve until SIGINT or SIGTERM (then drain gracefully).
+pub fn run(plan: Arc<Plan>) -> Result<(), RunError> {
+    let threads = plan.main.worker_processes.unwrap_or_else(cores).max(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .map_err(RunError::Io)?;
+    let listeners = bind(&plan).map_err(RunError::Bind)?;
+    rt.block_on(async move {
+        let live = Arc::new(ArcSwap::from_pointee(Live::new(plan, None)));
+        let (tx, rx) = watch::channel(false);
+        let server = tokio::spawn(serve(listeners, live, rx));
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(RunError::Io)?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        let _ = tx.send(true);
+        match server.await {
+            Ok(r) => r.map_err(RunError::Io),
+            Err(e) => Err(RunError::Io(io::Error::other(e))),
+        }
+    })
+}

@@ -1,1 +1,255 @@
-//! Listeners, accept loop, the client-side HTTP/1.1 connection, limits and timeouts.
+//! Listeners, the accept loop and the client-side HTTP/1 connection (hyper's server half).
+//!
+//! # What hyper rejects before nginx-rs sees a request
+//! hyper (httparse) answers these itself and closes the connection; nginx's status is in brackets
+//! where it differs:
+//! - malformed request line, bad method token, bad URI characters: 400 (nginx 400);
+//! - a version other than `HTTP/1.0` / `HTTP/1.1` (e.g. `HTTP/1.2`, `HTTP/2.0`): 400
+//!   (nginx accepts `HTTP/1.2` as 1.x and answers 505 for `HTTP/2.0`+);
+//! - space or NUL in a header name, obs-fold continuation lines, missing colon: 400 (nginx 400);
+//! - `Transfer-Encoding` whose last coding is not `chunked`: 400 (nginx 501), `Transfer-Encoding` in
+//!   HTTP/1.0: 400 (nginx 400); bad chunk sizes: the body read fails, 400 (nginx 400);
+//! - negative or non-numeric or conflicting `Content-Length`: 400 (nginx 400);
+//! - `Content-Length` together with `Transfer-Encoding`: hyper drops the length, reads chunked and
+//!   closes the connection after the response, so nothing can be smuggled (nginx: 400);
+//!   a repeated identical `Content-Length` is merged by hyper (nginx: 400);
+//! - a head larger than the whole header buffer (`large_client_header_buffers` N×SIZE) or more than
+//!   100 header lines: 431 (nginx 400/414).
+//!
+//! hyper's automatic responses have an empty body instead of nginx's HTML page.
+//! Everything else nginx checks is done in `request.rs` with nginx's status and page.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use super::ctx::ConnInfo;
+use super::Live;
+use crate::plan::{ClientLimits, ListenAddr};
+
+/// State shared by every request on one client connection.
+pub struct ConnState {
+    pub live: Arc<ArcSwap<Live>>,
+    pub info: Arc<ConnInfo>,
+    /// The listen address this connection was accepted on (selects the ListenGroup).
+    pub listen: ListenAddr,
+    pub requests: AtomicU64,
+}
+
+impl ConnState {
+    /// Keepalive limits: those of the default server of this listen address.
+    pub fn limits_for_keepalive(&self, live: &Live) -> ClientLimits {
+        default_limits(live, &self.listen)
+    }
+}
+
+fn default_limits(live: &Live, listen: &ListenAddr) -> ClientLimits {
+    let idx = live.router.listen_index(listen).unwrap_or(0);
+    let s = live.router.select_server(idx, None).server;
+    live.plan
+        .http
+        .servers
+        .get(s)
+        .map(|s| s.conf.client.clone())
+        .unwrap_or_default()
+}
+
+static CONNECTION_SERIAL: AtomicU64 = AtomicU64::new(1);
+
+/// Accept on `listener` until `shutdown` turns true. Each connection holds a clone of `done` so the
+/// caller can wait for all of them; `permits` caps open connections (`worker_connections`).
+pub async fn accept_loop(
+    listener: TcpListener,
+    addr: ListenAddr,
+    live: Arc<ArcSwap<Live>>,
+    mut shutdown: watch::Receiver<bool>,
+    done: mpsc::Sender<()>,
+    permits: Arc<Semaphore>,
+) {
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = shutdown.changed() => return,
+        };
+        let (stream, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: nginx logs and keeps accepting later.
+                    tracing::error!("accept() failed ({})", super::proxy::os_error(&e));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        if *shutdown.borrow() {
+            return;
+        }
+        let local = match stream.local_addr() {
+            Ok(a) => a,
+            Err(_) => continue,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = Arc::new(ConnState {
+            live: live.clone(),
+            info: Arc::new(ConnInfo {
+                remote,
+                local,
+                id: CONNECTION_SERIAL.fetch_add(1, Ordering::Relaxed),
+            }),
+            listen: addr.clone(),
+            requests: AtomicU64::new(0),
+        });
+        let shutdown = shutdown.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, state, shutdown).await;
+            drop(permit);
+            drop(done);
+        });
+    }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    state: Arc<ConnState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limits = {
+        let live = state.live.load();
+        default_limits(&live, &state.listen)
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    let header_timeout = match limits.keepalive_timeout {
+        Some(k) => k.min(limits.header_timeout),
+        None => limits.header_timeout,
+    };
+    let (num, size) = limits.large_header_buffers;
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(limits.keepalive_timeout.is_some())
+        .preserve_header_case(true)
+        .max_buf_size((num * size).max(8192) + size);
+    let st = state.clone();
+    let service = service_fn(move |req| super::request::handle(req, st.clone()));
+    let io = SendTimeout::new(stream, limits.send_timeout);
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    if *shutdown.borrow() {
+        conn.as_mut().graceful_shutdown();
+    }
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = shutdown.changed() => {}
+    }
+    // Graceful: finish the request in flight (if any), close when idle.
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}
+
+/// nginx's `send_timeout`: a write to the client that makes no progress for this long fails the
+/// connection (the timer runs only while a write is blocked, as nginx's between two writes).
+struct SendTimeout<T> {
+    inner: T,
+    timeout: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> SendTimeout<T> {
+    fn new(inner: T, timeout: Duration) -> Self {
+        SendTimeout {
+            inner,
+            timeout,
+            sleep: None,
+        }
+    }
+
+    /// Called when a write is pending: arm the timer (once) and report whether it fired.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let t = self.timeout;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(t)));
+        sleep.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "client timed out")
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for SendTimeout<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for SendTimeout<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+            ready => {
+                self.sleep = None;
+                ready
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+            ready => {
+                self.sleep = None;
+                ready
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+            ready => {
+                self.sleep = None;
+                ready
+            }
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of nginx and nginx-rs (issue 7), on 127.0.0.1 only, bounded in time.
+#
+#   bench/run.sh                      # keepalive variant, 1/64/512 connections, 3 A/B pairs, 10 s each
+#   VARIANT=walkthrough bench/run.sh  # the walkthrough's default.conf (names and port rewritten)
+#   VARIANT=accesslog bench/run.sh    # keepalive with access_log in the combined format
+#   VARIANT=body1m bench/run.sh       # keepalive, 1 MiB responses
+#   AA=1 bench/run.sh                 # nginx against nginx: the noise floor
+#   DURATION=5 PAIRS=1 CONNS="1 64" bench/run.sh
+#   NGINX_RS=target/debug/nginx-rs bench/run.sh   # skip the release build
+#
+# Three backends: one nginx with three listen ports and `return 200` (cheap, never the
+# bottleneck). Proxies: nginx (`worker_processes 1`) as A, nginx-rs (`worker_processes 1`) as B,
+# run in turn A B A B on the same generated config. On 2+ cores the proxy under test is pinned
+# to PROXY_CPU and wrk plus the backends to LOAD_CPU (taskset), so the proxy that uses less CPU is
+# not punished twice. Per run: requests/s, p50/p99 latency, errors, proxy CPU seconds
+# (utime+stime from /proc over the proxy's processes, during the wrk run only), requests per proxy
+# CPU-second, and memory (nginx: PSS summed over master and worker at the end of the run;
+# nginx-rs: peak RSS, VmHWM). Then per connection count the B/A ratios with median and spread
+# over the pairs. Output: bench/results/<timestamp>/{runs.tsv,table.md}.
+#
+# Not yet: the 10 ms backend and 10k idle connections variants of issue 7, 2-worker scaling,
+# the PNG chart.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+PAIRS=${PAIRS:-3}
+CONNS=${CONNS:-"1 64 512"}
+VARIANT=${VARIANT:-keepalive}
+AA=${AA:-0}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+BASE_PORT=${BASE_PORT:-18000}
+NGINX=${NGINX:-/usr/sbin/nginx}
+
+PROXY_PORT=$((BASE_PORT + 80))
+B1=$((BASE_PORT + 1)) B2=$((BASE_PORT + 2)) B3=$((BASE_PORT + 3))
+OUT=bench/results/$(date -u +%Y%m%dT%H%M%SZ)
+WORK=$(mktemp -d /tmp/nginx-rs-bench.XXXXXX)
+CLK_TCK=$(getconf CLK_TCK)
+mkdir -p "$OUT"
+
+for tool in wrk taskset "$NGINX"; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (run .ci/run)" >&2; exit 1; }
+done
+if [ "$(nproc)" -lt 2 ]; then
+    echo "warning: fewer than 2 cores; proxy and load share a core" >&2
+    LOAD_CPU=$PROXY_CPU
+fi
+
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+# Waits until something accepts on 127.0.0.1:$1, at most 10 s.
+wait_port() {
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# The main config around http-level text $2 for a prefix $1; $3=nginx adds nginx's temp paths.
+main_conf() {
+    local dir=$1 http=$2 flavor=$3 temps=""
+    if [ "$flavor" = nginx ]; then
+        temps="client_body_temp_path $dir/cb; proxy_temp_path $dir/pt; fastcgi_temp_path $dir/ft;
+    uwsgi_temp_path $dir/ut; scgi_temp_path $dir/st;"
+    fi
+    cat <<CONF
+daemon off;
+master_process on;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events {
+    worker_connections 4096;
+}
+http {
+    access_log off;
+    $temps
+$http
+}
+CONF
+}
+
+# The proxy's http-level config for $VARIANT; $1 is the run's prefix (for the access log).
+proxy_http() {
+    local dir=$1 log=""
+    [ "$VARIANT" = accesslog ] && log="access_log $dir/access.log combined;"
+    case "$VARIANT" in
+    keepalive | accesslog | body1m)
+        cat <<CONF
+    upstream backends {
+        server 127.0.0.1:$B1;
+        server 127.0.0.1:$B2;
+        server 127.0.0.1:$B3;
+        keepalive 32;
+    }
+    server {
+        listen 127.0.0.1:$PROXY_PORT;
+        $log
+        location / {
+            proxy_pass http://backends;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+CONF
+        ;;
+    walkthrough)
+        # nginx cannot resolve host.docker.internal and port 80 may be taken: only those change.
+        sed -e "s/host.docker.internal:5001/127.0.0.1:$B1/" \
+            -e "s/host.docker.internal:5002/127.0.0.1:$B2/" \
+            -e "s/host.docker.internal:5003/127.0.0.1:$B3/" \
+            -e "s/listen 80;/listen 127.0.0.1:$PROXY_PORT;/" fixtures/walkthrough/default.conf
+        ;;
+    *)
+        echo "unknown VARIANT $VARIANT (keepalive, walkthrough, accesslog, body1m)" >&2
+        exit 1
+        ;;
+    esac
+}
+
+# utime+stime in ticks of pid $1 and its children.
+cpu_ticks() {
+    local total=0 p
+    for p in "$1" $(pgrep -P "$1" || true); do
+        if [ -r "/proc/$p/stat" ]; then
+            # Fields after the ")" of the command name: utime is the 12th, stime the 13th.
+            total=$((total + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+        fi
+    done
+    echo "$total"
+}
+
+# Memory in KiB of pid $1 and children: PSS sum ($2=pss) or VmHWM sum ($2=hwm).
+mem_kib() {
+    local total=0 p v
+    for p in "$1" $(pgrep -P "$1" || true); do
+        if [ "$2" = pss ]; then
+            v=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
+        else
+            v=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+        fi
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+
+# wrk latency like "1.23ms" to milliseconds.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
+        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000;
+        printf "%.3f", n }'
+}
+
+# --- backends ---
+mkdir -p "$WORK/backends/html"
+head -c 1048576 /dev/zero | tr '\0' 'x' >"$WORK/backends/html/big.bin"
+# nginx workers run as an unprivileged user when started as root: let them read the file.
+chmod 755 "$WORK" "$WORK/backends" "$WORK/backends/html"
+chmod 644 "$WORK/backends/html/big.bin"
+URL_PATH=/
+[ "$VARIANT" = body1m ] && URL_PATH=/big.bin
+main_conf "$WORK/backends" "    server {
+        listen 127.0.0.1:$B1;
+        listen 127.0.0.1:$B2;
+        listen 127.0.0.1:$B3;
+        location / { return 200 \"Hello from backend\n\"; }
+        location = /big.bin { root $WORK/backends/html; }
+    }" nginx >"$WORK/backends/nginx.conf"
+taskset -c "$LOAD_CPU" "$NGINX" -e stderr -p "$WORK/backends" -c "$WORK/backends/nginx.conf" &
+pids+=("$!")
+for p in $B1 $B2 $B3; do wait_port "$p" || { echo "backends did not start" >&2; exit 1; }; done
+
+# --- proxies ---
+B_NAME=nginx-rs
+if [ "$AA" = 1 ]; then
+    B_NAME=nginx
+elif [ -z "${NGINX_RS:-}" ]; then
+    cargo build --release --quiet --bin nginx-rs
+    NGINX_RS=target/release/nginx-rs
+fi
+
+# Runs proxy $1 (nginx|nginx-rs) as label $2 at $3 connections, pair $4; appends to runs.tsv.
+run_one() {
+    local flavor=$1 label=$2 conns=$3 pair=$4 dir="$WORK/$2-$3-$4" bin pid
+    mkdir -p "$dir"
+    main_conf "$dir" "$(proxy_http "$dir")" "$flavor" >"$dir/nginx.conf"
+    if [ "$flavor" = nginx ]; then bin=("$NGINX" -e stderr); else bin=("$NGINX_RS"); fi
+    taskset -c "$PROXY_CPU" "${bin[@]}" -p "$dir" -c "$dir/nginx.conf" 2>"$dir/stderr" &
+    pid=$!
+    if ! wait_port "$PROXY_PORT"; then
+        echo "  $label ($flavor) did not serve: $(head -c 300 "$dir/stderr")" >&2
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        printf '%s\t%s\t%s\t%s\tNA\tNA\tNA\tNA\tNA\tNA\n' "$label" "$flavor" "$conns" "$pair" >>"$OUT/runs.tsv"
+        return 0
+    fi
+    # Warm up pools and caches, then measure.
+    taskset -c "$LOAD_CPU" wrk -t1 -c "$conns" -d1s "http://127.0.0.1:$PROXY_PORT$URL_PATH" >/dev/null
+    local t0 t1
+    t0=$(cpu_ticks "$pid")
+    taskset -c "$LOAD_CPU" wrk -t1 -c "$conns" -d"${DURATION}s" --latency \
+        "http://127.0.0.1:$PROXY_PORT$URL_PATH" >"$dir/wrk.txt"
+    t1=$(cpu_ticks "$pid")
+    local mem rps p50 p99 errors cpu
+    if [ "$flavor" = nginx ]; then mem=$(mem_kib "$pid" pss); else mem=$(mem_kib "$pid" hwm); fi
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    rps=$(awk '/^Requests\/sec:/ {print $2}' "$dir/wrk.txt")
+    p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$dir/wrk.txt")")
+    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$dir/wrk.txt")")
+    errors=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(/,/, ""); n += $4 + $6 + $8 + $10} END {print n + 0}' "$dir/wrk.txt")
+    cpu=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", t / hz}')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$flavor" "$conns" "$pair" \
+        "$rps" "$p50" "$p99" "$errors" "$cpu" "$mem" >>"$OUT/runs.tsv"
+    echo "  $label $flavor c=$conns pair=$pair: $rps req/s, p99 ${p99} ms, cpu ${cpu} s, mem ${mem} KiB, errors $errors"
+}
+
+printf 'label\tproxy\tconns\tpair\trps\tp50_ms\tp99_ms\terrors\tcpu_s\tmem_kib\n' >"$OUT/runs.tsv"
+echo "variant=$VARIANT duration=${DURATION}s pairs=$PAIRS conns=[$CONNS] A=nginx B=$B_NAME proxy cpu $PROXY_CPU, load cpu $LOAD_CPU"
+for conns in $CONNS; do
+    for pair in $(seq "$PAIRS"); do
+        run_one nginx A "$conns" "$pair"
+        run_one "$B_NAME" B "$conns" "$pair"
+    done
+done
+
+# --- table: per connection count, medians and B/A ratios (median, min-max over pairs) ---
+awk -F'\t' -v b="$B_NAME" -v variant="$VARIANT" -v dur="$DURATION" -v order="$CONNS" '
+function median(list,   a, n, i, j, t) {
+    n = split(list, a, " ");
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+    if (n == 0) return "NA";
+    return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2;
+}
+function spread(list,   a, n, i, lo, hi) {
+    n = split(list, a, " "); if (n == 0) return "NA";
+    lo = hi = a[1]; for (i = 2; i <= n; i++) { if (a[i] + 0 < lo + 0) lo = a[i]; if (a[i] + 0 > hi + 0) hi = a[i] }
+    return sprintf("%.2f-%.2f", lo, hi);
+}
+NR == 1 { next }
+{
+    key = $3 SUBSEP $4; c[$3] = 1;
+    if ($5 == "NA") { bad[$3] = 1; next }
+    rps[$1, key] = $5; p99[$1, key] = $7; cpu[$1, key] = $9; mem[$1, key] = $10; err[$1] += $8;
+    eff = ($9 > 0) ? $5 * dur / $9 : 0; effv[$1, key] = eff;
+    arps[$1, $3] = arps[$1, $3] " " $5; ap99[$1, $3] = ap99[$1, $3] " " $7;
+    aeff[$1, $3] = aeff[$1, $3] " " eff; amem[$1, $3] = amem[$1, $3] " " $10;
+}
+END {
+    printf "Variant `%s`, %ss per run; A = nginx, B = %s. Ratios are B/A per pair: median (min-max).\n\n", variant, dur, b;
+    print "| conns | A req/s | B req/s | A req/CPU-s | B req/CPU-s | B/A req/CPU-s | A p99 ms | B p99 ms | B/A p99 | A mem KiB | B mem KiB |";
+    print "|---|---|---|---|---|---|---|---|---|---|---|";
+    nk = split(order, ks, " ");
+    for (ki = 1; ki <= nk; ki++) {
+        k = ks[ki];
+        reff = ""; rp99 = "";
+        for (kk in rps) {
+            split(kk, parts, SUBSEP);
+            if (parts[1] != "A" || parts[2] != k) continue;
+            bk = "B" SUBSEP parts[2] SUBSEP parts[3];
+            if (!(bk in rps)) continue;
+            if (effv[kk] > 0) reff = reff " " effv[bk] / effv[kk];
+            if (p99[kk] > 0) rp99 = rp99 " " p99[bk] / p99[kk];
+        }
+        note = (k in bad) ? " (some runs did not serve)" : "";
+        printf "| %s%s | %.0f | %.0f | %.0f | %.0f | %s (%s) | %.2f | %.2f | %s (%s) | %.0f | %.0f |\n", k, note,
+            median(arps["A", k]), median(arps["B", k]), median(aeff["A", k]), median(aeff["B", k]),
+            (reff == "" ? "NA" : sprintf("%.2f", median(reff))), spread(reff),
+            median(ap99["A", k]), median(ap99["B", k]),
+            (rp99 == "" ? "NA" : sprintf("%.2f", median(rp99))), spread(rp99),
+            median(amem["A", k]), median(amem["B", k]);
+    }
+    printf "\nErrors: A %d, B %d.\n", err["A"], err["B"];
+}' "$OUT/runs.tsv" >"$OUT/table.md"
+
+echo
+cat "$OUT/table.md"
+echo
+echo "runs: $OUT/runs.tsv, table: $OUT/table.md"

@@ -1,0 +1,131 @@
+//! `include`: path resolution, glob expansion and file reading, with nginx's error wordings.
+//!
+//! nginx (`ngx_conf_include`) joins a relative path to the conf prefix, treats a name containing
+//! `*`, `?` or `[` as a glob (expanded by glob(3): sorted bytewise in nginx's C locale, hidden
+//! files only matched by a literal dot, no match is fine), and otherwise opens the file, failing
+//! with `open() "PATH" failed (ERRNO: TEXT)`.
+
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::error::{ConfError, Level, Origin};
+
+/// An include failure before it is given a place (the `include` line, or nowhere for `-c`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileError {
+    pub level: Level,
+    pub message: String,
+}
+
+impl FileError {
+    pub fn into_error(self, origin: Origin) -> ConfError {
+        ConfError {
+            level: self.level,
+            message: self.message,
+            origin,
+            hints: Vec::new(),
+        }
+    }
+}
+
+/// `(2: No such file or directory)`, nginx's errno suffix.
+pub fn errno_text(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => {
+            let full = io::Error::from_raw_os_error(code).to_string();
+            let text = full
+                .strip_suffix(&format!(" (os error {code})"))
+                .unwrap_or(&full);
+            format!("({code}: {text})")
+        }
+        None => format!("({e})"),
+    }
+}
+
+/// Reads a whole configuration file the way nginx's `open()` + `pread()` would fail.
+pub fn read_conf_file(path: &Path, name: &str) -> Result<Vec<u8>, FileError> {
+    match std::fs::read(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => Err(FileError {
+            // open() succeeds on a directory in C; the first read fails.
+            level: Level::Crit,
+            message: format!("pread() \"{name}\" failed {}", errno_text(&e)),
+        }),
+        Err(e) => Err(FileError {
+            level: Level::Emerg,
+            message: format!("open() \"{name}\" failed {}", errno_text(&e)),
+        }),
+    }
+}
+
+/// What identifies a file for cycle detection: its canonical path when it exists.
+pub fn identity(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Resolves an `include` argument to the files to read, in nginx's order.
+pub fn expand(arg: &str, conf_prefix: &Path) -> Result<Vec<PathBuf>, FileError> {
+    let full = if arg.starts_with('/') {
+        PathBuf::from(arg)
+    } else {
+        conf_prefix.join(arg)
+    };
+    if !arg.contains(['*', '?', '[']) {
+        return Ok(vec![full]);
+    }
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: true,
+    };
+    let pattern = full.to_string_lossy();
+    let mut found: Vec<PathBuf> = match glob::glob_with(&pattern, options) {
+        // Unreadable directories are skipped, like glob(3) without GLOB_ERR.
+        Ok(paths) => paths.filter_map(Result::ok).collect(),
+        // glob(3) takes a malformed bracket literally; a file named like that is vanishingly
+        // rare, so a malformed pattern simply matches nothing (and nothing is an accepted result).
+        Err(_) => Vec::new(),
+    };
+    found.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_formatting() {
+        let e = io::Error::from_raw_os_error(2);
+        assert_eq!(errno_text(&e), "(2: No such file or directory)");
+    }
+
+    #[test]
+    fn missing_file_message() {
+        let e = read_conf_file(Path::new("/nonexistent/x.conf"), "/nonexistent/x.conf");
+        assert_eq!(
+            e.unwrap_err().message,
+            "open() \"/nonexistent/x.conf\" failed (2: No such file or directory)"
+        );
+    }
+
+    #[test]
+    fn glob_is_sorted_and_skips_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in ["b.conf", "a-b.conf", "a.conf", ".hidden.conf", "c.txt"] {
+            std::fs::write(dir.path().join(n), "").unwrap();
+        }
+        let got = expand("*.conf", dir.path()).unwrap();
+        let names: Vec<_> = got
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a-b.conf", "a.conf", "b.conf"]);
+        assert!(expand("nothing*.conf", dir.path()).unwrap().is_empty());
+        assert_eq!(
+            expand("/abs/x.conf", dir.path()).unwrap(),
+            [PathBuf::from("/abs/x.conf")]
+        );
+    }
+}

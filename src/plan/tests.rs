@@ -1,0 +1,231 @@
+//! Compiler tests on hand-written configurations (via the test-only tokenizer).
+
+use std::sync::Arc;
+
+use super::mini;
+use super::*;
+
+struct Table;
+
+impl Resolve for Table {
+    fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+        match host {
+            "localhost" => Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))]),
+            "backend" => Ok(vec![
+                SocketAddr::from(([10, 0, 0, 1], port)),
+                SocketAddr::from(([10, 0, 0, 2], port)),
+            ]),
+            _ => Err("not found".into()),
+        }
+    }
+}
+
+fn opts() -> CompileOptions {
+    CompileOptions {
+        resolver: Arc::new(Table),
+        prefix: "/p".into(),
+        conf_prefix: "/p/conf".into(),
+        ..Default::default()
+    }
+}
+
+fn ok(text: &str) -> (Plan, Vec<ConfError>) {
+    let parsed = mini::parse(text, "t.conf");
+    match compile(&parsed, &opts()) {
+        Ok(p) => p,
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+fn err(text: &str) -> String {
+    let parsed = mini::parse(text, "t.conf");
+    match compile(&parsed, &opts()) {
+        Ok(_) => panic!("expected an error for {text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const WALKTHROUGH: &str = include_str!("../../fixtures/walkthrough/default.conf");
+
+#[test]
+fn walkthrough_compiles() {
+    let (plan, warnings) = ok(WALKTHROUGH);
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert!(warnings[0].to_string().starts_with(
+        "[warn] host not found in upstream \"host.docker.internal:5001\", using 127.0.0.1"
+    ));
+    let up = &plan.http.upstreams[0];
+    assert_eq!(up.name, "flask_app");
+    assert_eq!(up.servers.len(), 3);
+    assert_eq!(
+        up.servers[1].addrs,
+        vec![PeerAddr::Inet(SocketAddr::from(([127, 0, 0, 1], 5002)))]
+    );
+    let srv = &plan.http.servers[0];
+    assert_eq!(plan.http.listens.len(), 1);
+    assert_eq!(
+        plan.http.listens[0].addr,
+        ListenAddr::Inet(SocketAddr::from(([0, 0, 0, 0], 80)))
+    );
+    let loc = &srv.locations[0];
+    let proxy = loc.conf.proxy.as_ref().unwrap();
+    let names: Vec<&str> = proxy.set_headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "host",
+            "x-real-ip",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "connection",
+            "te",
+            "keep-alive",
+            "expect",
+            "upgrade"
+        ]
+    );
+    assert_eq!(
+        proxy.set_headers[0].1.segments,
+        vec![Segment::Var(Var::Host)]
+    );
+    match &proxy.pass {
+        ProxyPass::Static {
+            upstream,
+            uri,
+            proxy_host,
+            ..
+        } => {
+            assert!(Arc::ptr_eq(upstream, up));
+            assert_eq!(uri, &None);
+            assert_eq!(&**proxy_host, "flask_app");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn inheritance_of_proxy_set_header_and_add_header() {
+    let (plan, _) = ok("proxy_set_header A 1; add_header X 1;
+        server { listen 8080; proxy_set_header B 2;
+          location / { proxy_pass http://127.0.0.1:9000; }
+          location /c { proxy_pass http://127.0.0.1:9000/x/; add_header Y 2; }
+        }
+        server { listen 8081; location / { proxy_pass http://backend:81; } }");
+    let s0 = &plan.http.servers[0];
+    let h = |l: &Location| {
+        l.conf
+            .proxy
+            .as_ref()
+            .unwrap()
+            .set_headers
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(h(&s0.locations[0])[0], "b");
+    assert!(!h(&s0.locations[0]).contains(&"a".to_string()));
+    assert_eq!(s0.locations[1].conf.add_headers.len(), 1);
+    assert_eq!(s0.locations[0].conf.add_headers[0].name.as_str(), "x");
+    let s1 = &plan.http.servers[1];
+    assert_eq!(h(&s1.locations[0])[0], "a");
+    match &s1.locations[0].conf.proxy.as_ref().unwrap().pass {
+        ProxyPass::Static {
+            upstream,
+            proxy_host,
+            ..
+        } => {
+            assert_eq!(upstream.servers[0].addrs.len(), 2);
+            assert_eq!(&**proxy_host, "backend:81");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn full_config_with_http_block() {
+    let (plan, _) = ok("worker_processes auto; events { worker_connections 64; } http { server { listen 127.0.0.1:8080 default_server; server_name a *.b.com c.*; } }");
+    assert_eq!(plan.main.worker_processes, None);
+    assert_eq!(plan.main.worker_connections, 64);
+    assert_eq!(plan.main.pid, std::path::PathBuf::from("/p/logs/nginx.pid"));
+    assert!(plan.http.listens[0].opts.default_server);
+    assert_eq!(plan.http.servers[0].names.len(), 3);
+}
+
+#[test]
+fn errors_in_nginx_order_and_words() {
+    assert_eq!(
+        err("server { listne 80; }"),
+        "[emerg] unknown directive \"listne\" in t.conf:1"
+    );
+    assert_eq!(
+        err("server { listen 70000; }"),
+        "[emerg] invalid port in \"70000\" of the \"listen\" directive in t.conf:1"
+    );
+    assert_eq!(
+        err("location / {}"),
+        "[emerg] \"location\" directive is not allowed here in t.conf:1"
+    );
+    assert_eq!(
+        err("server { location / { proxy_pass http://a:1; proxy_pass http://a:1; } }"),
+        "[emerg] \"proxy_pass\" directive is duplicate in t.conf:1"
+    );
+    assert_eq!(
+        err("upstream u {\n}\n"),
+        "[emerg] no servers are inside upstream in t.conf:2"
+    );
+    assert_eq!(
+        err("upstream u { server a weight=0; }"),
+        "[emerg] invalid parameter \"weight=0\" in t.conf:1"
+    );
+    assert_eq!(
+        err("server { location / { return 200 $foo; } }"),
+        "[emerg] unknown \"foo\" variable"
+    );
+    assert_eq!(
+        err("server { location / { } location / { } }"),
+        "[emerg] duplicate location \"/\" in t.conf:1"
+    );
+    assert_eq!(
+        err("upstream u { server 127.0.0.1; } upstream u { server 127.0.0.1; }"),
+        "[emerg] duplicate upstream \"u\" in t.conf:1"
+    );
+    assert_eq!(
+        err("server { location / { proxy_pass http://nowhere:5001; } }"),
+        "[emerg] host not found in upstream \"nowhere\" in t.conf:1"
+    );
+    assert_eq!(
+        err("upstream u { server nowhere:5001; }"),
+        "[emerg] host not found in upstream \"nowhere:5001\" in t.conf:1"
+    );
+    assert_eq!(err("server { proxy_buffering maybe; }"), "[emerg] invalid value \"maybe\" in \"proxy_buffering\" directive, it must be \"on\" or \"off\" in t.conf:1");
+    assert_eq!(
+        err("worker_processes 1;"),
+        "[emerg] no \"events\" section in configuration"
+    );
+    assert!(err("server { location ~ \"(a\" { } }")
+        .starts_with("[emerg] pcre2_compile() failed: missing closing parenthesis in \"(a\""));
+    assert_eq!(
+        err("events {} stream {}"),
+        "[emerg] \"stream\" directive is not supported by nginx-rs in t.conf:1"
+    );
+}
+
+#[test]
+fn set_and_captures_define_variables() {
+    let (plan, _) = ok("server { location ~ ^/(?<id>\\d+)$ { return 200 $id$x; } set $x 1; }");
+    assert_eq!(&*plan.http.slots[0], "id");
+    assert_eq!(&*plan.http.slots[1], "x");
+}
+
+#[test]
+fn map_variables_resolve_to_map_index() {
+    let (plan, _) = ok("server { location / { proxy_set_header Connection $connection_upgrade; proxy_pass http://127.0.0.1:1; } }
+        map $http_upgrade $connection_upgrade { default upgrade; '' close; }");
+    assert_eq!(plan.http.maps.len(), 1);
+    let p = plan.http.servers[0].locations[0]
+        .conf
+        .proxy
+        .as_ref()
+        .unwrap();
+    assert_eq!(p.set_headers[0].1.segments, vec![Segment::Var(Var::Map(0))]);
+}

@@ -1,0 +1,333 @@
+//! One client request, from parsed head to response: nginx's request-head checks (what hyper does
+//! not already reject), server selection, URI normalisation, location matching, limits, then the
+//! proxy handler.
+//!
+//! What hyper's parser rejects before we see the request, and with which status, is documented in
+//! `server.rs`; the checks here cover the rest of nginx's `ngx_http_process_request_header`.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, Version};
+use hyper::body::Incoming;
+
+use super::body::Body;
+use super::ctx::RequestCtx;
+use super::errors;
+use super::proxy;
+use super::router::{self, validate_host};
+use super::server::ConnState;
+use super::Live;
+use crate::plan::{ClientLimits, ServerTokens};
+
+/// Entry point for hyper's `service_fn`.
+pub async fn handle(
+    req: Request<Incoming>,
+    conn: Arc<ConnState>,
+) -> Result<Response<Body>, Infallible> {
+    let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let live = conn.live.load_full();
+    let head_only = req.method() == Method::HEAD;
+    let mut resp = match serve(req, &conn, &live, n).await {
+        Ok(r) => r,
+        Err((code, msg, tokens, ctx)) => {
+            if let Some(ctx) = &ctx {
+                errors::log_error(ctx, msg, None);
+            } else {
+                tracing::info!(target: "nginx_rs::error_log", "{msg} while reading client request headers, client: {}", conn.info.remote.ip());
+            }
+            errors::response(code, tokens, true, head_only)
+        }
+    };
+    let limits = conn.limits_for_keepalive(&live);
+    if limits.keepalive_timeout.is_none() || n >= limits.keepalive_requests {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(resp)
+}
+
+type Reject = (u16, &'static str, ServerTokens, Option<Box<RequestCtx>>);
+
+async fn serve(
+    req: Request<Incoming>,
+    conn: &ConnState,
+    live: &Live,
+    n: u64,
+) -> Result<Response<Body>, Reject> {
+    let (mut head, incoming) = req.into_parts();
+    let listen = live.router.listen_index(&conn.listen).unwrap_or(0);
+    let default_server = live.router.select_server(listen, None).server;
+    let default_conf = live
+        .plan
+        .http
+        .servers
+        .get(default_server)
+        .map(|s| s.conf.clone());
+    let tokens0 = default_conf
+        .as_ref()
+        .map(|c| c.server_tokens)
+        .unwrap_or_default();
+    let limits0 = default_conf
+        .as_ref()
+        .map(|c| c.client.clone())
+        .unwrap_or_default();
+    let bad = |code, msg| -> Reject { (code, msg, tokens0, None) };
+
+    // Request line (nginx: ngx_http_parse_request_line).
+    if !head
+        .method
+        .as_str()
+        .bytes()
+        .all(|b| b.is_ascii_uppercase() || b == b'_' || b == b'-')
+    {
+        return Err(bad(400, "client sent invalid method"));
+    }
+    // Length of the request target as sent (no allocation: the parts are slices of the URI).
+    let target_len = head.uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + head.uri.authority().map_or(0, |a| a.as_str().len())
+        + head.uri.path_and_query().map_or(1, |p| p.as_str().len());
+    if head.method.as_str().len() + target_len + 10 > limits0.large_header_buffers.1 {
+        return Err(bad(414, "client sent too long URI"));
+    }
+    let (path_and_query, uri_host) = match (head.uri.scheme(), head.uri.path_and_query()) {
+        (Some(_), pq) => (
+            pq.map(|p| p.as_str()).unwrap_or("/"),
+            head.uri.host().map(|h| h.as_bytes().to_vec()),
+        ),
+        (None, Some(pq)) if pq.as_str().starts_with('/') => (pq.as_str(), None),
+        // `*` (OPTIONS *) and authority-form (CONNECT host:port): nginx's parser rejects both.
+        _ => return Err(bad(400, "client sent invalid request")),
+    };
+    let request_uri = if path_and_query.is_empty() {
+        "/".to_string()
+    } else {
+        path_and_query.to_string()
+    };
+
+    // Header lines (nginx: ngx_http_read_request_header / process_request_headers).
+    check_header_sizes(&head.headers, &limits0).map_err(|m| (494, m, tokens0, None))?;
+    drop_invalid_headers(&mut head.headers, &limits0);
+    let hosts = head.headers.get_all(header::HOST).iter().count();
+    if hosts > 1 {
+        return Err(bad(400, "client sent duplicate host header"));
+    }
+    if head.headers.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
+        return Err(bad(400, "client sent duplicate header line"));
+    }
+    let host = match (&uri_host, head.headers.get(header::HOST)) {
+        (Some(h), _) => Some(
+            validate_host(h).map_err(|_| bad(400, "client sent invalid host in request line"))?,
+        ),
+        (None, Some(h)) => Some(
+            validate_host(h.as_bytes()).map_err(|_| bad(400, "client sent invalid host header"))?,
+        ),
+        (None, None) => None,
+    };
+    if host.is_none() && head.version == Version::HTTP_11 {
+        return Err(bad(
+            400,
+            "client sent HTTP/1.1 request without \"Host\" header",
+        ));
+    }
+    if let Some(te) = head.headers.get(header::TRANSFER_ENCODING) {
+        if head
+            .headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .count()
+            > 1
+        {
+            return Err(bad(400, "client sent duplicate header line"));
+        }
+        if !te.as_bytes().eq_ignore_ascii_case(b"chunked") {
+            return Err(bad(501, "client sent unknown \"Transfer-Encoding\""));
+        }
+    }
+    let content_length = match head.headers.get(header::CONTENT_LENGTH) {
+        Some(v) => Some(
+            std::str::from_utf8(v.as_bytes())
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| bad(400, "client sent invalid \"Content-Length\" header"))?,
+        ),
+        None => None,
+    };
+
+    // Server selection by Host.
+    let sm = live.router.select_server(listen, host.as_deref());
+    let Some(server) = live.plan.http.servers.get(sm.server).cloned() else {
+        return Err(bad(500, "no server"));
+    };
+    let (path_raw, args) = match request_uri.split_once('?') {
+        Some((p, a)) => (p, a),
+        None => (request_uri.as_str(), ""),
+    };
+    let mut ctx = Box::new(RequestCtx {
+        conn: conn.info.clone(),
+        conn_requests: n,
+        start: Instant::now(),
+        start_wall: SystemTime::now(),
+        method: head.method.clone(),
+        version: head.version,
+        request_uri: request_uri.clone(),
+        uri: String::new(),
+        args: args.to_string(),
+        headers: HeaderMap::new(),
+        host: String::new(),
+        server: server.clone(),
+        captures: None,
+        slots: vec![None; live.plan.http.slots.len()],
+        proxy_host: Arc::from(""),
+        proxy_port: 0,
+        upstream_tries: Vec::new(),
+        status: 0,
+        body_bytes_sent: 0,
+        bytes_sent: 0,
+        response_headers: None,
+    });
+    ctx.host = host.unwrap_or_else(|| ctx.server_name().to_string());
+    ctx.set_captures(sm.captures);
+    ctx.headers = std::mem::take(&mut head.headers);
+    let tokens = server.conf.server_tokens;
+
+    // URI normalisation, then location.
+    let uri = match router::normalize_path(path_raw.as_bytes(), server.conf.merge_slashes) {
+        Ok(u) => u,
+        Err(_) => {
+            return Err((400, "client sent invalid request", tokens, Some(ctx)));
+        }
+    };
+    ctx.uri = String::from_utf8(uri)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    let lm = router::find_location(&server, &ctx.uri);
+    let (loc, conf) = match &lm {
+        Some(m) => (Some(m.location.clone()), m.location.conf.clone()),
+        None => (None, server.conf.clone()),
+    };
+    let mut redirect_to = None;
+    if let Some(m) = lm {
+        if m.redirect_slash {
+            redirect_to = Some(router::matched_path(&m.location).to_string());
+        }
+        ctx.set_captures(m.captures);
+    }
+    if let Some(path) = redirect_to {
+        return Ok(slash_redirect(&ctx, conn, &path, &conf));
+    }
+
+    if let Some(len) = content_length {
+        let max = conf.client.max_body_size;
+        if max != 0 && len > max {
+            return Err((
+                413,
+                "client intended to send too large body",
+                tokens,
+                Some(ctx),
+            ));
+        }
+    }
+
+    if conf.internal {
+        // `internal` locations answer external requests with 404.
+        ctx.status = 404;
+        return Ok(errors::response(
+            404,
+            conf.server_tokens,
+            false,
+            ctx.method == Method::HEAD,
+        ));
+    }
+    let Some(proxy_conf) = &conf.proxy else {
+        // Static files and the other content handlers are not part of the proxy runtime.
+        ctx.status = 404;
+        return Ok(errors::response(
+            404,
+            conf.server_tokens,
+            false,
+            ctx.method == Method::HEAD,
+        ));
+    };
+    let resp = proxy::proxy(&mut ctx, live, proxy_conf, loc.as_deref(), &head, incoming).await;
+    Ok(resp)
+}
+
+/// nginx's `large_client_header_buffers`: a header line longer than one buffer is
+/// "400 Request Header Or Cookie Too Large".
+fn check_header_sizes(h: &HeaderMap, limits: &ClientLimits) -> Result<(), &'static str> {
+    let max = limits.large_header_buffers.1;
+    for (name, value) in h.iter() {
+        if name.as_str().len() + value.len() + 4 > max {
+            return Err("client sent too long header line");
+        }
+    }
+    Ok(())
+}
+
+/// nginx's `ignore_invalid_headers` / `underscores_in_headers`: header names with characters other
+/// than letters, digits and `-` (and `_` when allowed) are dropped, never forwarded.
+fn drop_invalid_headers(h: &mut HeaderMap, limits: &ClientLimits) {
+    if !limits.ignore_invalid_headers {
+        return;
+    }
+    let valid = |name: &str| {
+        name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || b == b'-' || (b == b'_' && limits.underscores_in_headers)
+        })
+    };
+    if h.keys().all(|k| valid(k.as_str())) {
+        return;
+    }
+    let old = std::mem::take(h);
+    let mut last = None;
+    for (name, value) in old {
+        if let Some(n) = name {
+            last = Some(n);
+        }
+        if let Some(n) = &last {
+            if valid(n.as_str()) {
+                h.append(n.clone(), value);
+            }
+        }
+    }
+}
+
+/// The 301 for nginx's `auto_redirect`: `Location` is the location's path plus the arguments, made
+/// absolute as nginx's header filter does (`absolute_redirect`, `port_in_redirect`,
+/// `server_name_in_redirect`).
+fn slash_redirect(
+    ctx: &RequestCtx,
+    conn: &ConnState,
+    path: &str,
+    conf: &crate::plan::LocConf,
+) -> Response<Body> {
+    let mut location = String::with_capacity(path.len() + ctx.args.len() + 32);
+    if conf.absolute_redirect {
+        location.push_str("http://");
+        if conf.server_name_in_redirect {
+            location.push_str(ctx.server_name());
+        } else if ctx.headers.contains_key(header::HOST) {
+            location.push_str(&ctx.host);
+        } else {
+            location.push_str(&conn.info.local.ip().to_string());
+        }
+        let port = conn.info.local.port();
+        if conf.port_in_redirect && port != 80 {
+            location.push(':');
+            location.push_str(&port.to_string());
+        }
+    }
+    location.push_str(path);
+    if !ctx.args.is_empty() {
+        location.push('?');
+        location.push_str(&ctx.args);
+    }
+    let mut resp = errors::response(301, conf.server_tokens, false, ctx.method == Method::HEAD);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}

@@ -1,0 +1,160 @@
+//! Opening a connection to a peer: TCP (with `TCP_NODELAY`) or a unix socket, bounded by
+//! `proxy_connect_timeout`, then an HTTP/1 client handshake whose connection task is spawned.
+//! Errors read as nginx's error log words.
+
+use std::fmt;
+use std::io;
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::plan::PeerAddr;
+use crate::runtime::body::Body;
+
+/// A connection to a peer, fresh or taken from the keepalive pool.
+pub struct UpstreamConn {
+    /// hyper HTTP/1 client half; the connection task is already spawned.
+    pub sender: http1::SendRequest<Body>,
+    /// Taken from the keepalive pool (a failure before any response byte deserves one retry on
+    /// a fresh connection).
+    pub reused: bool,
+    pub(crate) addr: PeerAddr,
+    pub(crate) created: Instant,
+    /// Requests sent (or being sent) on this connection, this one included.
+    pub(crate) requests: u64,
+}
+
+impl UpstreamConn {
+    pub fn peer_addr(&self) -> &PeerAddr {
+        &self.addr
+    }
+
+    /// Requests carried by this connection so far, the current one included.
+    pub fn requests(&self) -> u64 {
+        self.requests
+    }
+}
+
+impl fmt::Debug for UpstreamConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamConn")
+            .field("addr", &self.addr)
+            .field("reused", &self.reused)
+            .field("requests", &self.requests)
+            .finish()
+    }
+}
+
+/// Why a connection could not be made. `Display` is nginx's error log text, e.g.
+/// `connect() failed (111: Connection refused)` or
+/// `upstream timed out (110: Connection timed out)`; nginx appends
+/// ` while connecting to upstream`.
+#[derive(Debug)]
+pub enum ConnectError {
+    Refused(io::Error),
+    Timeout,
+    Other(io::Error),
+}
+
+impl ConnectError {
+    /// The message as nginx logs it for this peer: for unix sockets nginx names the path
+    /// (`connect() to unix:/run/app.sock failed (2: No such file or directory)`), because their
+    /// connect fails synchronously; for TCP the error comes later and reads `connect() failed`.
+    pub fn log_message(&self, peer: &PeerAddr) -> String {
+        match (self, peer) {
+            (ConnectError::Refused(e) | ConnectError::Other(e), PeerAddr::Unix(_)) => {
+                format!("connect() to {peer} failed ({})", os_error(e))
+            }
+            _ => self.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Refused(e) | ConnectError::Other(e) => {
+                write!(f, "connect() failed ({})", os_error(e))
+            }
+            ConnectError::Timeout => f.write_str("upstream timed out (110: Connection timed out)"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// `111: Connection refused`: errno and strerror, as nginx prints them.
+fn os_error(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => {
+            let text = io::Error::from_raw_os_error(code).to_string();
+            // std formats "Connection refused (os error 111)"; nginx wants just the text.
+            let text = text
+                .strip_suffix(&format!(" (os error {code})"))
+                .unwrap_or(&text)
+                .to_string();
+            format!("{code}: {text}")
+        }
+        None => e.to_string(),
+    }
+}
+
+/// Opens a new connection to `addr` and performs the HTTP/1 client handshake.
+pub(crate) async fn open(addr: &PeerAddr, timeout: Duration) -> Result<UpstreamConn, ConnectError> {
+    let sender = match addr {
+        PeerAddr::Inet(sa) => {
+            let stream =
+                match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(sa)).await {
+                    Err(_) => return Err(ConnectError::Timeout),
+                    Ok(Err(e)) => return Err(classify(e)),
+                    Ok(Ok(s)) => s,
+                };
+            // Small requests and headers must not wait for Nagle.
+            stream.set_nodelay(true).map_err(ConnectError::Other)?;
+            handshake(stream).await?
+        }
+        PeerAddr::Unix(path) => {
+            let stream =
+                match tokio::time::timeout(timeout, tokio::net::UnixStream::connect(path)).await {
+                    Err(_) => return Err(ConnectError::Timeout),
+                    Ok(Err(e)) => return Err(classify(e)),
+                    Ok(Ok(s)) => s,
+                };
+            handshake(stream).await?
+        }
+    };
+    Ok(UpstreamConn {
+        sender,
+        reused: false,
+        addr: addr.clone(),
+        created: Instant::now(),
+        requests: 0,
+    })
+}
+
+fn classify(e: io::Error) -> ConnectError {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => ConnectError::Refused(e),
+        io::ErrorKind::TimedOut => ConnectError::Timeout,
+        _ => ConnectError::Other(e),
+    }
+}
+
+async fn handshake<S>(stream: S) -> Result<http1::SendRequest<Body>, ConnectError>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, conn) = http1::Builder::new()
+        .handshake::<_, Body>(TokioIo::new(stream))
+        .await
+        .map_err(|e| ConnectError::Other(io::Error::other(e)))?;
+    tokio::spawn(async move {
+        // Upgrades (WebSocket) need the connection to hand over its IO when done.
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!("upstream connection ended: {e}");
+        }
+    });
+    Ok(sender)
+}

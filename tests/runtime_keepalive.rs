@@ -1,0 +1,211 @@
+//! Upstream keepalive (HTTP/1.1, pooled connections), the fresh-connection retry when a pooled one
+//! died, graceful shutdown, reload by swapping `Live`, and bind errors.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nginx_rs::plan::*;
+use nginx_rs::runtime::{self, Live};
+use support::*;
+use tokio::io::AsyncWriteExt;
+
+/// HTTP/1.1 upstream without `Connection: close` and a `keepalive` pool.
+fn keepalive_plan(addrs: &[std::net::SocketAddr]) -> Plan {
+    let mut u = Arc::try_unwrap(upstream("backend", addrs)).expect("fresh");
+    u.keepalive = Some(8);
+    let up = Arc::new(u);
+    let mut conf = proxy_conf(&up, None);
+    conf.http_version = HttpVersion::Http11;
+    conf.set_headers = Arc::new(vec![
+        (http::header::HOST, tpl(&["$proxy_host"])),
+        (http::header::CONNECTION, tpl(&[""])),
+    ]);
+    let s = server(vec![], vec![loc(prefix("/"), Some(conf), vec![])]);
+    plan(vec![s], 0, vec![up])
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused() {
+    let b = Backend::spawn("b", Behaviour::Echo).await;
+    let p = Proxy::start(keepalive_plan(&[b.addr])).await;
+    for i in 0..10 {
+        let r = get(p.addr, "h", &format!("/{i}")).await;
+        assert_eq!(r.status, 200);
+        let (line, h) = head_of(&r.text());
+        assert_eq!(line, format!("GET /{i} HTTP/1.1"));
+        assert!(!h.iter().any(|(k, _)| k == "connection"), "{h:?}");
+    }
+    assert_eq!(b.requests().len(), 10);
+    assert!(
+        b.connections.load(std::sync::atomic::Ordering::SeqCst) < 10,
+        "no reuse: {} connections",
+        b.connections.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn dead_pooled_connection_is_retried_on_a_fresh_one() {
+    let b = Backend::spawn("b", Behaviour::CloseAfterResponse).await;
+    let p = Proxy::start(keepalive_plan(&[b.addr])).await;
+    for i in 0..10 {
+        let r = get(p.addr, "h", &format!("/{i}")).await;
+        assert_eq!(r.status, 200, "request {i}");
+        // Give the pool a chance to hold the connection the backend just closed.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(b.requests().len(), 10);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_and_closes_idle() {
+    let slow = Backend::spawn("slow", Behaviour::Slow(5)).await;
+    let up = upstream("backend", &[slow.addr]);
+    let s = server(
+        vec![],
+        vec![loc(prefix("/"), Some(proxy_conf(&up, None)), vec![])],
+    );
+    let p = Proxy::start(plan(vec![s], 0, vec![up])).await;
+    // An idle keepalive connection and one with a request in flight.
+    let mut idle = tokio::net::TcpStream::connect(p.addr)
+        .await
+        .expect("connect");
+    let mut busy = tokio::net::TcpStream::connect(p.addr)
+        .await
+        .expect("connect");
+    busy.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let addr = p.addr;
+    let stopping = tokio::spawn(p.stop());
+    let mut buf = Vec::new();
+    let r = read_response(&mut busy, &mut buf, false)
+        .await
+        .expect("in-flight response");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "xxxxx");
+    assert!(
+        closed(&mut idle).await,
+        "idle keepalive connection not closed"
+    );
+    stopping.await.expect("stop");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting"
+    );
+}
+
+#[tokio::test]
+async fn reload_swaps_live_for_new_requests() {
+    let b1 = Backend::spawn("one", Behaviour::Echo).await;
+    let b2 = Backend::spawn("two", Behaviour::Echo).await;
+    let mk = |addr| {
+        let up = upstream("backend", &[addr]);
+        let s = server(
+            vec![],
+            vec![loc(prefix("/"), Some(proxy_conf(&up, None)), vec![])],
+        );
+        plan(vec![s], 0, vec![up])
+    };
+    let p = Proxy::start(mk(b1.addr)).await;
+    assert_eq!(get(p.addr, "h", "/").await.header("x-backend"), Some("one"));
+    let old = p.live.load_full();
+    p.live.store(Arc::new(Live::new(
+        Arc::new(mk(b2.addr)),
+        Some(&old.upstreams),
+    )));
+    assert_eq!(get(p.addr, "h", "/").await.header("x-backend"), Some("two"));
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn bind_error_says_what_nginx_says() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let b = Backend::spawn("b", Behaviour::Echo).await;
+    let up = upstream("backend", &[b.addr]);
+    let s = server(
+        vec![],
+        vec![loc(prefix("/"), Some(proxy_conf(&up, None)), vec![])],
+    );
+    let mut pl = plan(vec![s], 0, vec![up]);
+    pl.http.listens[0].addr = ListenAddr::Inet(addr);
+    let err = runtime::bind(&pl).err().expect("must fail");
+    assert_eq!(
+        err.to_string(),
+        format!("bind() to {addr} failed (98: Address already in use)")
+    );
+}
+
+#[tokio::test]
+async fn ipv6_listener() {
+    let b = Backend::spawn("b", Behaviour::Echo).await;
+    let up = upstream("backend", &[b.addr]);
+    let s = server(
+        vec![],
+        vec![loc(prefix("/"), Some(proxy_conf(&up, None)), vec![])],
+    );
+    let mut pl = plan(vec![s], 0, vec![up]);
+    pl.http.listens[0].addr = ListenAddr::Inet("[::1]:0".parse().expect("addr"));
+    let Ok(listeners) = runtime::bind(&pl) else {
+        eprintln!("SKIP: no IPv6 loopback");
+        return;
+    };
+    let addr = listeners.sockets[0].1.local_addr().expect("addr");
+    let live = Arc::new(arc_swap::ArcSwap::from_pointee(Live::new(
+        Arc::new(pl),
+        None,
+    )));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(runtime::serve(listeners, live, rx));
+    let r = raw(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("response");
+    assert_eq!(r.status, 200);
+    let _ = tx.send(true);
+    let _ = task.await;
+}
+
+#[tokio::test]
+async fn keepalive_requests_and_keepalive_timeout_zero_close_the_connection() {
+    for (limits, closes_after) in [
+        ((Some(Duration::from_secs(75)), 3u64), 3usize),
+        ((None, 1000), 1),
+    ] {
+        let b = Backend::spawn("b", Behaviour::Echo).await;
+        let up = upstream("backend", &[b.addr]);
+        let mut c = base_loc_conf();
+        c.client.keepalive_timeout = limits.0;
+        c.client.keepalive_requests = limits.1;
+        let s = server_with_conf(
+            vec![],
+            vec![loc(prefix("/"), Some(proxy_conf(&up, None)), vec![])],
+            c,
+        );
+        let p = Proxy::start(plan(vec![s], 0, vec![up])).await;
+        let mut conn = tokio::net::TcpStream::connect(p.addr)
+            .await
+            .expect("connect");
+        let mut buf = Vec::new();
+        for i in 1..=closes_after {
+            conn.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+                .await
+                .expect("write");
+            let r = read_response(&mut conn, &mut buf, false)
+                .await
+                .expect("response");
+            assert_eq!(r.status, 200);
+            let last = i == closes_after;
+            assert_eq!(r.header("connection") == Some("close"), last, "request {i}");
+        }
+        assert!(closed(&mut conn).await);
+        p.stop().await;
+    }
+}
