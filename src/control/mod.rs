@@ -13,6 +13,7 @@
 //! - [`fdpass`]: SCM_RIGHTS send/recv of bytes + file descriptors over a `UnixStream`.
 //! - [`supervisor`]: the privilege design (module doc) and the privileged side's request handling.
 
+pub mod daemon;
 pub mod fdpass;
 pub mod listen;
 pub mod pid;
