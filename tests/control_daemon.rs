@@ -166,7 +166,12 @@ impl Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         fs::write(dir.path().join("nginx-rs.conf"), conf(dir.path())).expect("write conf");
         let child = Command::new(std::env::current_exe().expect("test binary"))
-            .args(["--exact", "daemon_child_entry", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "daemon_child_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, dir.path())
             .spawn()
             .expect("spawn");
@@ -253,10 +258,16 @@ fn reload_under_load_loses_nothing() {
         .collect();
     let wait_requests = |n: usize| {
         let target = done.load(Ordering::SeqCst) + n;
-        wait_for(|| done.load(Ordering::SeqCst) >= target, "requests under load");
+        wait_for(
+            || done.load(Ordering::SeqCst) >= target,
+            "requests under load",
+        );
     };
     wait_requests(100);
-    assert!(two.hits.load(Ordering::SeqCst) > 0, "both backends used at first");
+    assert!(
+        two.hits.load(Ordering::SeqCst) > 0,
+        "both backends used at first"
+    );
 
     // 1. Drop backend two, add port p2.
     d.write_conf(&config(&dir, &[p, p2], &[b1], ""));
@@ -264,7 +275,11 @@ fn reload_under_load_loses_nothing() {
     wait_for(|| get_once(p2, "/").is_ok(), "new port p2");
     let two_after = two.hits.load(Ordering::SeqCst);
     wait_requests(300);
-    assert_eq!(two.hits.load(Ordering::SeqCst), two_after, "removed backend got traffic");
+    assert_eq!(
+        two.hits.load(Ordering::SeqCst),
+        two_after,
+        "removed backend got traffic"
+    );
 
     // 2. A broken line: [emerg] in the error log, still serving the last good config.
     d.write_conf(&config(&dir, &[p, p2], &[b1], "bogus_directive on;\n"));
@@ -292,7 +307,11 @@ fn reload_under_load_loses_nothing() {
     for c in clients {
         c.join().expect("client");
     }
-    assert_eq!(failures.load(Ordering::SeqCst), 0, "failed requests during reloads");
+    assert_eq!(
+        failures.load(Ordering::SeqCst),
+        0,
+        "failed requests during reloads"
+    );
     assert_eq!(two.hits.load(Ordering::SeqCst), two_after);
 }
 
@@ -305,7 +324,10 @@ fn graceful_quit_finishes_slow_requests() {
     let slow: Vec<_> = (0..3)
         .map(|_| std::thread::spawn(move || get_once(p, "/slow")))
         .collect();
-    wait_for(|| one.slow_started.load(Ordering::SeqCst) == 3, "slow requests in flight");
+    wait_for(
+        || one.slow_started.load(Ordering::SeqCst) == 3,
+        "slow requests in flight",
+    );
     send_signal(&d.pid_path(), Signal::Quit).expect("-s quit");
     for s in slow {
         assert_eq!(s.join().expect("thread").expect("slow request"), "one");

@@ -16,12 +16,12 @@ use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
 
+use nginx_rs::conf::Level;
 use nginx_rs::conf::{ConfError, Span};
 use nginx_rs::control::listen::ListenerSet;
 use nginx_rs::control::reload::{reload, Host, Outcome};
 use nginx_rs::plan::ListenAddr;
 use nginx_rs::runtime::log::{ErrorLog, ErrorSink};
-use nginx_rs::conf::Level;
 
 struct Live {
     body: String,
@@ -63,8 +63,8 @@ impl Host for TestHost {
     type Listener = Served;
 
     fn load(&mut self) -> Result<Conf, ConfError> {
-        let text = std::fs::read_to_string(&self.path)
-            .map_err(|e| ConfError::nowhere(e.to_string()))?;
+        let text =
+            std::fs::read_to_string(&self.path).map_err(|e| ConfError::nowhere(e.to_string()))?;
         let file: Arc<str> = self.path.display().to_string().into();
         let mut conf = Conf {
             listens: Vec::new(),
@@ -73,14 +73,18 @@ impl Host for TestHost {
         for (i, line) in text.lines().enumerate() {
             let span = Span::new(file.clone(), i as u32 + 1, 1);
             match line.split_once(' ') {
-                Some(("listen", a)) => conf.listens.push(ListenAddr::Inet(
-                    a.parse()
-                        .map_err(|_| ConfError::emerg(format!("invalid listen \"{a}\""), &span))?,
-                )),
+                Some(("listen", a)) => {
+                    conf.listens.push(ListenAddr::Inet(a.parse().map_err(|_| {
+                        ConfError::emerg(format!("invalid listen \"{a}\""), &span)
+                    })?))
+                }
                 Some(("body", b)) => conf.body = b.to_string(),
                 _ => {
                     let word = line.split(' ').next().unwrap_or("");
-                    return Err(ConfError::emerg(format!("unknown directive \"{word}\""), &span));
+                    return Err(ConfError::emerg(
+                        format!("unknown directive \"{word}\""),
+                        &span,
+                    ));
                 }
             }
         }
@@ -147,18 +151,25 @@ fn reload_keeps_adds_removes_and_survives_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let conf = dir.path().join("test.conf");
     let errlog_path = dir.path().join("error.log");
-    let errlog = ErrorLog::new(vec![ErrorSink::file(&errlog_path, Level::Notice).expect("open")]);
+    let errlog = ErrorLog::new(vec![
+        ErrorSink::file(&errlog_path, Level::Notice).expect("open")
+    ]);
     let (a, b) = (free_addr(), free_addr());
     std::fs::write(&conf, format!("listen {a}\nlisten {b}\nbody one\n")).expect("write");
 
-    let live = Arc::new(ArcSwap::from_pointee(Live { body: String::new() }));
+    let live = Arc::new(ArcSwap::from_pointee(Live {
+        body: String::new(),
+    }));
     let mut host = TestHost {
         path: conf.clone(),
         live: Arc::clone(&live),
     };
     // Start-up is a reload from an empty set.
     let mut set: ListenerSet<Served> = ListenerSet::default();
-    assert!(matches!(reload(&mut host, &live, &mut set, &errlog), Outcome::Reloaded { .. }));
+    assert!(matches!(
+        reload(&mut host, &live, &mut set, &errlog),
+        Outcome::Reloaded { .. }
+    ));
     assert_eq!(get(a).expect("a"), "one");
     assert_eq!(get(b).expect("b"), "one");
 
@@ -193,14 +204,27 @@ fn reload_keeps_adds_removes_and_survives_errors() {
     assert!(get(b).is_err(), "removed port still accepts");
 
     // A broken line: [emerg] with FILE:LINE, old config keeps serving.
-    std::fs::write(&conf, format!("listen {a}\nlisten {c}\nbody three\nbogus;\n")).expect("write");
-    assert!(matches!(reload(&mut host, &live, &mut set, &errlog), Outcome::Failed(_)));
+    std::fs::write(
+        &conf,
+        format!("listen {a}\nlisten {c}\nbody three\nbogus;\n"),
+    )
+    .expect("write");
+    assert!(matches!(
+        reload(&mut host, &live, &mut set, &errlog),
+        Outcome::Failed(_)
+    ));
     assert_eq!(get(a).expect("a"), "two");
     let log = std::fs::read_to_string(&errlog_path).expect("error log");
     let want = format!("[emerg] {}#", std::process::id());
-    let line = log.lines().find(|l| l.contains(&want)).expect("an [emerg] line");
+    let line = log
+        .lines()
+        .find(|l| l.contains(&want))
+        .expect("an [emerg] line");
     assert!(
-        line.ends_with(&format!(": unknown directive \"bogus;\" in {}:4", conf.display())),
+        line.ends_with(&format!(
+            ": unknown directive \"bogus;\" in {}:4",
+            conf.display()
+        )),
         "{line}"
     );
 
@@ -219,6 +243,10 @@ fn reload_keeps_adds_removes_and_survives_errors() {
 
     stop.store(true, Ordering::SeqCst);
     let (ok, failed) = load.join().expect("load thread");
-    assert!(failed.is_empty(), "{} failed requests during reloads: {failed:?}", failed.len());
+    assert!(
+        failed.is_empty(),
+        "{} failed requests during reloads: {failed:?}",
+        failed.len()
+    );
     assert!(ok > 0);
 }

@@ -78,7 +78,12 @@ impl ChildProc {
     fn spawn() -> ChildProc {
         let dir = tempfile::tempdir().expect("tempdir");
         let child = Command::new(std::env::current_exe().expect("test binary"))
-            .args(["--exact", "signal_child_entry", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "signal_child_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, dir.path())
             .spawn()
             .expect("spawn child");
@@ -139,7 +144,10 @@ fn reload_reopen_quit_through_the_pid_file() {
     fs::rename(&log, &rotated).expect("rotate");
     send_signal(&c.pid_path(), Signal::Reopen).expect("-s reopen");
     wait_for(|| c.events() == "Reload\nReopen\n", "Reopen event");
-    assert_eq!(fs::read_to_string(&rotated).expect("rotated"), "before reopen\n");
+    assert_eq!(
+        fs::read_to_string(&rotated).expect("rotated"),
+        "before reopen\n"
+    );
     assert_eq!(fs::read_to_string(&log).expect("new log"), "after reopen\n");
 
     send_signal(&c.pid_path(), Signal::Quit).expect("-s quit");
@@ -168,7 +176,10 @@ fn sigint_is_a_fast_stop() {
 }
 
 fn err_text(path: &Path, sig: Signal) -> String {
-    format!("nginx-rs: {}", send_signal(path, sig).expect_err("must fail"))
+    format!(
+        "nginx-rs: {}",
+        send_signal(path, sig).expect_err("must fail")
+    )
 }
 
 #[test]
@@ -192,14 +203,20 @@ fn invalid_pid_files() {
         fs::write(&p, content).expect("write");
         assert_eq!(
             err_text(&p, Signal::Quit),
-            format!("nginx-rs: [error] invalid PID number \"{shown}\" in \"{}\"", p.display())
+            format!(
+                "nginx-rs: [error] invalid PID number \"{shown}\" in \"{}\"",
+                p.display()
+            )
         );
     }
     let d = dir.path().join("d");
     fs::create_dir(&d).expect("dir");
     assert_eq!(
         err_text(&d, Signal::Stop),
-        format!("nginx-rs: [crit] pread() \"{}\" failed (21: Is a directory)", d.display())
+        format!(
+            "nginx-rs: [crit] pread() \"{}\" failed (21: Is a directory)",
+            d.display()
+        )
     );
 }
 

@@ -149,12 +149,13 @@ fn combined_line_matches_nginx() {
         return;
     };
     let resp = exchange(ngx.port, &tricky_request());
-    assert!(resp.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&resp));
-    // A request without Referer / User-Agent: the missing-value `-`.
-    let resp = exchange(
-        ngx.port,
-        b"GET /none HTTP/1.0\r\nHost: localhost\r\n\r\n",
+    assert!(
+        resp.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&resp)
     );
+    // A request without Referer / User-Agent: the missing-value `-`.
+    let resp = exchange(ngx.port, b"GET /none HTTP/1.0\r\nHost: localhost\r\n\r\n");
     assert!(resp.starts_with(b"HTTP/1.1 200"));
 
     let got = lines(&ngx.dir.path().join("access.log"), 2);
@@ -227,7 +228,10 @@ fn json_escaped_line_matches_nginx() {
             ],
         },
     );
-    assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&got[0]));
+    assert_eq!(
+        String::from_utf8_lossy(&ours),
+        String::from_utf8_lossy(&got[0])
+    );
 }
 
 fn numbers(text: &str) -> Vec<u64> {

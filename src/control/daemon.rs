@@ -95,8 +95,8 @@ impl<F: FnMut() -> Result<Plan, ConfError>> Host for DaemonHost<F> {
 
     fn build(&mut self, plan: Plan, old: &Live) -> Result<Live, ConfError> {
         // Open the new error logs first: a log that cannot be opened fails the reload, as in nginx.
-        let log = ErrorLog::open(&plan.main.error_logs)
-            .map_err(|e| ConfError::nowhere(e.to_string()))?;
+        let log =
+            ErrorLog::open(&plan.main.error_logs).map_err(|e| ConfError::nowhere(e.to_string()))?;
         let live = Live::new(Arc::new(plan), Some(&old.upstreams));
         self.error_log.store(Arc::new(log));
         Ok(live)
@@ -218,13 +218,15 @@ where
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return emerg(&format!("cannot start the runtime {}", super::errno_text(&e))),
+        Err(e) => {
+            return emerg(&format!(
+                "cannot start the runtime {}",
+                super::errno_text(&e)
+            ))
+        }
     };
     let permits = Arc::new(Semaphore::new(
-        plan.main
-            .worker_connections
-            .max(1)
-            .saturating_mul(threads),
+        plan.main.worker_connections.max(1).saturating_mul(threads),
     ));
     // Bind everything first: nothing is served, and no pid file written, unless all binds succeed.
     let mut initial = Vec::new();
@@ -279,14 +281,20 @@ where
             match signals.recv().await {
                 Event::Reload => {
                     let log = error_log.load_full();
-                    let outcome = tokio::task::block_in_place(|| reload(&mut host, &live, &mut set, &log));
+                    let outcome =
+                        tokio::task::block_in_place(|| reload(&mut host, &live, &mut set, &log));
                     if let Outcome::Reloaded { removed, .. } = outcome {
                         drop(removed);
                     }
                 }
                 Event::Reopen => {
                     let log = error_log.load_full();
-                    log.log(Level::Notice, None, "signal 10 (SIGUSR1) received, reopening logs", None);
+                    log.log(
+                        Level::Notice,
+                        None,
+                        "signal 10 (SIGUSR1) received, reopening logs",
+                        None,
+                    );
                     let mut failures: Vec<String> =
                         log.reopen().into_iter().map(|e| e.to_string()).collect();
                     if let Some(w) = &access_logs {

@@ -91,8 +91,8 @@ fn nginx_level(l: &tracing::Level) -> Level {
 impl<S: Subscriber> Layer<S> for ErrorLogLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let meta = event.metadata();
-        let ours = meta.target() == TARGET
-            || (self.all_targets && meta.target().starts_with("nginx_rs"));
+        let ours =
+            meta.target() == TARGET || (self.all_targets && meta.target().starts_with("nginx_rs"));
         if !ours {
             return;
         }
@@ -133,7 +133,15 @@ mod tests {
             "{}",
             lines[0]
         );
-        assert!(lines[0].contains(&format!(" [error] {pid}#")), "{}", lines[0]);
-        assert!(lines[1].contains(" [crit] ") && lines[1].ends_with(": overridden"), "{}", lines[1]);
+        assert!(
+            lines[0].contains(&format!(" [error] {pid}#")),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].contains(" [crit] ") && lines[1].ends_with(": overridden"),
+            "{}",
+            lines[1]
+        );
     }
 }
