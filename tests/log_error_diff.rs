@@ -19,6 +19,7 @@ fn errlog_child_entry() {
     };
     let paths = nginx_rs::cli::Paths {
         prefix: PathBuf::from(&dir),
+        error_log: None,
         conf_file: PathBuf::from(&dir).join("nginx.conf"),
         conf_prefix: PathBuf::from(&dir),
     };
