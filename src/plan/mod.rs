@@ -258,7 +258,17 @@ fn compile_into(
         let tls = f.tls(s, &m)?;
         servers.push(Arc::new(Server {
             names: s.names.clone(),
-            listens: s.listens.clone(),
+            listens: s
+                .listens
+                .iter()
+                .map(|(a, o)| {
+                    // `http2 on` (nginx >= 1.25.1) enables HTTP/2 on the server's addresses, as
+                    // `listen ... http2` does.
+                    let mut o = o.clone();
+                    o.http2 |= m.http2 == Some(true);
+                    (a.clone(), o)
+                })
+                .collect(),
             locations,
             named,
             conf,

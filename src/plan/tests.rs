@@ -305,3 +305,10 @@ fn hints_for_misspelled_directives_and_parameters() {
     );
     assert!(hint("server { zzzzzzzz 1; }").is_empty());
 }
+
+#[test]
+fn http2_directive_enables_h2_on_the_servers_addresses() {
+    let (plan, _) = ok("http2 on; server { listen 8443; } server { listen 8444; http2 off; }");
+    assert!(plan.http.listens[0].opts.http2);
+    assert!(!plan.http.listens[1].opts.http2);
+}
