@@ -171,9 +171,9 @@ async fn serve(
     let Some(server) = live.plan.http.servers.get(sm.server).cloned() else {
         return Err(bad(500, "no server"));
     };
-    let (path_raw, args) = match request_uri.split_once('?') {
-        Some((p, a)) => (p, a),
-        None => (request_uri.as_str(), ""),
+    let (path_len, args) = match request_uri.split_once('?') {
+        Some((p, a)) => (p.len(), a.to_string()),
+        None => (request_uri.len(), String::new()),
     };
     let mut ctx = Box::new(RequestCtx {
         conn: conn.info.clone(),
@@ -182,9 +182,10 @@ async fn serve(
         start_wall: SystemTime::now(),
         method: head.method.clone(),
         version: head.version,
-        request_uri: request_uri.clone(),
+        request_uri,
+        absolute_target: uri_host.as_ref().map(|_| head.uri.to_string()),
         uri: String::new(),
-        args: args.to_string(),
+        args,
         headers: HeaderMap::new(),
         host: String::new(),
         server: server.clone(),
@@ -205,7 +206,8 @@ async fn serve(
     let tokens = server.conf.server_tokens;
 
     // URI normalisation, then location.
-    let uri = match router::normalize_path(path_raw.as_bytes(), server.conf.merge_slashes) {
+    let path_raw = &ctx.request_uri.as_bytes()[..path_len];
+    let uri = match router::normalize_path(path_raw, server.conf.merge_slashes) {
         Ok(u) => u,
         Err(_) => {
             return Err((400, "client sent invalid request", tokens, Some(ctx)));
