@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::ast::{Arg, Directive, SourceFile, Span};
+use super::ast::{Directive, SourceFile, Span};
 use super::error::{ConfError, Level, Origin};
 use super::include;
 use super::lexer::{Lexer, Source, Statement, Word};
@@ -190,7 +190,7 @@ impl<'o> Parser<'o> {
                     line,
                 } => {
                     if words.first().is_some_and(|w| w.value == "include") {
-                        let span = Span::new(file.clone(), line, words[0].col);
+                        let span = Span::new(file.clone(), line, words[0].span.col);
                         let paths = self.include_paths(source, &words, opens_block, &span)?;
                         if let Some(frame) = stack.last_mut() {
                             frame.pending = paths.into_iter().rev().collect();
@@ -302,8 +302,8 @@ fn new_frame(
     source: Source,
 ) -> FileFrame {
     FileFrame {
+        lexer: Lexer::new(text, name.clone(), source),
         name,
-        lexer: Lexer::new(text, source),
         source,
         base_depth,
         identity,
@@ -312,27 +312,26 @@ fn new_frame(
     }
 }
 
-fn make_directive(words: Vec<Word>, opens_block: bool, file: &Arc<str>, line: u32) -> Directive {
-    let mut it = words.into_iter();
-    let (name, col) = match it.next() {
-        Some(w) => (w.value, w.col),
-        None => (String::new(), 0),
+fn make_directive(
+    mut words: Vec<Word>,
+    opens_block: bool,
+    file: &Arc<str>,
+    line: u32,
+) -> Directive {
+    // The lexer never returns a statement without words; the arguments reuse its vector.
+    let (name, col) = if words.is_empty() {
+        (String::new(), 0)
+    } else {
+        let first = words.remove(0);
+        (first.value, first.span.col)
     };
-    let args = it
-        .map(|w| Arg {
-            value: w.value,
-            quote: w.quote,
-            span: Span::new(file.clone(), w.line, w.col),
-        })
-        .collect();
     Directive {
         name,
-        args,
+        args: words,
         block: opens_block.then(Vec::new),
         span: Span::new(file.clone(), line, col),
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

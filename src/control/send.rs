@@ -164,3 +164,16 @@ pub fn kill(pid: i32, signo: i32) -> Result<(), SendError> {
         })
     }
 }
+
+/// The whole `-s NAME` action for the CLI: signal the process in `pid_path`, print nginx's message on
+/// failure (`nginx-rs: [error] open() "..." failed (2: No such file or directory)`), return the exit
+/// code (0 or 1).
+pub fn cli(pid_path: &Path, signal: Signal) -> i32 {
+    match send_signal(pid_path, signal) {
+        Ok(_) => 0,
+        Err(e) => {
+            eprintln!("nginx-rs: {e}");
+            1
+        }
+    }
+}

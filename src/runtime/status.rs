@@ -25,6 +25,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// (upstream name, peer name, its statistics).
+type PeerEntry = (Arc<str>, Arc<str>, Arc<PeerStats>);
+
 /// Global connection and request counters (nginx's `stub_status` set).
 #[derive(Default)]
 pub struct Status {
@@ -36,7 +39,7 @@ pub struct Status {
     writing: AtomicU64,
     /// Target of idle-state bookkeeping (Waiting is derived, see [`Status::snapshot`]).
     idle_sink: AtomicU64,
-    peers: Mutex<Vec<(Arc<str>, Arc<str>, Arc<PeerStats>)>>,
+    peers: Mutex<Vec<PeerEntry>>,
 }
 
 /// What a connection is doing, for the Reading/Writing/Waiting gauges.
@@ -60,6 +63,17 @@ pub struct Snapshot {
     pub reading: u64,
     pub writing: u64,
     pub waiting: u64,
+}
+
+impl Snapshot {
+    /// nginx's `stub_status` text for these numbers (note the trailing spaces, as nginx writes them).
+    pub fn stub_status(&self) -> String {
+        let s = self;
+        format!(
+            "Active connections: {} \nserver accepts handled requests\n {} {} {} \nReading: {} Writing: {} Waiting: {} \n",
+            s.active, s.accepts, s.handled, s.requests, s.reading, s.writing, s.waiting
+        )
+    }
 }
 
 impl Status {
@@ -102,11 +116,7 @@ impl Status {
 
     /// nginx's `stub_status` body, byte for byte.
     pub fn stub_status(&self) -> String {
-        let s = self.snapshot();
-        format!(
-            "Active connections: {} \nserver accepts handled requests\n {} {} {} \nReading: {} Writing: {} Waiting: {} \n",
-            s.active, s.accepts, s.handled, s.requests, s.reading, s.writing, s.waiting
-        )
+        self.snapshot().stub_status()
     }
 
     /// The statistics of one upstream peer, created on first use and kept for the process's life.
