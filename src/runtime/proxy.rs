@@ -458,7 +458,12 @@ fn body_error(ctx: &mut RequestCtx, e: ReadError, tokens: plan::ServerTokens) ->
     };
     errors::log_error(ctx, &msg, None);
     ctx.status = code;
-    errors::response(code, tokens, true, head)
+    let mut resp = errors::response(code, tokens, true, head);
+    if code == 408 {
+        // nginx answers a body timeout by closing the connection, with nothing sent.
+        resp.extensions_mut().insert(super::request::CloseSilently);
+    }
+    resp
 }
 
 /// nginx's words for a connect failure and its failure class.

@@ -5,7 +5,6 @@
 //! What hyper's parser rejects before we see the request, and with which status, is documented in
 //! `server.rs`; the checks here cover the rest of nginx's `ngx_http_process_request_header`.
 
-use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -27,7 +26,7 @@ use crate::plan::{ClientLimits, ServerTokens};
 pub async fn handle(
     req: Request<Incoming>,
     conn: Arc<ConnState>,
-) -> Result<Response<Body>, Infallible> {
+) -> Result<Response<Body>, CloseSilently> {
     let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let live = conn.live.load_full();
     let head_only = req.method() == Method::HEAD;
@@ -46,7 +45,15 @@ pub async fn handle(
             (errors::response(code, tokens, true, head_only), ctx)
         }
     };
-    let limits = conn.limits_for_keepalive(&live);
+    if resp.extensions().get::<CloseSilently>().is_some() {
+        // nginx closes without an answer (e.g. client_body_timeout); hyper does so on a service error.
+        return Err(CloseSilently);
+    }
+    // Keepalive limits of the location that served the request, as nginx's clcf.
+    let limits = match ctx.as_ref().and_then(|c| c.loc_conf.as_ref()) {
+        Some(c) => c.client.clone(),
+        None => conn.limits_for_keepalive(&live),
+    };
     if limits.keepalive_timeout.is_none() || n >= limits.keepalive_requests {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -57,6 +64,18 @@ pub async fn handle(
     }
     Ok(resp)
 }
+
+/// The connection is to be closed without a response (also a response extension asking for it).
+#[derive(Clone, Copy, Debug)]
+pub struct CloseSilently;
+
+impl std::fmt::Display for CloseSilently {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection closed without a response")
+    }
+}
+
+impl std::error::Error for CloseSilently {}
 
 type Reject = (u16, &'static str, ServerTokens, Option<Box<RequestCtx>>);
 type Served = (Response<Body>, Option<Box<RequestCtx>>);
@@ -236,12 +255,17 @@ async fn serve(
     if let Some(len) = content_length {
         let max = conf.client.max_body_size;
         if max != 0 && len > max {
-            return Err((
-                413,
-                "client intended to send too large body",
-                tokens,
-                Some(ctx),
-            ));
+            let msg = format!("client intended to send too large body: {len} bytes");
+            errors::log_error(&ctx, &msg, None);
+            ctx.status = 413;
+            // nginx discards the body and keeps the connection; with `Expect: 100-continue` the body
+            // may never come, and polling it would make hyper send 100 after the 413: close instead.
+            let expect = ctx.headers.contains_key(header::EXPECT);
+            if !expect {
+                tokio::spawn(discard_body(incoming, conf.client.body_timeout));
+            }
+            let r = errors::response(413, tokens, expect, ctx.method == Method::HEAD);
+            return Ok((r, Some(ctx)));
         }
     }
 
@@ -333,4 +357,11 @@ fn slash_redirect(
         resp.headers_mut().insert(header::LOCATION, v);
     }
     resp
+}
+
+/// Read and drop a request body the client sends anyway (nginx's `ngx_http_discard_request_body`),
+/// so the connection can stay open; a stalled client is dropped after `timeout`.
+async fn discard_body(mut incoming: Incoming, timeout: std::time::Duration) {
+    use http_body_util::BodyExt;
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(timeout, incoming.frame()).await {}
 }
