@@ -258,13 +258,17 @@ async fn serve(
             let msg = format!("client intended to send too large body: {len} bytes");
             errors::log_error(&ctx, &msg, None);
             ctx.status = 413;
-            // nginx discards the body and keeps the connection; with `Expect: 100-continue` the body
-            // may never come, and polling it would make hyper send 100 after the 413: close instead.
-            let expect = ctx.headers.contains_key(header::EXPECT);
-            if !expect {
-                tokio::spawn(discard_body(incoming, conf.client.body_timeout));
-            }
-            let r = errors::response(413, tokens, expect, ctx.method == Method::HEAD);
+            // nginx answers `Connection: close`, then reads and drops what the client still sends
+            // (lingering close: until 5 s pass without data, at most 30 s) so the answer is not lost
+            // to a reset. The discard starts once hyper has taken the answer: polling the body
+            // earlier would make hyper send `100 Continue` to an `Expect: 100-continue` client.
+            let r = errors::response(413, tokens, true, ctx.method == Method::HEAD);
+            let r = r.map(|b| {
+                http_body_util::BodyExt::boxed_unsync(DiscardAfter {
+                    inner: b,
+                    incoming: Some(incoming),
+                })
+            });
             return Ok((r, Some(ctx)));
         }
     }
@@ -359,9 +363,50 @@ fn slash_redirect(
     resp
 }
 
-/// Read and drop a request body the client sends anyway (nginx's `ngx_http_discard_request_body`),
-/// so the connection can stay open; a stalled client is dropped after `timeout`.
-async fn discard_body(mut incoming: Incoming, timeout: std::time::Duration) {
+/// Read and drop a request body the client sends anyway (nginx's lingering close after an error
+/// answer): stop after `lingering_timeout` (5 s) without data or `lingering_time` (30 s) in all.
+async fn discard_body(mut incoming: Incoming) {
     use http_body_util::BodyExt;
-    while let Ok(Some(Ok(_))) = tokio::time::timeout(timeout, incoming.frame()).await {}
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let quiet = std::time::Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(quiet, incoming.frame()).await {
+            Ok(Some(Ok(_))) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// A response body that, once hyper is done with it, discards the request body ([`discard_body`]).
+struct DiscardAfter {
+    inner: Body,
+    incoming: Option<Incoming>,
+}
+
+impl Drop for DiscardAfter {
+    fn drop(&mut self) {
+        if let Some(incoming) = self.incoming.take() {
+            tokio::spawn(discard_body(incoming));
+        }
+    }
+}
+
+impl http_body::Body for DiscardAfter {
+    type Data = bytes::Bytes;
+    type Error = super::body::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
