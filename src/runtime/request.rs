@@ -5,7 +5,6 @@
 //! What hyper's parser rejects before we see the request, and with which status, is documented in
 //! `server.rs`; the checks here cover the rest of nginx's `ngx_http_process_request_header`.
 
-use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -27,7 +26,7 @@ use crate::plan::{ClientLimits, ServerTokens};
 pub async fn handle(
     req: Request<Incoming>,
     conn: Arc<ConnState>,
-) -> Result<Response<Body>, Infallible> {
+) -> Result<Response<Body>, CloseSilently> {
     let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let live = conn.live.load_full();
     let head_only = req.method() == Method::HEAD;
@@ -46,7 +45,15 @@ pub async fn handle(
             (errors::response(code, tokens, true, head_only), ctx)
         }
     };
-    let limits = conn.limits_for_keepalive(&live);
+    if resp.extensions().get::<CloseSilently>().is_some() {
+        // nginx closes without an answer (e.g. client_body_timeout); hyper does so on a service error.
+        return Err(CloseSilently);
+    }
+    // Keepalive limits of the location that served the request, as nginx's clcf.
+    let limits = match ctx.as_ref().and_then(|c| c.loc_conf.as_ref()) {
+        Some(c) => c.client.clone(),
+        None => conn.limits_for_keepalive(&live),
+    };
     if limits.keepalive_timeout.is_none() || n >= limits.keepalive_requests {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -57,6 +64,18 @@ pub async fn handle(
     }
     Ok(resp)
 }
+
+/// The connection is to be closed without a response (also a response extension asking for it).
+#[derive(Clone, Copy, Debug)]
+pub struct CloseSilently;
+
+impl std::fmt::Display for CloseSilently {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection closed without a response")
+    }
+}
+
+impl std::error::Error for CloseSilently {}
 
 type Reject = (u16, &'static str, ServerTokens, Option<Box<RequestCtx>>);
 type Served = (Response<Body>, Option<Box<RequestCtx>>);
@@ -171,9 +190,9 @@ async fn serve(
     let Some(server) = live.plan.http.servers.get(sm.server).cloned() else {
         return Err(bad(500, "no server"));
     };
-    let (path_raw, args) = match request_uri.split_once('?') {
-        Some((p, a)) => (p, a),
-        None => (request_uri.as_str(), ""),
+    let (path_len, args) = match request_uri.split_once('?') {
+        Some((p, a)) => (p.len(), a.to_string()),
+        None => (request_uri.len(), String::new()),
     };
     let mut ctx = Box::new(RequestCtx {
         conn: conn.info.clone(),
@@ -182,9 +201,10 @@ async fn serve(
         start_wall: SystemTime::now(),
         method: head.method.clone(),
         version: head.version,
-        request_uri: request_uri.clone(),
+        request_uri,
+        absolute_target: uri_host.as_ref().map(|_| head.uri.to_string()),
         uri: String::new(),
-        args: args.to_string(),
+        args,
         headers: HeaderMap::new(),
         host: String::new(),
         server: server.clone(),
@@ -205,7 +225,8 @@ async fn serve(
     let tokens = server.conf.server_tokens;
 
     // URI normalisation, then location.
-    let uri = match router::normalize_path(path_raw.as_bytes(), server.conf.merge_slashes) {
+    let path_raw = &ctx.request_uri.as_bytes()[..path_len];
+    let uri = match router::normalize_path(path_raw, server.conf.merge_slashes) {
         Ok(u) => u,
         Err(_) => {
             return Err((400, "client sent invalid request", tokens, Some(ctx)));
@@ -234,12 +255,21 @@ async fn serve(
     if let Some(len) = content_length {
         let max = conf.client.max_body_size;
         if max != 0 && len > max {
-            return Err((
-                413,
-                "client intended to send too large body",
-                tokens,
-                Some(ctx),
-            ));
+            let msg = format!("client intended to send too large body: {len} bytes");
+            errors::log_error(&ctx, &msg, None);
+            ctx.status = 413;
+            // nginx answers `Connection: close`, then reads and drops what the client still sends
+            // (lingering close: until 5 s pass without data, at most 30 s) so the answer is not lost
+            // to a reset. The discard starts once hyper has taken the answer: polling the body
+            // earlier would make hyper send `100 Continue` to an `Expect: 100-continue` client.
+            let r = errors::response(413, tokens, true, ctx.method == Method::HEAD);
+            let r = r.map(|b| {
+                http_body_util::BodyExt::boxed_unsync(DiscardAfter {
+                    inner: b,
+                    incoming: Some(incoming),
+                })
+            });
+            return Ok((r, Some(ctx)));
         }
     }
 
@@ -331,4 +361,52 @@ fn slash_redirect(
         resp.headers_mut().insert(header::LOCATION, v);
     }
     resp
+}
+
+/// Read and drop a request body the client sends anyway (nginx's lingering close after an error
+/// answer): stop after `lingering_timeout` (5 s) without data or `lingering_time` (30 s) in all.
+async fn discard_body(mut incoming: Incoming) {
+    use http_body_util::BodyExt;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let quiet = std::time::Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(quiet, incoming.frame()).await {
+            Ok(Some(Ok(_))) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// A response body that, once hyper is done with it, discards the request body ([`discard_body`]).
+struct DiscardAfter {
+    inner: Body,
+    incoming: Option<Incoming>,
+}
+
+impl Drop for DiscardAfter {
+    fn drop(&mut self) {
+        if let Some(incoming) = self.incoming.take() {
+            tokio::spawn(discard_body(incoming));
+        }
+    }
+}
+
+impl http_body::Body for DiscardAfter {
+    type Data = bytes::Bytes;
+    type Error = super::body::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
