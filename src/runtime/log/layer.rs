@@ -129,7 +129,7 @@ mod tests {
         assert_eq!(lines.len(), 2, "{text}");
         let pid = std::process::id();
         assert!(
-            lines[0].ends_with("] *17 upstream timed out, client: 127.0.0.1"),
+            lines[0].ends_with(": *17 upstream timed out, client: 127.0.0.1"),
             "{}",
             lines[0]
         );
