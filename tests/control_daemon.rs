@@ -30,6 +30,7 @@ fn daemon_child_entry() {
     let conf = PathBuf::from(&dir).join("nginx-rs.conf");
     let paths = nginx_rs::cli::Paths {
         prefix: PathBuf::from(&dir),
+        error_log: None,
         conf_file: conf.clone(),
         conf_prefix: PathBuf::from(&dir),
     };
