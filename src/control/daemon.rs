@@ -100,8 +100,8 @@ impl<F: FnMut() -> Result<Plan, ConfError>> Host for DaemonHost<F> {
         // Open the new error logs first: a log that cannot be opened fails the reload, as in nginx.
         let log =
             ErrorLog::open(&plan.main.error_logs).map_err(|e| ConfError::nowhere(e.to_string()))?;
-        let hook = request_logger(&plan, &self.writer)
-            .map_err(|e| ConfError::nowhere(e.to_string()))?;
+        let hook =
+            request_logger(&plan, &self.writer).map_err(|e| ConfError::nowhere(e.to_string()))?;
         let live = Live::new(Arc::new(plan), Some(&old.upstreams)).with_request_done(hook);
         self.error_log.store(Arc::new(log));
         Ok(live)
@@ -253,7 +253,12 @@ where
     let limit = shutdown_limit(&plan);
     let writer = match LogWriter::new() {
         Ok(w) => Arc::new(w),
-        Err(e) => return emerg(&format!("cannot start the log writer {}", super::errno_text(&e))),
+        Err(e) => {
+            return emerg(&format!(
+                "cannot start the log writer {}",
+                super::errno_text(&e)
+            ))
+        }
     };
     let hook = match request_logger(&plan, &writer) {
         Ok(h) => h,

@@ -22,8 +22,8 @@ fn key(c: &Arc<LocConf>) -> usize {
 }
 
 fn add(map: &mut Sinks, c: &Arc<LocConf>, w: &Arc<LogWriter>) -> Result<(), OpenError> {
-    if !map.contains_key(&key(c)) {
-        map.insert(key(c), open_all(&c.access_logs, w)?);
+    if let std::collections::hash_map::Entry::Vacant(e) = map.entry(key(c)) {
+        e.insert(open_all(&c.access_logs, w)?);
     }
     Ok(())
 }
