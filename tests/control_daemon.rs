@@ -21,6 +21,9 @@ use nginx_rs::control::{send_signal, Signal};
 
 const CHILD_ENV: &str = "NGINX_RS_TEST_DAEMON_CHILD";
 
+/// Listen ports are picked by binding and releasing; one test at a time keeps them from colliding.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The child: serve `$DIR/nginx-rs.conf` until a signal stops it.
 #[test]
 fn daemon_child_entry() {
@@ -229,6 +232,7 @@ fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
 
 #[test]
 fn reload_under_load_loses_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let (one, two) = (backend("one"), backend("two"));
     let (p, p2) = (free_addr(), free_addr());
     let (b1, b2) = (one.addr, two.addr);
@@ -324,6 +328,7 @@ fn reload_under_load_loses_nothing() {
 
 #[test]
 fn graceful_quit_finishes_slow_requests() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let one = backend("one");
     let p = free_addr();
     let b1 = one.addr;
@@ -346,6 +351,7 @@ fn graceful_quit_finishes_slow_requests() {
 
 #[test]
 fn fast_stop() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let one = backend("one");
     let p = free_addr();
     let b1 = one.addr;

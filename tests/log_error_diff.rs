@@ -12,6 +12,10 @@ use std::time::Duration;
 const NGINX: &str = "/usr/sbin/nginx";
 const CHILD_ENV: &str = "NGINX_RS_TEST_ERRLOG_CHILD";
 
+/// The tests here pick free ports by binding and releasing them; run them one at a time so one test's
+/// "nothing listens here" port cannot become another's backend.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn errlog_child_entry() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
@@ -147,6 +151,7 @@ fn run_requests(dir: &Path, listen: SocketAddr) -> Vec<String> {
 
 #[test]
 fn error_lines_for_502_and_504_match_nginx() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     if !Path::new(NGINX).exists() {
         eprintln!("skipped: {NGINX} not installed");
         return;
@@ -294,6 +299,7 @@ fn access_lines(dir: &Path, listen: SocketAddr) -> Vec<String> {
 
 #[test]
 fn combined_access_line_matches_nginx_end_to_end() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     if !Path::new(NGINX).exists() {
         eprintln!("skipped: {NGINX} not installed");
         return;
