@@ -98,6 +98,10 @@ impl<S: Subscriber> Layer<S> for ErrorLogLayer {
         }
         let log = self.log.load();
         let level = nginx_level(meta.level());
+        // Skip formatting when no sink wants the level (unless a `level` field may override it).
+        if !log.enabled(level) && meta.fields().field("level").is_none() {
+            return;
+        }
         let mut f = Fields::default();
         event.record(&mut f);
         let level = f.level.unwrap_or(level);
