@@ -70,6 +70,8 @@ pub struct RequestCtx {
     pub body_bytes_sent: u64,
     pub bytes_sent: u64,
     pub response_headers: Option<HeaderMap>,
+    /// Map cache and real-IP facts of the edge phases (`runtime::edge`).
+    pub edge: super::map::EdgeCtx,
 }
 
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
@@ -148,8 +150,12 @@ impl RequestCtx {
                     out.extend_from_slice(v)
                 }
             }
-            Var::RemoteAddr | Var::RealipRemoteAddr => {
+            Var::RemoteAddr => {
                 let _ = write!(out, "{}", self.conn.remote.ip());
+            }
+            Var::RealipRemoteAddr => {
+                let peer = self.edge.realip_remote.unwrap_or(self.conn.remote);
+                let _ = write!(out, "{}", peer.ip());
             }
             Var::RemotePort => {
                 let _ = write!(out, "{}", self.conn.remote.port());
@@ -279,8 +285,7 @@ impl RequestCtx {
                     out.extend_from_slice(s.as_bytes())
                 }
             }
-            // Maps are evaluated by the edge-directives work (issue 6); empty until then.
-            Var::Map(_) => {}
+            Var::Map(i) => super::map::map_into(self, *i, out),
         }
     }
 

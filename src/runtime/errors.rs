@@ -72,6 +72,10 @@ pub fn page(code: u16, tokens: ServerTokens) -> Option<String> {
     }
 }
 
+/// Marks a response nginx-rs made itself (not an upstream's), so `error_page` applies to it.
+#[derive(Clone, Copy, Debug)]
+pub struct Generated;
+
 /// A complete error response as nginx sends it. `close` adds `Connection: close` (hyper then closes
 /// the connection after writing it), as nginx does after a client error it cannot recover from.
 pub fn response(code: u16, tokens: ServerTokens, close: bool, head_only: bool) -> Response<Body> {
@@ -92,6 +96,7 @@ pub fn response(code: u16, tokens: ServerTokens, close: bool, head_only: bool) -
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     set_reason(&mut resp, status_code);
+    resp.extensions_mut().insert(Generated);
     resp
 }
 

@@ -17,7 +17,6 @@ use hyper::body::Incoming;
 use super::body::Body;
 use super::ctx::RequestCtx;
 use super::errors;
-use super::proxy;
 use super::router::{self, validate_host};
 use super::server::ConnState;
 use super::Live;
@@ -188,6 +187,7 @@ async fn serve(
         body_bytes_sent: 0,
         bytes_sent: 0,
         response_headers: None,
+        edge: Default::default(),
     });
     ctx.host = host.unwrap_or_else(|| ctx.server_name().to_string());
     ctx.set_captures(sm.captures);
@@ -203,56 +203,8 @@ async fn serve(
     };
     ctx.uri = String::from_utf8(uri)
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-    let lm = router::find_location(&server, &ctx.uri);
-    let (loc, conf) = match &lm {
-        Some(m) => (Some(m.location.clone()), m.location.conf.clone()),
-        None => (None, server.conf.clone()),
-    };
-    let mut redirect_to = None;
-    if let Some(m) = lm {
-        if m.redirect_slash {
-            redirect_to = Some(router::matched_path(&m.location).to_string());
-        }
-        ctx.set_captures(m.captures);
-    }
-    if let Some(path) = redirect_to {
-        return Ok(slash_redirect(&ctx, conn, &path, &conf));
-    }
-
-    if let Some(len) = content_length {
-        let max = conf.client.max_body_size;
-        if max != 0 && len > max {
-            return Err((
-                413,
-                "client intended to send too large body",
-                tokens,
-                Some(ctx),
-            ));
-        }
-    }
-
-    if conf.internal {
-        // `internal` locations answer external requests with 404.
-        ctx.status = 404;
-        return Ok(errors::response(
-            404,
-            conf.server_tokens,
-            false,
-            ctx.method == Method::HEAD,
-        ));
-    }
-    let Some(proxy_conf) = &conf.proxy else {
-        // Static files and the other content handlers are not part of the proxy runtime.
-        ctx.status = 404;
-        return Ok(errors::response(
-            404,
-            conf.server_tokens,
-            false,
-            ctx.method == Method::HEAD,
-        ));
-    };
-    let resp = proxy::proxy(&mut ctx, live, proxy_conf, loc.as_deref(), &head, incoming).await;
-    Ok(resp)
+    // Rewrite, location, access, content, error_page, header filter: runtime::edge.
+    Ok(super::edge::handle(&mut ctx, live, head, incoming, content_length).await)
 }
 
 /// nginx's `large_client_header_buffers`: a header line longer than one buffer is
@@ -293,41 +245,4 @@ fn drop_invalid_headers(h: &mut HeaderMap, limits: &ClientLimits) {
             }
         }
     }
-}
-
-/// The 301 for nginx's `auto_redirect`: `Location` is the location's path plus the arguments, made
-/// absolute as nginx's header filter does (`absolute_redirect`, `port_in_redirect`,
-/// `server_name_in_redirect`).
-fn slash_redirect(
-    ctx: &RequestCtx,
-    conn: &ConnState,
-    path: &str,
-    conf: &crate::plan::LocConf,
-) -> Response<Body> {
-    let mut location = String::with_capacity(path.len() + ctx.args.len() + 32);
-    if conf.absolute_redirect {
-        location.push_str("http://");
-        if conf.server_name_in_redirect {
-            location.push_str(ctx.server_name());
-        } else if ctx.headers.contains_key(header::HOST) {
-            location.push_str(&ctx.host);
-        } else {
-            location.push_str(&conn.info.local.ip().to_string());
-        }
-        let port = conn.info.local.port();
-        if conf.port_in_redirect && port != 80 {
-            location.push(':');
-            location.push_str(&port.to_string());
-        }
-    }
-    location.push_str(path);
-    if !ctx.args.is_empty() {
-        location.push('?');
-        location.push_str(&ctx.args);
-    }
-    let mut resp = errors::response(301, conf.server_tokens, false, ctx.method == Method::HEAD);
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp
 }

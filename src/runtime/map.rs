@@ -1,0 +1,174 @@
+//! `map $src $dst { ... }` evaluation, nginx's `ngx_http_map_find`: lazy (only when `$dst` is read),
+//! cached per request, exact keys (case-insensitive) first, then with `hostnames` the wildcard keys
+//! (longest `*.x`/`.x` suffix, then `x.*` prefix), then `~`/`~*` regexes in config order (their
+//! captures are usable in the value), then `default` (empty when absent).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use super::ctx::RequestCtx;
+use super::router::{regex_match, Captures};
+use crate::plan::{Map, Plan, Segment, Template, Var};
+
+/// How deep maps may read other maps before a read gives "" (a map that reads itself would never
+/// end; nginx refuses such cycles at run time too, with an empty value).
+const MAX_DEPTH: u32 = 16;
+
+/// Per-request state of the edge phases that templates read: map results and the real-IP facts.
+#[derive(Debug, Default)]
+pub struct EdgeCtx {
+    /// The Plan whose maps `Var::Map` refers to; set when the request enters the edge phases.
+    pub plan: Option<Arc<Plan>>,
+    /// One cell per map: its value once evaluated.
+    pub maps: Vec<OnceLock<Vec<u8>>>,
+    depth: AtomicU32,
+    /// `$realip_remote_addr`: the peer address before `real_ip_header` replaced `$remote_addr`.
+    pub realip_remote: Option<std::net::SocketAddr>,
+    /// The request went through an internal redirect (rewrite, error_page): `internal` locations
+    /// may serve it.
+    pub internal: bool,
+}
+
+impl EdgeCtx {
+    /// Make `plan`'s maps readable (empty cache).
+    pub fn attach(&mut self, plan: &Arc<Plan>) {
+        self.maps = (0..plan.http.maps.len()).map(|_| OnceLock::new()).collect();
+        self.plan = Some(plan.clone());
+    }
+
+    /// Forget cached map values (after the source variables may have changed, e.g. a new URI).
+    pub fn clear_maps(&mut self) {
+        for m in &mut self.maps {
+            m.take();
+        }
+    }
+}
+
+/// Append the value of map `index` to `out`, evaluating it on first use.
+pub fn map_into(ctx: &RequestCtx, index: u32, out: &mut Vec<u8>) {
+    let i = index as usize;
+    let Some(cell) = ctx.edge.maps.get(i) else {
+        return;
+    };
+    if let Some(v) = cell.get() {
+        out.extend_from_slice(v);
+        return;
+    }
+    let Some(map) = ctx.edge.plan.as_ref().and_then(|p| p.http.maps.get(i)) else {
+        return;
+    };
+    if ctx.edge.depth.fetch_add(1, Ordering::Relaxed) >= MAX_DEPTH {
+        ctx.edge.depth.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    let v = evaluate(ctx, map);
+    ctx.edge.depth.fetch_sub(1, Ordering::Relaxed);
+    out.extend_from_slice(&v);
+    let _ = cell.set(v);
+}
+
+/// The map's value for this request.
+pub fn evaluate(ctx: &RequestCtx, map: &Map) -> Vec<u8> {
+    let src = ctx.render(&map.source);
+    let mut key = String::from_utf8_lossy(&src).into_owned();
+    if map.hostnames && key.ends_with('.') {
+        key.pop();
+    }
+    if let Some((_, v)) = map
+        .exact
+        .iter()
+        .find(|(k, _)| !is_wildcard(map, k) && k.eq_ignore_ascii_case(&key))
+    {
+        return ctx.render(v);
+    }
+    if map.hostnames {
+        if let Some(v) = hostname_match(map, &key) {
+            return ctx.render(v);
+        }
+    }
+    for (re, v) in &map.regexes {
+        if let Some((caps, named)) = regex_match(re, &key) {
+            return render_with(ctx, v, &caps, &named);
+        }
+    }
+    map.default
+        .as_ref()
+        .map(|d| ctx.render(d))
+        .unwrap_or_default()
+}
+
+fn is_wildcard(map: &Map, k: &str) -> bool {
+    map.hostnames && (k.starts_with("*.") || k.starts_with('.') || k.ends_with(".*"))
+}
+
+/// nginx's wildcard hash order: the longest leading wildcard (`*.a.b` matches `x.a.b`; `.a.b` also
+/// `a.b`), then the longest trailing one (`www.a.*`).
+fn hostname_match<'m>(map: &'m Map, host: &str) -> Option<&'m Template> {
+    let mut best: Option<(usize, &Template)> = None;
+    for (k, v) in &map.exact {
+        let len = if let Some(suffix) = k.strip_prefix('*') {
+            // `*.a.b`: at least one label before `.a.b`.
+            (host.len() > suffix.len() && ends_with_ci(host, suffix)).then_some(suffix.len())
+        } else if let Some(bare) = k.strip_prefix('.') {
+            (host.eq_ignore_ascii_case(bare) || ends_with_ci(host, k)).then_some(k.len())
+        } else {
+            None
+        };
+        if let Some(len) = len {
+            if best.map_or(true, |(l, _)| len > l) {
+                best = Some((len, v));
+            }
+        }
+    }
+    if let Some((_, v)) = best {
+        return Some(v);
+    }
+    for (k, v) in &map.exact {
+        if let Some(prefix) = k.strip_suffix('*') {
+            if host.len() > prefix.len()
+                && host.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+                && best.map_or(true, |(l, _)| prefix.len() > l)
+            {
+                best = Some((prefix.len(), v));
+            }
+        }
+    }
+    best.map(|(_, v)| v)
+}
+
+fn ends_with_ci(s: &str, suffix: &str) -> bool {
+    s.len() >= suffix.len()
+        && s.as_bytes()[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+}
+
+/// Render a map value where `$1..$9` and named captures come from the map's own regex match.
+fn render_with(
+    ctx: &RequestCtx,
+    t: &Template,
+    caps: &Captures,
+    named: &[(u32, String)],
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    for seg in &t.segments {
+        match seg {
+            Segment::Literal(s) => out.extend_from_slice(s.as_bytes()),
+            Segment::Var(Var::Capture(n)) => {
+                if let Some(s) = caps.get(*n as usize) {
+                    out.extend_from_slice(s.as_bytes())
+                }
+            }
+            Segment::Var(Var::Slot(s)) if named.iter().any(|(n, _)| n == s) => {
+                if let Some((_, v)) = named.iter().find(|(n, _)| n == s) {
+                    out.extend_from_slice(v.as_bytes())
+                }
+            }
+            Segment::Var(_) => ctx.render_into(
+                &Template {
+                    segments: vec![seg.clone()],
+                },
+                &mut out,
+            ),
+        }
+    }
+    out
+}
