@@ -328,10 +328,12 @@ fn redirect(code: u16, location: String) -> Outcome {
 /// The header filter: status override from `error_page`, absolute `Location`, `add_header`.
 fn finish(
     ctx: &mut RequestCtx,
-    conf: &LocConf,
+    conf: &Arc<LocConf>,
     outcome: Outcome,
     status: Option<u16>,
 ) -> Response<Body> {
+    // The access log of the configuration that answered applies.
+    ctx.loc_conf = Some(conf.clone());
     let mut resp = match outcome {
         Outcome::Reply(r) => respond::build(ctx, conf, r),
         Outcome::Proxied(r) => r,

@@ -35,6 +35,7 @@ pub mod body;
 pub mod ctx;
 pub mod edge;
 pub mod errors;
+pub mod finish;
 pub mod log;
 pub mod map;
 pub mod proxy;
@@ -58,12 +59,19 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::plan::{ListenAddr, Plan};
 
+/// Called once per finished request: after the last response byte went out, or when the client
+/// went away. The access log hangs here (`ctx.loc_conf` has the `access_log` list; `ctx` implements
+/// [`log::VarSource`]; `$status`, `$body_bytes_sent`, `$bytes_sent`, `$request_time` are final).
+pub type OnRequestDone = Arc<dyn Fn(&ctx::RequestCtx) + Send + Sync>;
+
 /// One loaded configuration, swapped atomically on reload.
 pub struct Live {
     pub plan: Arc<Plan>,
     pub upstreams: Arc<upstream::Upstreams>,
     /// server_name tables per listen address, built from `plan`.
     pub router: Arc<router::Router>,
+    /// The per-request completion hook (access log); `None` costs nothing per request.
+    pub on_done: Option<OnRequestDone>,
 }
 
 impl Live {
@@ -76,7 +84,14 @@ impl Live {
             plan,
             upstreams,
             router,
+            on_done: None,
         }
+    }
+
+    /// The same, calling `hook` for every finished request.
+    pub fn with_request_done(mut self, hook: OnRequestDone) -> Live {
+        self.on_done = Some(hook);
+        self
     }
 }
 

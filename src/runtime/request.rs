@@ -30,7 +30,7 @@ pub async fn handle(
     let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let live = conn.live.load_full();
     let head_only = req.method() == Method::HEAD;
-    let mut resp = match serve(req, &conn, &live, n).await {
+    let (mut resp, ctx) = match serve(req, &conn, &live, n).await {
         Ok(r) => r,
         Err((code, msg, tokens, ctx)) => {
             if let Some(ctx) = &ctx {
@@ -38,7 +38,11 @@ pub async fn handle(
             } else {
                 tracing::info!(target: "nginx_rs::error_log", "{msg} while reading client request headers, client: {}", conn.info.remote.ip());
             }
-            errors::response(code, tokens, true, head_only)
+            let mut ctx = ctx;
+            if let Some(c) = ctx.as_mut() {
+                c.status = if code == 494 { 400 } else { code };
+            }
+            (errors::response(code, tokens, true, head_only), ctx)
         }
     };
     let limits = conn.limits_for_keepalive(&live);
@@ -46,17 +50,22 @@ pub async fn handle(
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    if let (Some(hook), Some(mut ctx)) = (&live.on_done, ctx) {
+        ctx.status = resp.status().as_u16();
+        return Ok(super::finish::wrap(resp, ctx, hook.clone()));
+    }
     Ok(resp)
 }
 
 type Reject = (u16, &'static str, ServerTokens, Option<Box<RequestCtx>>);
+type Served = (Response<Body>, Option<Box<RequestCtx>>);
 
 async fn serve(
     req: Request<Incoming>,
     conn: &ConnState,
     live: &Live,
     n: u64,
-) -> Result<Response<Body>, Reject> {
+) -> Result<Served, Reject> {
     let (mut head, incoming) = req.into_parts();
     let listen = live.router.listen_index(&conn.listen).unwrap_or(0);
     let default_server = live.router.select_server(listen, None).server;
@@ -187,6 +196,7 @@ async fn serve(
         body_bytes_sent: 0,
         bytes_sent: 0,
         response_headers: None,
+        loc_conf: None,
         edge: Default::default(),
     });
     ctx.host = host.unwrap_or_else(|| ctx.server_name().to_string());
@@ -204,7 +214,8 @@ async fn serve(
     ctx.uri = String::from_utf8(uri)
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     // Rewrite, location, access, content, error_page, header filter: runtime::edge.
-    Ok(super::edge::handle(&mut ctx, live, head, incoming, content_length).await)
+    let resp = super::edge::handle(&mut ctx, live, head, incoming, content_length).await;
+    Ok((resp, Some(ctx)))
 }
 
 /// nginx's `large_client_header_buffers`: a header line longer than one buffer is
