@@ -282,11 +282,15 @@ impl RequestCtx {
                     out.extend_from_slice(s.as_bytes())
                 }
             }
-            Var::Slot(i) => {
-                if let Some(Some(s)) = self.slots.get(*i as usize) {
-                    out.extend_from_slice(s.as_bytes())
+            Var::Slot(i) => match self.slots.get(*i as usize) {
+                Some(Some(s)) => out.extend_from_slice(s.as_bytes()),
+                // A named capture of a `map` regex evaluated earlier in this request.
+                _ => {
+                    if let Some(s) = self.edge.captured(*i) {
+                        out.extend_from_slice(s.as_bytes())
+                    }
                 }
-            }
+            },
             Var::Map(i) => super::map::map_into(self, *i, out),
         }
     }

@@ -100,7 +100,9 @@ pub async fn handle(
             };
             status_override = Some(overwrite);
             if let Some(name) = target.strip_prefix('@') {
-                match router::named_location(&ctx.server, name) {
+                match router::named_location(&ctx.server, &target)
+                    .or_else(|| router::named_location(&ctx.server, name))
+                {
                     Some(l) => {
                         if run.redirect_budget(ctx, &target) {
                             run.to_get(ctx);

@@ -64,6 +64,8 @@ pub fn page(code: u16, tokens: ServerTokens) -> Option<String> {
             "400 Bad Request",
             "<center>Request Header Or Cookie Too Large</center>\r\n",
         )),
+        // nginx's 302 page says "Found" while its status line says "Moved Temporarily".
+        302 => Some(head("302 Found", "302 Found", "")),
         _ if code >= 300 && code != 304 => {
             let title = format!("{code} {}", reason(code)?);
             Some(head(&title, &title, ""))

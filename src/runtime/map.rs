@@ -4,7 +4,7 @@
 //! captures are usable in the value), then `default` (empty when absent).
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::ctx::RequestCtx;
 use super::router::{regex_match, Captures};
@@ -22,6 +22,8 @@ pub struct EdgeCtx {
     /// One cell per map: its value once evaluated.
     pub maps: Vec<OnceLock<Vec<u8>>>,
     depth: AtomicU32,
+    /// Named captures of map regexes: nginx makes them request variables once the map is read.
+    captured: Mutex<Vec<(u32, String)>>,
     /// `$realip_remote_addr`: the peer address before `real_ip_header` replaced `$remote_addr`.
     pub realip_remote: Option<std::net::SocketAddr>,
     /// The request went through an internal redirect (rewrite, error_page): `internal` locations
@@ -34,6 +36,12 @@ impl EdgeCtx {
     pub fn attach(&mut self, plan: &Arc<Plan>) {
         self.maps = (0..plan.http.maps.len()).map(|_| OnceLock::new()).collect();
         self.plan = Some(plan.clone());
+    }
+
+    /// The value a map regex captured into slot `slot`, if any.
+    pub fn captured(&self, slot: u32) -> Option<String> {
+        let c = self.captured.lock().ok()?;
+        c.iter().rev().find(|(s, _)| *s == slot).map(|(_, v)| v.clone())
     }
 
     /// Forget cached map values (after the source variables may have changed, e.g. a new URI).
@@ -88,7 +96,11 @@ pub fn evaluate(ctx: &RequestCtx, map: &Map) -> Vec<u8> {
     }
     for (re, v) in &map.regexes {
         if let Some((caps, named)) = regex_match(re, &key) {
-            return render_with(ctx, v, &caps, &named);
+            let out = render_with(ctx, v, &caps, &named);
+            if let Ok(mut c) = ctx.edge.captured.lock() {
+                c.extend(named);
+            }
+            return out;
         }
     }
     map.default
