@@ -18,6 +18,7 @@ use super::ctx::{ConnInfo, RequestCtx};
 use super::errors;
 use super::proxy;
 use super::realip;
+use super::redirect;
 use super::respond::{self, Reply};
 use super::rewrite::{self, Effects, Flow};
 use super::router;
@@ -38,7 +39,8 @@ enum Entry {
 /// What the phases produced.
 enum Outcome {
     Reply(Reply),
-    Proxied(Response<Body>),
+    /// A proxied response and the location that proxied it (for `proxy_redirect`).
+    Proxied(Response<Body>, Option<Arc<Location>>),
 }
 
 /// Per-request bookkeeping across internal redirects.
@@ -79,7 +81,7 @@ pub async fn handle(
         let candidate = match &outcome {
             Outcome::Reply(Reply::Page { code, .. }) => Some(*code),
             Outcome::Reply(Reply::Text { .. }) => None,
-            Outcome::Proxied(resp) => {
+            Outcome::Proxied(resp, _) => {
                 let status = resp.status().as_u16();
                 let ours = resp.extensions().get::<errors::Generated>().is_some();
                 let intercept = conf.proxy.as_ref().is_some_and(|p| p.intercept_errors);
@@ -105,7 +107,8 @@ pub async fn handle(
                 {
                     Some(l) => {
                         if run.redirect_budget(ctx, &target) {
-                            run.to_get(ctx);
+                            // A named location keeps the method (a URI gets GET).
+                            run.drop_body(ctx);
                             entry = Entry::Named(l);
                             continue;
                         }
@@ -223,7 +226,7 @@ impl Run<'_> {
                 let resp =
                     proxy::proxy(ctx, self.live, p, loc.as_deref(), &self.head, self.incoming.take())
                         .await;
-                (Outcome::Proxied(resp), conf)
+                (Outcome::Proxied(resp, loc), conf)
             }
             // Static files are not served by nginx-rs: what nginx answers for a missing file.
             None => (reply(Reply::page(404)), conf),
@@ -302,13 +305,18 @@ impl Run<'_> {
         true
     }
 
-    /// An error page is fetched with GET (HEAD stays HEAD) and without the request body.
+    /// An error page URI is fetched with GET (HEAD stays HEAD) and without the request body.
     fn to_get(&mut self, ctx: &mut RequestCtx) {
-        ctx.edge.internal = true;
         if ctx.method != Method::HEAD {
             ctx.method = Method::GET;
             self.head.method = Method::GET;
         }
+        self.drop_body(ctx);
+    }
+
+    /// The error page request is internal and carries no request body.
+    fn drop_body(&mut self, ctx: &mut RequestCtx) {
+        ctx.edge.internal = true;
         self.incoming = None;
         ctx.headers.remove(header::CONTENT_LENGTH);
         ctx.headers.remove(header::TRANSFER_ENCODING);
@@ -336,9 +344,17 @@ fn finish(
 ) -> Response<Body> {
     // The access log of the configuration that answered applies.
     ctx.loc_conf = Some(conf.clone());
-    let mut resp = match outcome {
-        Outcome::Reply(r) => respond::build(ctx, conf, r),
-        Outcome::Proxied(r) => r,
+    // nginx's header filter makes `Location` absolute only when nginx set it itself: its own
+    // redirects, or an upstream's that `proxy_redirect` rewrote.
+    let (mut resp, own_location) = match outcome {
+        Outcome::Reply(r) => (respond::build(ctx, conf, r), true),
+        Outcome::Proxied(mut r, loc) => {
+            let rewritten = match &conf.proxy {
+                Some(p) => redirect::rewrite(ctx, p, loc.as_deref(), r.headers_mut()),
+                None => false,
+            };
+            (r, rewritten)
+        }
     };
     if let Some(code) = status {
         if let Ok(s) = http::StatusCode::from_u16(code) {
@@ -347,7 +363,9 @@ fn finish(
             errors::set_reason(&mut resp, code);
         }
     }
-    respond::absolutize_location(ctx, conf, &mut resp);
+    if own_location {
+        respond::absolutize_location(ctx, conf, &mut resp);
+    }
     respond::add_headers(ctx, conf, &mut resp);
     ctx.status = resp.status().as_u16();
     resp

@@ -28,7 +28,7 @@
 //! [`router`], [`ctx`] (variables), [`proxy`] (upstream request, retries, response), [`reqbody`],
 //! [`errors`] (pages and error-log lines), [`upstream`] (balancers and pools).
 //! The phases around the content handler (issue 6) are [`edge`]: [`realip`], [`rewrite`],
-//! [`access`], [`map`] (lazy `map` variables), [`respond`] (`return`, `Location`, `add_header`).
+//! [`access`], [`map`] (lazy `map` variables), [`redirect`] (`proxy_redirect`), [`respond`] (`return`, `Location`, `add_header`).
 
 pub mod access;
 pub mod body;
@@ -40,6 +40,7 @@ pub mod log;
 pub mod map;
 pub mod proxy;
 pub mod realip;
+pub mod redirect;
 pub mod reqbody;
 pub mod request;
 pub mod respond;
