@@ -69,46 +69,141 @@ const CONFIG: &str = r#"
 const CASES: &[(&str, &str, &str, &str, u16, &str)] = &[
     ("127.0.0.1", "acl.test", "/", "", 200, "ok 127.0.0.1\n"),
     ("127.0.0.9", "acl.test", "/", "", 403, ""),
-    ("127.0.0.2", "acl.test", "/ordered", "", 200, "ok 127.0.0.2\n"),
+    (
+        "127.0.0.2",
+        "acl.test",
+        "/ordered",
+        "",
+        200,
+        "ok 127.0.0.2\n",
+    ),
     ("127.0.0.3", "acl.test", "/ordered", "", 403, ""),
-    ("127.0.0.7", "acl.test", "/ordered", "", 200, "ok 127.0.0.7\n"),
+    (
+        "127.0.0.7",
+        "acl.test",
+        "/ordered",
+        "",
+        200,
+        "ok 127.0.0.7\n",
+    ),
     ("127.0.0.20", "acl.test", "/ordered", "", 403, ""),
     // The location's own rules replace the server's: 127.0.0.9 passes here.
-    ("127.0.0.9", "acl.test", "/ordered", "", 200, "ok 127.0.0.9\n"),
+    (
+        "127.0.0.9",
+        "acl.test",
+        "/ordered",
+        "",
+        200,
+        "ok 127.0.0.9\n",
+    ),
     ("127.0.0.1", "acl.test", "/v6only", "", 403, ""),
     // Nested locations inherit the rules of the enclosing one.
-    ("127.0.0.2", "acl.test", "/nested/inner", "", 200, "ok 127.0.0.2\n"),
+    (
+        "127.0.0.2",
+        "acl.test",
+        "/nested/inner",
+        "",
+        200,
+        "ok 127.0.0.2\n",
+    ),
     ("127.0.0.4", "acl.test", "/nested/inner", "", 403, ""),
     // `return` answers in the rewrite phase, before the access phase.
-    ("127.0.0.4", "acl.test", "/returns", "", 200, "return before access\n"),
+    (
+        "127.0.0.4",
+        "acl.test",
+        "/returns",
+        "",
+        200,
+        "return before access\n",
+    ),
     // Trusted peer: the header is believed, the rightmost address wins.
-    ("127.0.0.2", "xff.test", "/", "X-Forwarded-For: 1.1.1.1, 10.0.0.5\r\n", 200,
-        "xff 10.0.0.5 via 127.0.0.2\n"),
+    (
+        "127.0.0.2",
+        "xff.test",
+        "/",
+        "X-Forwarded-For: 1.1.1.1, 10.0.0.5\r\n",
+        200,
+        "xff 10.0.0.5 via 127.0.0.2\n",
+    ),
     // Recursive: trusted addresses are skipped from the right.
-    ("127.0.0.2", "rec.test", "/", "X-Forwarded-For: 1.1.1.1, 10.0.0.5\r\n", 200,
-        "rec 1.1.1.1 via 127.0.0.2\n"),
+    (
+        "127.0.0.2",
+        "rec.test",
+        "/",
+        "X-Forwarded-For: 1.1.1.1, 10.0.0.5\r\n",
+        200,
+        "rec 1.1.1.1 via 127.0.0.2\n",
+    ),
     // Untrusted peer: spoofed header ignored.
-    ("127.0.0.3", "xff.test", "/", "X-Forwarded-For: 1.1.1.1\r\n", 200,
-        "xff 127.0.0.3 via 127.0.0.3\n"),
-    ("127.0.0.3", "rec.test", "/", "X-Forwarded-For: 1.1.1.1, 10.0.0.5\r\n", 200,
-        "rec 127.0.0.3 via 127.0.0.3\n"),
+    (
+        "127.0.0.3",
+        "xff.test",
+        "/",
+        "X-Forwarded-For: 1.1.1.1\r\n",
+        200,
+        "xff 127.0.0.3 via 127.0.0.3\n",
+    ),
+    (
+        "127.0.0.3",
+        "rec.test",
+        "/",
+        "X-Forwarded-For: 1.1.1.1, 10.0.0.5\r\n",
+        200,
+        "rec 127.0.0.3 via 127.0.0.3\n",
+    ),
     // Access rules see the real address of a trusted hop, but a spoof from an untrusted one
     // cannot get itself denied or allowed.
-    ("127.0.0.2", "xff.test", "/guarded", "X-Forwarded-For: 6.6.6.6\r\n", 403, ""),
-    ("127.0.0.3", "xff.test", "/guarded", "X-Forwarded-For: 6.6.6.6\r\n", 200,
-        "ok 127.0.0.3\n"),
+    (
+        "127.0.0.2",
+        "xff.test",
+        "/guarded",
+        "X-Forwarded-For: 6.6.6.6\r\n",
+        403,
+        "",
+    ),
+    (
+        "127.0.0.3",
+        "xff.test",
+        "/guarded",
+        "X-Forwarded-For: 6.6.6.6\r\n",
+        200,
+        "ok 127.0.0.3\n",
+    ),
     // Several X-Forwarded-For lines make one list.
-    ("127.0.0.2", "rec.test", "/",
-        "X-Forwarded-For: 2.2.2.2\r\nX-Forwarded-For: 10.1.1.1\r\n", 200,
-        "rec 2.2.2.2 via 127.0.0.2\n"),
+    (
+        "127.0.0.2",
+        "rec.test",
+        "/",
+        "X-Forwarded-For: 2.2.2.2\r\nX-Forwarded-For: 10.1.1.1\r\n",
+        200,
+        "rec 2.2.2.2 via 127.0.0.2\n",
+    ),
     // Garbage in the header: the peer stays.
-    ("127.0.0.2", "xff.test", "/", "X-Forwarded-For: nonsense\r\n", 200,
-        "xff 127.0.0.2 via 127.0.0.2\n"),
+    (
+        "127.0.0.2",
+        "xff.test",
+        "/",
+        "X-Forwarded-For: nonsense\r\n",
+        200,
+        "xff 127.0.0.2 via 127.0.0.2\n",
+    ),
     // X-Real-IP (the default header) from trusted and untrusted peers.
-    ("127.0.0.1", "realip.test", "/", "X-Real-IP: 203.0.113.7\r\n", 200,
-        "xri 203.0.113.7 via 127.0.0.1\n"),
-    ("127.0.0.5", "realip.test", "/", "X-Real-IP: 203.0.113.7\r\n", 200,
-        "xri 127.0.0.5 via 127.0.0.5\n"),
+    (
+        "127.0.0.1",
+        "realip.test",
+        "/",
+        "X-Real-IP: 203.0.113.7\r\n",
+        200,
+        "xri 203.0.113.7 via 127.0.0.1\n",
+    ),
+    (
+        "127.0.0.5",
+        "realip.test",
+        "/",
+        "X-Real-IP: 203.0.113.7\r\n",
+        200,
+        "xri 127.0.0.5 via 127.0.0.5\n",
+    ),
 ];
 
 /// One request from `source` (bound before connecting), read until the server closes.
@@ -119,7 +214,9 @@ fn from(source: &str, to: SocketAddr, request: &str) -> Option<(u16, String)> {
     s.bind(&SocketAddr::from((src, 0)).into()).ok()?;
     s.connect_timeout(&to.into(), Duration::from_secs(5)).ok()?;
     let mut stream: std::net::TcpStream = s.into();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     stream.write_all(request.as_bytes()).ok()?;
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
@@ -130,7 +227,8 @@ fn from(source: &str, to: SocketAddr, request: &str) -> Option<(u16, String)> {
 fn check(server: &Server) -> Vec<String> {
     let mut failures = Vec::new();
     for (src, host, path, extra, status, body) in CASES {
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n");
+        let req =
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n");
         let got = from(src, server.addr(), &req);
         let ok = match &got {
             Some((s, b)) => s == status && (body.is_empty() || b == body),

@@ -244,7 +244,9 @@ fn requests() -> Vec<(Option<&'static str>, &'static str, &'static str)> {
 
 fn request_bytes(host: Option<&str>, target: &str, extra: &str) -> Vec<u8> {
     match host {
-        Some(h) => format!("GET {target} HTTP/1.1\r\nHost: {h}\r\n{extra}Connection: close\r\n\r\n"),
+        Some(h) => {
+            format!("GET {target} HTTP/1.1\r\nHost: {h}\r\n{extra}Connection: close\r\n\r\n")
+        }
         None => format!("GET {target} HTTP/1.0\r\n{extra}\r\n"),
     }
     .into_bytes()
@@ -320,7 +322,10 @@ fn rewrite_loop_hits_the_limit_with_500() {
         assert_eq!(r.status(), Some(500), "{target}: {}", r.raw_text());
     }
     // A chain of two rewrites stays within the limit.
-    let r = exchange(ours.addr(), &request_bytes(Some("rw.test"), "/chain/abc", ""));
+    let r = exchange(
+        ours.addr(),
+        &request_bytes(Some("rw.test"), "/chain/abc", ""),
+    );
     assert_eq!(r.status(), Some(200));
     assert_eq!(
         r.response.map(|r| r.text()),

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use http::{header, Method, Response};
+use http::{Method, Response};
 use hyper::body::Incoming;
 
 use super::access::{self, Client};
@@ -223,9 +223,15 @@ impl Run<'_> {
         }
         match &conf.proxy {
             Some(p) => {
-                let resp =
-                    proxy::proxy(ctx, self.live, p, loc.as_deref(), &self.head, self.incoming.take())
-                        .await;
+                let resp = proxy::proxy(
+                    ctx,
+                    self.live,
+                    p,
+                    loc.as_deref(),
+                    &self.head,
+                    self.incoming.take(),
+                )
+                .await;
                 (Outcome::Proxied(resp, loc), conf)
             }
             // Static files are not served by nginx-rs: what nginx answers for a missing file.
@@ -318,8 +324,6 @@ impl Run<'_> {
     fn drop_body(&mut self, ctx: &mut RequestCtx) {
         ctx.edge.internal = true;
         self.incoming = None;
-        ctx.headers.remove(header::CONTENT_LENGTH);
-        ctx.headers.remove(header::TRANSFER_ENCODING);
     }
 }
 
@@ -369,4 +373,63 @@ fn finish(
     respond::add_headers(ctx, conf, &mut resp);
     ctx.status = resp.status().as_u16();
     resp
+}
+
+/// Helpers for the unit tests of the edge modules: a Plan from config text and a request on it.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::{Instant, SystemTime};
+
+    use http::{HeaderMap, Method, Version};
+
+    use crate::plan::{CompileOptions, Plan};
+    use crate::runtime::ctx::{ConnInfo, RequestCtx};
+
+    /// Compile `http` (the contents of `http {}`); panics with nginx's message on a bad config.
+    pub fn plan(http: &str) -> Arc<Plan> {
+        let parsed = crate::plan::mini::parse(http, "t.conf");
+        match crate::plan::compile(&parsed, &CompileOptions::default()) {
+            Ok((p, _)) => Arc::new(p),
+            Err(e) => panic!("test config: {e}"),
+        }
+    }
+
+    /// A GET for `uri?args` on the first server of `plan`, from 127.0.0.1.
+    pub fn ctx(plan: &Arc<Plan>, uri: &str, args: &str, headers: HeaderMap) -> RequestCtx {
+        let remote: SocketAddr = ([127, 0, 0, 1], 40000).into();
+        let local: SocketAddr = ([127, 0, 0, 1], 8080).into();
+        let mut c = RequestCtx {
+            conn: Arc::new(ConnInfo {
+                remote,
+                local,
+                id: 1,
+            }),
+            conn_requests: 1,
+            start: Instant::now(),
+            start_wall: SystemTime::now(),
+            method: Method::GET,
+            version: Version::HTTP_11,
+            request_uri: uri.to_string(),
+            uri: uri.to_string(),
+            args: args.to_string(),
+            headers,
+            host: "example.com".into(),
+            server: plan.http.servers[0].clone(),
+            captures: None,
+            slots: vec![None; plan.http.slots.len()],
+            proxy_host: Arc::from(""),
+            proxy_port: 0,
+            upstream_tries: Vec::new(),
+            status: 0,
+            body_bytes_sent: 0,
+            bytes_sent: 0,
+            response_headers: None,
+            loc_conf: None,
+            edge: Default::default(),
+        };
+        c.edge.attach(plan);
+        c
+    }
 }

@@ -41,7 +41,10 @@ impl EdgeCtx {
     /// The value a map regex captured into slot `slot`, if any.
     pub fn captured(&self, slot: u32) -> Option<String> {
         let c = self.captured.lock().ok()?;
-        c.iter().rev().find(|(s, _)| *s == slot).map(|(_, v)| v.clone())
+        c.iter()
+            .rev()
+            .find(|(s, _)| *s == slot)
+            .map(|(_, v)| v.clone())
     }
 
     /// Forget cached map values (after the source variables may have changed, e.g. a new URI).
@@ -183,4 +186,83 @@ fn render_with(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue};
+
+    use crate::plan::{Template, Var};
+    use crate::runtime::edge::testing;
+
+    const MAPS: &str = r#"
+        map $uri $kind {
+            default                 other;
+            /Exact                  exact;
+            ~^/api/(?<ver>v\d+)/    api-$ver;
+            ~*^/IMG/(.+)$           img-$1;
+            /host                   $host;
+        }
+        map $http_host $site {
+            hostnames;
+            default          none;
+            example.com      apex;
+            *.example.com    sub;
+            .example.org     org;
+            www.example.*    www;
+        }
+        server { listen 127.0.0.1:8080; return 200 "$kind $site $ver"; }
+    "#;
+
+    fn eval(uri: &str, host: &str) -> String {
+        let plan = testing::plan(MAPS);
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_str(host).expect("test host"));
+        let c = testing::ctx(&plan, uri, "", h);
+        let t = Template {
+            segments: vec![
+                crate::plan::Segment::Var(Var::Map(0)),
+                crate::plan::Segment::Literal(" ".into()),
+                crate::plan::Segment::Var(Var::Map(1)),
+            ],
+        };
+        String::from_utf8(c.render(&t)).unwrap_or_default()
+    }
+
+    #[test]
+    fn exact_regex_default_and_values_with_variables() {
+        assert_eq!(eval("/exact", "x"), "exact none");
+        assert_eq!(eval("/api/v2/x", "x"), "api-v2 none");
+        assert_eq!(eval("/img/a.png", "x"), "img-a.png none");
+        assert_eq!(eval("/host", "x"), "example.com none");
+        assert_eq!(eval("/zzz", "x"), "other none");
+    }
+
+    #[test]
+    fn hostnames() {
+        assert_eq!(eval("/", "example.com"), "other apex");
+        assert_eq!(eval("/", "Example.COM."), "other apex");
+        assert_eq!(eval("/", "a.b.example.com"), "other sub");
+        assert_eq!(eval("/", "example.org"), "other org");
+        assert_eq!(eval("/", "x.example.org"), "other org");
+        assert_eq!(eval("/", "www.example.net"), "other www");
+        assert_eq!(eval("/", "example.net"), "other none");
+    }
+
+    #[test]
+    fn lazy_and_cached() {
+        let plan = testing::plan(MAPS);
+        let mut c = testing::ctx(&plan, "/api/v1/", "", HeaderMap::new());
+        assert!(c.edge.maps.iter().all(|m| m.get().is_none()));
+        let t = Template {
+            segments: vec![crate::plan::Segment::Var(Var::Map(0))],
+        };
+        assert_eq!(c.render(&t), b"api-v1");
+        assert!(c.edge.maps[0].get().is_some() && c.edge.maps[1].get().is_none());
+        // Cached: a new URI does not change the value until the cache is cleared.
+        c.uri = "/exact".into();
+        assert_eq!(c.render(&t), b"api-v1");
+        c.edge.clear_maps();
+        assert_eq!(c.render(&t), b"exact");
+    }
 }

@@ -98,7 +98,11 @@ pub async fn proxy(
     let mut req_body = match incoming {
         _ if conf.set_body.is_some() => {
             // `proxy_set_body`: the rendered value replaces the client's body.
-            let t = conf.set_body.as_ref().map(|t| ctx.render(t)).unwrap_or_default();
+            let t = conf
+                .set_body
+                .as_ref()
+                .map(|t| ctx.render(t))
+                .unwrap_or_default();
             ReqBody::Buffered(Buffered::Memory(Bytes::from(t)))
         }
         Some(incoming) if has_body && buffer => match reqbody::read_all(

@@ -27,7 +27,11 @@ pub fn real_addr(conf: &RealIp, peer: SocketAddr, headers: &HeaderMap) -> Option
     };
     let value = if conf.header == RealIpHeader::XForwardedFor {
         // Several X-Forwarded-For lines form one list, in order.
-        let parts: Vec<&[u8]> = headers.get_all(&name).iter().map(|v| v.as_bytes()).collect();
+        let parts: Vec<&[u8]> = headers
+            .get_all(&name)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
         if parts.is_empty() {
             return None;
         }

@@ -196,3 +196,95 @@ fn file_test(test: FileTest, path: &str) -> bool {
         FileTest::Exec => md.permissions().mode() & 0o111 != 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::edge::testing;
+
+    fn run_server(http: &str, uri: &str, args: &str) -> (Flow, String, String) {
+        let plan = testing::plan(http);
+        let mut c = testing::ctx(&plan, uri, args, Default::default());
+        let server = c.server.clone();
+        let flow = run(&mut c, &server.rewrites, &mut Effects::default());
+        (flow, c.uri, c.args)
+    }
+
+    fn server(body: &str) -> String {
+        format!("server {{ listen 127.0.0.1:8080; {body} }}")
+    }
+
+    #[test]
+    fn rewrite_flags_and_arguments() {
+        let cfg = server("rewrite ^/a/(.*)$ /b/$1?x=1; rewrite ^/b/(.*)$ /c/$1 last;");
+        let (flow, uri, args) = run_server(&cfg, "/a/q", "y=2");
+        assert_eq!(flow, Flow::Last);
+        assert_eq!((uri.as_str(), args.as_str()), ("/c/q", "x=1&y=2"));
+
+        let (flow, uri, args) = run_server(&server("rewrite ^ /n? ;"), "/p", "y=2");
+        assert_eq!(flow, Flow::Done { uri_changed: true });
+        assert_eq!((uri.as_str(), args.as_str()), ("/n", ""));
+
+        let (flow, _, _) = run_server(&server("rewrite ^/(.*) /z/$1 redirect;"), "/p", "y=2");
+        assert_eq!(
+            flow,
+            Flow::Redirect {
+                code: 302,
+                location: "/z/p?y=2".into()
+            }
+        );
+        let (flow, _, _) = run_server(&server("rewrite ^ http://h/x?a=1 permanent;"), "/", "b");
+        assert_eq!(
+            flow,
+            Flow::Redirect {
+                code: 301,
+                location: "http://h/x?a=1&b".into()
+            }
+        );
+        // `break` (flag or directive) stops and clears the pending location search.
+        let (flow, uri, _) = run_server(&server("rewrite ^ /b break; return 403;"), "/a", "");
+        assert_eq!(
+            (flow, uri.as_str()),
+            (Flow::Done { uri_changed: false }, "/b")
+        );
+        let (flow, _, _) = run_server(&server("rewrite ^ /b; break; return 403;"), "/a", "");
+        assert_eq!(flow, Flow::Done { uri_changed: false });
+        // No match: nothing changes.
+        let (flow, uri, _) = run_server(&server("rewrite ^/nomatch /b last;"), "/a", "");
+        assert_eq!(
+            (flow, uri.as_str()),
+            (Flow::Done { uri_changed: false }, "/a")
+        );
+    }
+
+    #[test]
+    fn if_conditions_set_and_return() {
+        let cfg = server(
+            r#"set $v none;
+               if ($arg_x = 1) { set $v one; }
+               if ($arg_x ~* ^(A)(b)$) { set $v "re-$2$1"; }
+               if ($arg_x !~ ^\d+$) { set $w notnum; }
+               if (-d /) { set $d dir; }
+               if (!-f /nonexistent/x) { set $f nofile; }
+               if ($arg_empty) { return 500; }
+               return 200 "$v $w $d $f";"#,
+        );
+        let text = |args: &str| match run_server(&cfg, "/", args).0 {
+            Flow::Return { code: 200, text } => {
+                String::from_utf8(text.unwrap_or_default()).unwrap_or_default()
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(text("x=1"), "one  dir nofile");
+        assert_eq!(text("x=ab"), "re-ba notnum dir nofile");
+        assert_eq!(text("x=7&empty="), "none  dir nofile");
+        assert_eq!(text("x=7&empty=0"), "none  dir nofile");
+        assert_eq!(
+            run_server(&cfg, "/", "empty=yes").0,
+            Flow::Return {
+                code: 500,
+                text: None
+            }
+        );
+    }
+}
