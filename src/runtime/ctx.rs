@@ -75,6 +75,8 @@ pub struct RequestCtx {
     /// The configuration that served the request (the location's, else the server's): its
     /// `access_log` list applies when the request is logged.
     pub loc_conf: Option<Arc<crate::plan::LocConf>>,
+    /// Map cache and real-IP facts of the edge phases (`runtime::edge`).
+    pub edge: super::map::EdgeCtx,
 }
 
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
@@ -153,8 +155,12 @@ impl RequestCtx {
                     out.extend_from_slice(v)
                 }
             }
-            Var::RemoteAddr | Var::RealipRemoteAddr => {
+            Var::RemoteAddr => {
                 let _ = write!(out, "{}", self.conn.remote.ip());
+            }
+            Var::RealipRemoteAddr => {
+                let peer = self.edge.realip_remote.unwrap_or(self.conn.remote);
+                let _ = write!(out, "{}", peer.ip());
             }
             Var::RemotePort => {
                 let _ = write!(out, "{}", self.conn.remote.port());
@@ -279,13 +285,16 @@ impl RequestCtx {
                     out.extend_from_slice(s.as_bytes())
                 }
             }
-            Var::Slot(i) => {
-                if let Some(Some(s)) = self.slots.get(*i as usize) {
-                    out.extend_from_slice(s.as_bytes())
+            Var::Slot(i) => match self.slots.get(*i as usize) {
+                Some(Some(s)) => out.extend_from_slice(s.as_bytes()),
+                // A named capture of a `map` regex evaluated earlier in this request.
+                _ => {
+                    if let Some(s) = self.edge.captured(*i) {
+                        out.extend_from_slice(s.as_bytes())
+                    }
                 }
-            }
-            // Maps are evaluated by the edge-directives work (issue 6); empty until then.
-            Var::Map(_) => {}
+            },
+            Var::Map(i) => super::map::map_into(self, *i, out),
         }
     }
 

@@ -27,15 +27,24 @@
 //! [`server`] (accept loop, hyper connection), [`request`] (head checks, server + location choice),
 //! [`router`], [`ctx`] (variables), [`proxy`] (upstream request, retries, response), [`reqbody`],
 //! [`errors`] (pages and error-log lines), [`upstream`] (balancers and pools).
+//! The phases around the content handler (issue 6) are [`edge`]: [`realip`], [`rewrite`],
+//! [`access`], [`map`] (lazy `map` variables), [`redirect`] (`proxy_redirect`), [`respond`] (`return`, `Location`, `add_header`).
 
+pub mod access;
 pub mod body;
 pub mod ctx;
+pub mod edge;
 pub mod errors;
 pub mod finish;
 pub mod log;
+pub mod map;
 pub mod proxy;
+pub mod realip;
+pub mod redirect;
 pub mod reqbody;
 pub mod request;
+pub mod respond;
+pub mod rewrite;
 pub mod router;
 pub mod server;
 pub mod status;

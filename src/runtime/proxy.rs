@@ -77,7 +77,7 @@ pub async fn proxy(
     conf: &ProxyConf,
     loc: Option<&Location>,
     head: &http::request::Parts,
-    incoming: Incoming,
+    incoming: Option<Incoming>,
 ) -> Response<Body> {
     let tokens = ctx.server.conf.server_tokens;
     let target = match resolve_target(ctx, live, conf, loc) {
@@ -96,15 +96,18 @@ pub async fn proxy(
     // nginx buffers anyway when it must send a length it does not know (chunked to HTTP/1.0).
     let chunked = ctx.headers.contains_key(header::TRANSFER_ENCODING);
     let buffer = conf.request_buffering || (chunked && conf.http_version == HttpVersion::Http10);
-    let mut req_body = if let Some(t) = &conf.set_body {
-        // `proxy_set_body`: the rendered value replaces the client's body.
-        drop(incoming);
-        ReqBody::Buffered(Buffered::Memory(Bytes::from(ctx.render(t))))
-    } else if !has_body {
-        drop(incoming);
-        ReqBody::None
-    } else if buffer {
-        match reqbody::read_all(
+    // `None`: the body was already discarded (an error_page redirect fetches its page without it).
+    let mut req_body = match incoming {
+        _ if conf.set_body.is_some() => {
+            // `proxy_set_body`: the rendered value replaces the client's body.
+            let t = conf
+                .set_body
+                .as_ref()
+                .map(|t| ctx.render(t))
+                .unwrap_or_default();
+            ReqBody::Buffered(Buffered::Memory(Bytes::from(t)))
+        }
+        Some(incoming) if has_body && buffer => match reqbody::read_all(
             incoming,
             limits.max_body_size,
             limits.body_buffer_size,
@@ -114,13 +117,13 @@ pub async fn proxy(
         {
             Ok(b) => ReqBody::Buffered(b),
             Err(e) => return body_error(ctx, e, tokens),
-        }
-    } else {
-        ReqBody::Streaming(Some(reqbody::streaming(
+        },
+        Some(incoming) if has_body => ReqBody::Streaming(Some(reqbody::streaming(
             incoming,
             limits.max_body_size,
             limits.body_timeout,
-        )))
+        ))),
+        _ => ReqBody::None,
     };
 
     // Built once; an attempt takes it, a retry (rare) renders it again.
