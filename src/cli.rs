@@ -307,7 +307,13 @@ pub fn load(paths: &Paths, global: Option<&str>) -> Result<Loaded, Box<Failed>> 
         }
         opts.global = gp.directives;
     }
-    match plan::compile(&parsed, &opts) {
+    // Certificates are loaded as nginx loads them while reading the configuration: a bad one fails
+    // `-t`, start and reload alike (`cannot load certificate "..."`).
+    let compiled = plan::compile(&parsed, &opts).and_then(|(plan, warnings)| {
+        crate::runtime::tls::TlsSet::load(&plan)?;
+        Ok((plan, warnings))
+    });
+    match compiled {
         Ok((plan, warnings)) => Ok(Loaded {
             plan,
             warnings,

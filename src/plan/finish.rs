@@ -500,6 +500,8 @@ impl<'w, 'a> Finisher<'w, 'a> {
                 .unwrap_or_else(|| vec!["TLSv1.2".into(), "TLSv1.3".into()]),
             ciphers: m.ssl_ciphers.clone(),
             session_timeout: m.ssl_session_timeout.unwrap_or(Duration::from_secs(300)),
+            prefer_server_ciphers: m.ssl_prefer_server_ciphers.unwrap_or(false),
+            http2: m.http2.unwrap_or(false),
         })))
     }
 

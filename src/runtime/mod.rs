@@ -26,18 +26,23 @@
 //! # Modules
 //! [`server`] (accept loop, hyper connection), [`request`] (head checks, server + location choice),
 //! [`router`], [`ctx`] (variables), [`proxy`] (upstream request, retries, response), [`reqbody`],
-//! [`errors`] (pages and error-log lines), [`upstream`] (balancers and pools).
+//! [`errors`] (pages and error-log lines), [`upstream`] (balancers and pools), [`edge`] (PROXY
+//! protocol, TLS handshake, HTTP/2 choice before hyper), [`tls`] (rustls configurations from the
+//! Plan), [`proxy_protocol`].
 
 pub mod body;
 pub mod ctx;
+pub mod edge;
 pub mod errors;
 pub mod log;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod reqbody;
 pub mod request;
 pub mod router;
 pub mod server;
 pub mod status;
+pub mod tls;
 pub mod upstream;
 
 use std::fmt;
@@ -56,6 +61,8 @@ pub struct Live {
     pub upstreams: Arc<upstream::Upstreams>,
     /// server_name tables per listen address, built from `plan`.
     pub router: Arc<router::Router>,
+    /// Certificates and rustls configurations (`ssl_*`), loaded from the files `plan` names.
+    pub tls: Arc<tls::TlsSet>,
 }
 
 impl Live {
@@ -64,11 +71,38 @@ impl Live {
     pub fn new(plan: Arc<Plan>, previous: Option<&upstream::Upstreams>) -> Live {
         let upstreams = Arc::new(upstream::Upstreams::new(&plan, previous));
         let router = Arc::new(router::Router::new(&plan));
+        // `try_new` is the checked path (start, reload); here a certificate that cannot be loaded
+        // leaves its server without TLS (its handshakes fail) rather than stopping everything.
+        let tls = match tls::TlsSet::load(&plan) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!("{}", e.message);
+                tls::TlsSet::default()
+            }
+        };
         Live {
             plan,
             upstreams,
             router,
+            tls: Arc::new(tls),
         }
+    }
+
+    /// As [`Live::new`], but certificates that cannot be loaded are an error (nginx's
+    /// `cannot load certificate "..."`): a reload that fails here keeps the old `Live`.
+    pub fn try_new(
+        plan: Arc<Plan>,
+        previous: Option<&upstream::Upstreams>,
+    ) -> Result<Live, crate::conf::ConfError> {
+        let tls = tls::TlsSet::load(&plan)?;
+        let upstreams = Arc::new(upstream::Upstreams::new(&plan, previous));
+        let router = Arc::new(router::Router::new(&plan));
+        Ok(Live {
+            plan,
+            upstreams,
+            router,
+            tls: Arc::new(tls),
+        })
     }
 }
 
@@ -224,7 +258,8 @@ pub fn run(plan: Arc<Plan>) -> Result<(), RunError> {
         .map_err(RunError::Io)?;
     let listeners = bind(&plan).map_err(RunError::Bind)?;
     rt.block_on(async move {
-        let live = Arc::new(ArcSwap::from_pointee(Live::new(plan, None)));
+        let live = Live::try_new(plan, None).map_err(|e| RunError::Io(io::Error::other(e.message)))?;
+        let live = Arc::new(ArcSwap::from_pointee(live));
         let (tx, rx) = watch::channel(false);
         let server = tokio::spawn(serve(listeners, live, rx));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

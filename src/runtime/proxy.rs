@@ -140,6 +140,13 @@ pub async fn proxy(
         }
         _ => SelectKey::None,
     };
+    let upstream_tls = match super::tls::upstream_tls(ctx, live, conf) {
+        Ok(t) => t,
+        Err(msg) => {
+            errors::log_error(ctx, &msg, None);
+            return errors::response(502, tokens, false, ctx.method == Method::HEAD);
+        }
+    };
     let mut tried = Tried::new();
     let mut attempts = 0u32;
     let mut last_failure: Option<Failure> = None;
@@ -162,7 +169,11 @@ pub async fn proxy(
         let outcome: Result<Response<ReleaseOnEnd>, (Failure, String, bool)>;
         let mut sent_body = false;
         loop {
-            let conn = match target.group.connect(&peer, conf.connect_timeout).await {
+            let conn = match target
+                .group
+                .connect_with(&peer, conf.connect_timeout, upstream_tls.as_ref())
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     let (f, msg) = connect_message(&e, peer.addr());
@@ -253,7 +264,7 @@ pub async fn proxy(
                 }
                 peer.success();
                 if status == 101 {
-                    return switch_protocols(ctx, resp, head, tokens);
+                    return switch_protocols(ctx, resp, head, tokens, conf.read_timeout);
                 }
                 return client_response(ctx, resp, tokens);
             }
@@ -334,6 +345,7 @@ fn switch_protocols(
     mut resp: Response<ReleaseOnEnd>,
     head: &http::request::Parts,
     tokens: plan::ServerTokens,
+    idle: std::time::Duration,
 ) -> Response<Body> {
     let Some(client_up) = head.extensions.get::<hyper::upgrade::OnUpgrade>().cloned() else {
         return failure_response(ctx, Some(Failure::Error), tokens);
@@ -345,7 +357,8 @@ fn switch_protocols(
         };
         let mut c = hyper_util::rt::TokioIo::new(c);
         let mut u = hyper_util::rt::TokioIo::new(u);
-        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+        // proxy_read_timeout applies to an idle tunnel, as nginx's.
+        let _ = super::edge::tunnel(&mut c, &mut u, idle).await;
     });
     let (mut parts, _) = resp.into_parts();
     let h = &mut parts.headers;
