@@ -446,7 +446,11 @@ impl<'w, 'a> Finisher<'w, 'a> {
             ssl_server_name: m.proxy_ssl_server_name.unwrap_or(false),
             ssl_name: m.proxy_ssl_name.clone(),
             ssl_verify: m.proxy_ssl_verify.unwrap_or(false),
-            ssl_trusted_certificate: m.proxy_ssl_trusted_certificate.clone(),
+            // Relative to the conf prefix, as nginx's ngx_conf_full_name (like ssl_certificate).
+            ssl_trusted_certificate: m
+                .proxy_ssl_trusted_certificate
+                .as_ref()
+                .map(|p| self.abs_conf(p)),
             span: span.clone(),
         })
     }

@@ -88,10 +88,15 @@ pub async fn proxy(
 
     let limits = &ctx.server.conf.client;
     let limits = loc.map(|l| &l.conf.client).unwrap_or(limits).clone();
+    // An HTTP/2 request body may come without Content-Length: DATA frames until END_STREAM.
+    let h2_unsized = head.version == Version::HTTP_2
+        && !ctx.headers.contains_key(header::CONTENT_LENGTH)
+        && !hyper::body::Body::is_end_stream(&incoming);
     let has_body = ctx.headers.contains_key(header::TRANSFER_ENCODING)
-        || ctx.headers.contains_key(header::CONTENT_LENGTH);
+        || ctx.headers.contains_key(header::CONTENT_LENGTH)
+        || h2_unsized;
     // nginx buffers anyway when it must send a length it does not know (chunked to HTTP/1.0).
-    let chunked = ctx.headers.contains_key(header::TRANSFER_ENCODING);
+    let chunked = ctx.headers.contains_key(header::TRANSFER_ENCODING) || h2_unsized;
     let buffer = conf.request_buffering || (chunked && conf.http_version == HttpVersion::Http10);
     let mut req_body = if !has_body {
         drop(incoming);
