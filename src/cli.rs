@@ -156,6 +156,8 @@ fn usage_error(e: &clap::Error) -> String {
 #[derive(Clone, Debug)]
 pub struct Paths {
     pub prefix: PathBuf,
+    /// `-e`: replaces the default error log (an `error_log` in the main context still wins).
+    pub error_log: Option<String>,
     pub conf_file: PathBuf,
     pub conf_prefix: PathBuf,
 }
@@ -179,6 +181,7 @@ fn paths(flags: &Flags) -> anyhow::Result<Paths> {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| prefix.clone());
     Ok(Paths {
+        error_log: flags.error_log.clone(),
         prefix,
         conf_file,
         conf_prefix,
@@ -309,26 +312,50 @@ pub fn load(paths: &Paths, global: Option<&str>) -> Result<Loaded, Box<Failed>> 
     }
     // Certificates are loaded as nginx loads them while reading the configuration: a bad one fails
     // `-t`, start and reload alike (`cannot load certificate "..."`).
-    let compiled = plan::compile(&parsed, &opts).and_then(|(plan, warnings)| {
-        crate::runtime::tls::TlsSet::load(&plan)?;
-        Ok((plan, warnings))
-    });
+    let compiled = match plan::compile_collecting(&parsed, &opts) {
+        (Ok(plan), warnings) => match crate::runtime::tls::TlsSet::load(&plan) {
+            Ok(_) => (Ok(plan), warnings),
+            Err(e) => (Err(e), warnings),
+        },
+        other => other,
+    };
     match compiled {
-        Ok((plan, warnings)) => Ok(Loaded {
-            plan,
+        (Ok(mut plan), warnings) => Ok(Loaded {
+            plan: {
+                apply_error_log_flag(&mut plan, paths);
+                plan
+            },
             warnings,
             parsed,
         }),
-        Err(error) => {
+        (Err(error), warnings) => {
             let syntax_ok = plan::is_after_syntax(&error);
             Err(Box::new(Failed {
                 error,
-                warnings: Vec::new(),
+                warnings,
                 parsed,
                 syntax_ok,
             }))
         }
     }
+}
+
+/// `-e FILE|stderr` replaces the built-in default error log, as nginx's `-e` does.
+fn apply_error_log_flag(plan: &mut Plan, paths: &Paths) {
+    let Some(e) = &paths.error_log else { return };
+    if plan.main.error_logs.iter().any(|l| l.span.is_some()) {
+        return;
+    }
+    let path = match e.as_str() {
+        "stderr" => None,
+        p if Path::new(p).is_absolute() => Some(PathBuf::from(p)),
+        p => Some(paths.prefix.join(p)),
+    };
+    plan.main.error_logs = vec![crate::plan::ErrorLog {
+        path,
+        level: crate::conf::Level::Error,
+        span: None,
+    }];
 }
 
 fn is_root() -> bool {
@@ -425,7 +452,7 @@ Options:
     );
 }
 
-/// `-s`: process control owns signalling; the pid path comes from the configuration.
+/// `-s`: reads the pid file named by the configuration and signals it (process control's job).
 fn send_signal(paths: &Paths, flags: &Flags, sig: &str) -> anyhow::Result<i32> {
     let pid = match load(paths, flags.global.as_deref()) {
         Ok(l) => l.plan.main.pid,
@@ -434,14 +461,27 @@ fn send_signal(paths: &Paths, flags: &Flags, sig: &str) -> anyhow::Result<i32> {
             return Ok(1);
         }
     };
-    let _ = (pid, sig);
-    eprintln!("{NAME}: [emerg] sending signals (-s {sig}) is not wired yet: process control has not landed");
-    Ok(1)
+    let Some(signal) = crate::control::Signal::parse(sig) else {
+        eprintln!("{NAME}: invalid option: \"-s {sig}\"");
+        return Ok(1);
+    };
+    match crate::control::send_signal(&pid, signal) {
+        Ok(_) => Ok(0),
+        Err(e) => {
+            eprintln!("{NAME}: {e}");
+            Ok(1)
+        }
+    }
 }
 
-/// Serving is the runtime's; the lead wires `runtime::run` here once it lands.
+/// Serve in the foreground until SIGINT/SIGTERM.
 fn serve(plan: Plan, paths: &Paths, flags: &Flags) -> anyhow::Result<i32> {
-    let _ = (plan, paths, &flags.error_log);
-    eprintln!("{NAME}: [emerg] serving is not wired yet: the runtime has not landed (use -t to test the configuration)");
-    Ok(1)
+    let _ = (paths, flags);
+    match crate::runtime::run(Arc::new(plan)) {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            eprintln!("{NAME}: [emerg] {e}");
+            Ok(1)
+        }
+    }
 }

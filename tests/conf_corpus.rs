@@ -118,13 +118,20 @@ fn real_configs_tokenize_like_nginx() {
             format!("events {{}} http {{ include \"{name}\"; }}\n")
         };
         let mut verdict = conf_support::nginx_test(&tmp, &wrapper);
-        if verdict.as_deref().is_some_and(|v| v.contains("is not allowed here")) && !main_level {
+        if verdict
+            .as_deref()
+            .is_some_and(|v| v.contains("is not allowed here"))
+            && !main_level
+        {
             wrapper = format!(
                 "events {{}} http {{ server {{ location / {{ include \"{name}\"; }} }} }}\n"
             );
             verdict = conf_support::nginx_test(&tmp, &wrapper);
         }
-        let our_error = ours.error.as_ref().map(|e| e.to_string().replace(&strip, ""));
+        let our_error = ours
+            .error
+            .as_ref()
+            .map(|e| e.to_string().replace(&strip, ""));
         match verdict {
             None if our_error.is_none() => both_ok += 1,
             None => failures.push(format!("{name}: nginx accepts it, we say {our_error:?}")),
@@ -144,7 +151,9 @@ fn real_configs_tokenize_like_nginx() {
                     if our_error.is_none() {
                         post_parse += 1;
                     } else {
-                        failures.push(format!("{name}: nginx read it all ({v:?}), we say {our_error:?}"));
+                        failures.push(format!(
+                            "{name}: nginx read it all ({v:?}), we say {our_error:?}"
+                        ));
                     }
                     continue;
                 };

@@ -12,7 +12,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use nginx_rs::cli::SystemResolver;
 use nginx_rs::conf::{self, LoadOptions};
+use nginx_rs::plan::{self, Shape};
 
 mod conf_support;
 
@@ -38,19 +40,23 @@ fn level_of(text: &[u8]) -> Level {
 /// What the pipeline says about one case: the dump of the tree, or the nginx-format error line.
 type Outcome = Result<String, String>;
 
-/// THE pipeline under test. Today: parse only. Once `plan::check` exists, this is the one place
-/// to change: parse, then check the tree (as an `http {}` fragment when `level == Http`), and
-/// return the first error's `to_string()`.
-fn pipeline(text: &[u8], rel: &str, _level: Level) -> Outcome {
+/// THE pipeline under test: parse, then check the tree like `nginx -t` (as the contents of
+/// `http {}` unless the case is `# main`). For a parse-only run, return the parse result without
+/// calling `plan::check`; nothing else in this file depends on which it is.
+fn pipeline(text: &[u8], rel: &str, level: Level) -> Outcome {
     let gt = root();
     let opts = LoadOptions {
         conf_prefix: gt.clone(),
     };
     let parsed = conf::parse_bytes(text, Arc::from(rel), &opts);
     let strip = format!("{}/", gt.display());
-    match parsed.error {
-        Some(e) => Err(e.to_string().replace(&strip, "")),
-        None => Ok(conf::dump(&parsed.directives, rel, &strip)),
+    let shape = match level {
+        Level::Main => Shape::Full,
+        Level::Http => Shape::Fragment,
+    };
+    match plan::check(&parsed, shape, Arc::new(SystemResolver)) {
+        Err(e) => Err(e.to_string().replace(&strip, "")),
+        Ok(_warnings) => Ok(conf::dump(&parsed.directives, rel, &strip)),
     }
 }
 

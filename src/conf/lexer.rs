@@ -26,20 +26,14 @@ use nom::{IResult, Parser};
 
 use std::sync::Arc;
 
-use super::ast::Quote;
+use super::ast::{Arg, Quote, Span};
 
 /// nginx's `NGX_CONF_BUFFER`: the longest token nginx can hold while reading a file.
 pub const CONF_BUFFER: usize = 4096;
 
-/// One word of a statement, escapes decoded.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Word {
-    pub value: String,
-    pub quote: Quote,
-    /// 1-based line and byte column where the word starts (its opening quote for quoted words).
-    pub line: u32,
-    pub col: u32,
-}
+/// One word of a statement, escapes decoded, spanned at its start (its opening quote for quoted
+/// words). The directive name is the first word; the parser keeps the rest as its arguments.
+pub type Word = Arg;
 
 /// What one call to [`Lexer::next_statement`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,6 +158,8 @@ fn byte_str(c: u8) -> String {
 /// nginx's tokenizer over one text.
 pub struct Lexer {
     src: Arc<[u8]>,
+    /// The file name put in every word's span.
+    file: Arc<str>,
     pos: usize,
     source: Source,
     /// nginx's `start` mark: the buffer must hold every byte from here to the current one.
@@ -177,9 +173,10 @@ pub struct Lexer {
 }
 
 impl Lexer {
-    pub fn new(src: Arc<[u8]>, source: Source) -> Lexer {
+    pub fn new(src: Arc<[u8]>, file: Arc<str>, source: Source) -> Lexer {
         Lexer {
             src,
+            file,
             pos: 0,
             source,
             mark: 0,
@@ -278,7 +275,8 @@ impl Lexer {
     pub fn next_statement(&mut self) -> Result<Statement, LexError> {
         let src = self.src.clone();
         let len = src.len();
-        let mut words: Vec<Word> = Vec::new();
+        // Most directives have a name and one to three arguments.
+        let mut words: Vec<Word> = Vec::with_capacity(4);
         self.mark = self.pos;
         self.mark_line_at = self.pos;
 
@@ -345,8 +343,7 @@ impl Lexer {
                         } else {
                             Quote::Single
                         },
-                        line,
-                        col,
+                        span: Span::new(self.file.clone(), line, col),
                     });
                     // After a closing quote nginx needs a space, `;`, `{` or `)`.
                     let n = close + 1;
@@ -405,8 +402,7 @@ impl Lexer {
         words.push(Word {
             value: into_string(unescape(&src[p..end])),
             quote: Quote::Bare,
-            line,
-            col,
+            span: Span::new(self.file.clone(), line, col),
         });
         let t = src[end];
         self.pos = end + 1;
@@ -446,7 +442,7 @@ mod tests {
     use super::*;
 
     fn all(text: &str) -> Result<Vec<Statement>, LexError> {
-        let mut lx = Lexer::new(Arc::from(text.as_bytes()), Source::File);
+        let mut lx = Lexer::new(Arc::from(text.as_bytes()), Arc::from("t"), Source::File);
         let mut out = Vec::new();
         loop {
             let s = lx.next_statement()?;
@@ -583,18 +579,20 @@ mod tests {
     fn columns() {
         let s = all("ab  cd;\n  \"e\";").unwrap();
         match &s[1] {
-            Statement::Directive { words, .. } => assert_eq!((words[0].line, words[0].col), (2, 3)),
+            Statement::Directive { words, .. } => {
+                assert_eq!((words[0].span.line, words[0].span.col), (2, 3))
+            }
             other => panic!("unexpected {other:?}"),
         }
         match &s[0] {
-            Statement::Directive { words, .. } => assert_eq!(words[1].col, 5),
+            Statement::Directive { words, .. } => assert_eq!(words[1].span.col, 5),
             other => panic!("unexpected {other:?}"),
         }
     }
 
     #[test]
     fn param_source() {
-        let mut lx = Lexer::new(Arc::from(&b"daemon off"[..]), Source::Param);
+        let mut lx = Lexer::new(Arc::from(&b"daemon off"[..]), Arc::from("t"), Source::Param);
         let e = lx.next_statement().unwrap_err();
         assert_eq!(e.message, "unexpected end of parameter, expecting \";\"");
     }

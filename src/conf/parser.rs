@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::ast::{Arg, Directive, SourceFile, Span};
+use super::ast::{Directive, SourceFile, Span};
 use super::error::{ConfError, Level, Origin};
 use super::include;
 use super::lexer::{Lexer, Source, Statement, Word};
@@ -162,7 +162,8 @@ impl<'o> Parser<'o> {
             let base_depth = frame.base_depth;
             let source = frame.source;
             let statement = frame.lexer.next_statement();
-            let statement = statement.map_err(|e| self.error_at(source, e.message, &file, e.line))?;
+            let statement =
+                statement.map_err(|e| self.error_at(source, e.message, &file, e.line))?;
             match statement {
                 Statement::Eof { line } => {
                     if self.blocks.len() > base_depth {
@@ -189,7 +190,7 @@ impl<'o> Parser<'o> {
                     line,
                 } => {
                     if words.first().is_some_and(|w| w.value == "include") {
-                        let span = Span::new(file.clone(), line, words[0].col);
+                        let span = Span::new(file.clone(), line, words[0].span.col);
                         let paths = self.include_paths(source, &words, opens_block, &span)?;
                         if let Some(frame) = stack.last_mut() {
                             frame.pending = paths.into_iter().rev().collect();
@@ -301,8 +302,8 @@ fn new_frame(
     source: Source,
 ) -> FileFrame {
     FileFrame {
+        lexer: Lexer::new(text, name.clone(), source),
         name,
-        lexer: Lexer::new(text, source),
         source,
         base_depth,
         identity,
@@ -311,27 +312,26 @@ fn new_frame(
     }
 }
 
-fn make_directive(words: Vec<Word>, opens_block: bool, file: &Arc<str>, line: u32) -> Directive {
-    let mut it = words.into_iter();
-    let (name, col) = match it.next() {
-        Some(w) => (w.value, w.col),
-        None => (String::new(), 0),
+fn make_directive(
+    mut words: Vec<Word>,
+    opens_block: bool,
+    file: &Arc<str>,
+    line: u32,
+) -> Directive {
+    // The lexer never returns a statement without words; the arguments reuse its vector.
+    let (name, col) = if words.is_empty() {
+        (String::new(), 0)
+    } else {
+        let first = words.remove(0);
+        (first.value, first.span.col)
     };
-    let args = it
-        .map(|w| Arg {
-            value: w.value,
-            quote: w.quote,
-            span: Span::new(file.clone(), w.line, w.col),
-        })
-        .collect();
     Directive {
         name,
-        args,
+        args: words,
         block: opens_block.then(Vec::new),
         span: Span::new(file.clone(), line, col),
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,7 +344,11 @@ mod tests {
     }
 
     fn parse(text: &str) -> Parsed {
-        parse_bytes(text.as_bytes(), Arc::from("/t/m.conf"), &opts(Path::new("/nonexistent")))
+        parse_bytes(
+            text.as_bytes(),
+            Arc::from("/t/m.conf"),
+            &opts(Path::new("/nonexistent")),
+        )
     }
 
     fn err(p: &Parsed) -> String {
@@ -368,7 +372,10 @@ mod tests {
     #[test]
     fn partial_tree_on_eof_in_block() {
         let p = parse("a 1;\nserver {\n  listen 80;\n  location / {\n    return 204;\n");
-        assert_eq!(err(&p), "[emerg] unexpected end of file, expecting \"}\" in /t/m.conf:6");
+        assert_eq!(
+            err(&p),
+            "[emerg] unexpected end of file, expecting \"}\" in /t/m.conf:6"
+        );
         assert_eq!(p.directives.len(), 2);
         let server = &p.directives[1];
         let kids = server.block.as_ref().unwrap();

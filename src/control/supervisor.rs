@@ -207,6 +207,9 @@ mod tests {
         for cut in 0..enc.len() {
             assert!(Bundle::decode(&enc[..cut]).is_err(), "cut at {cut}");
         }
-        assert_eq!(b.file(Path::new("/etc/nginx-rs/nginx.conf")), Some(&b"events {}\n"[..]));
+        assert_eq!(
+            b.file(Path::new("/etc/nginx-rs/nginx.conf")),
+            Some(&b"events {}\n"[..])
+        );
     }
 }

@@ -226,22 +226,24 @@ impl<'w, 'a> Finisher<'w, 'a> {
 
     /// Duplicate prefix/exact locations among siblings (ngx_http_join_exact_locations).
     pub fn check_duplicates(&self, locs: &[RawLoc]) -> Res<()> {
-        for (i, a) in locs.iter().enumerate() {
-            for b in &locs[i + 1..] {
-                let same = match (&a.matcher, &b.matcher) {
-                    (LocMatch::Exact(x), LocMatch::Exact(y)) => x == y,
-                    (LocMatch::Prefix { path: x, .. }, LocMatch::Prefix { path: y, .. }) => x == y,
-                    (LocMatch::Named(x), LocMatch::Named(y)) => x == y,
-                    _ => false,
-                };
-                if same {
+        // (kind, name) → seen; a hash set keeps this linear for configs with 100k locations.
+        let mut seen: std::collections::HashSet<(u8, &str)> = std::collections::HashSet::new();
+        for l in locs {
+            let key = match &l.matcher {
+                LocMatch::Exact(x) => Some((0, x.as_str())),
+                LocMatch::Prefix { path, .. } => Some((1, path.as_str())),
+                LocMatch::Named(x) => Some((2, x.as_str())),
+                LocMatch::Regex(_) => None,
+            };
+            if let Some(k) = key {
+                if !seen.insert(k) {
                     return Err(ConfError::emerg(
-                        format!("duplicate location \"{}\"", b.name),
-                        &b.span,
+                        format!("duplicate location \"{}\"", l.name),
+                        &l.span,
                     ));
                 }
             }
-            self.check_duplicates(&a.children)?;
+            self.check_duplicates(&l.children)?;
         }
         Ok(())
     }
@@ -347,7 +349,10 @@ impl<'w, 'a> Finisher<'w, 'a> {
                     let inner = self.ops(ops, enclosing, server)?;
                     let conf = if lvl.touched {
                         // proxy_pass set in the enclosing location applies inside `if` too.
-                        let m = merge(lvl, enclosing);
+                        let mut m = merge(lvl, enclosing);
+                        if m.proxy_pass.is_none() {
+                            m.proxy_pass = enclosing.proxy_pass.clone();
+                        }
                         Some(Arc::new(self.loc_conf(&m, &[], server, true)?))
                     } else {
                         None

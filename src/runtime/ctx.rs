@@ -37,9 +37,8 @@ pub struct ConnInfo {
 /// One attempt at an upstream peer, for `$upstream_addr`, `$upstream_status`, `$upstream_response_time`.
 #[derive(Clone, Debug)]
 pub struct UpstreamTry {
-    pub addr: String,
-    /// `None` = no response (nginx logs `502`/`504` as the status it produced... we log `-`-free
-    /// values like nginx: the status the proxy gave for this try).
+    pub addr: crate::plan::PeerAddr,
+    /// The upstream's status, or the 502/504 this attempt ended in; `None` prints `-`.
     pub status: Option<u16>,
     pub response_time: f64,
 }
@@ -73,6 +72,9 @@ pub struct RequestCtx {
     pub body_bytes_sent: u64,
     pub bytes_sent: u64,
     pub response_headers: Option<HeaderMap>,
+    /// The configuration that served the request (the location's, else the server's): its
+    /// `access_log` list applies when the request is logged.
+    pub loc_conf: Option<Arc<crate::plan::LocConf>>,
 }
 
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
@@ -245,9 +247,9 @@ impl RequestCtx {
             Var::ConnectionRequests => {
                 let _ = write!(out, "{}", self.conn_requests);
             }
-            Var::UpstreamAddr => {
-                self.upstream_list(out, |t, o| o.extend_from_slice(t.addr.as_bytes()))
-            }
+            Var::UpstreamAddr => self.upstream_list(out, |t, o| {
+                let _ = write!(o, "{}", t.addr);
+            }),
             Var::UpstreamStatus => self.upstream_list(out, |t, o| match t.status {
                 Some(s) => {
                     let _ = write!(o, "{s}");
@@ -462,4 +464,46 @@ pub fn time_iso8601(t: SystemTime) -> String {
         off / 3600,
         (off % 3600) / 60
     )
+}
+
+/// Values for the access log (`None` = nginx's "not found", written as `-`).
+impl crate::runtime::log::VarSource for RequestCtx {
+    fn var(&self, var: &Var) -> Option<std::borrow::Cow<'_, [u8]>> {
+        let found = match var {
+            Var::HttpHeader(n) => self.headers.contains_key(&**n),
+            Var::SentHttpHeader(n) | Var::UpstreamHttpHeader(n) => self
+                .response_headers
+                .as_ref()
+                .is_some_and(|h| h.contains_key(&**n)),
+            Var::Arg(n) => arg(&self.args, n).is_some(),
+            Var::Cookie(n) => cookie(&self.headers, n).is_some(),
+            Var::HttpReferer => self.headers.contains_key("referer"),
+            Var::HttpUserAgent => self.headers.contains_key("user-agent"),
+            Var::ContentType => self.headers.contains_key("content-type"),
+            Var::ContentLength => self.headers.contains_key("content-length"),
+            Var::UpstreamAddr
+            | Var::UpstreamStatus
+            | Var::UpstreamResponseTime
+            | Var::UpstreamConnectTime
+            | Var::UpstreamHeaderTime => !self.upstream_tries.is_empty(),
+            Var::RemoteUser
+            | Var::Https
+            | Var::SslProtocol
+            | Var::SslCipher
+            | Var::SslServerName => false,
+            Var::Capture(n) => self
+                .captures
+                .as_ref()
+                .and_then(|c| c.get(*n as usize))
+                .is_some(),
+            Var::Slot(i) => matches!(self.slots.get(*i as usize), Some(Some(_))),
+            _ => true,
+        };
+        if !found {
+            return None;
+        }
+        let mut out = Vec::new();
+        self.var_into(var, &mut out);
+        Some(std::borrow::Cow::Owned(out))
+    }
 }

@@ -34,6 +34,7 @@ pub mod body;
 pub mod ctx;
 pub mod edge;
 pub mod errors;
+pub mod finish;
 pub mod log;
 pub mod proxy;
 pub mod proxy_protocol;
@@ -55,6 +56,11 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::plan::{ListenAddr, Plan};
 
+/// Called once per finished request: after the last response byte went out, or when the client
+/// went away. The access log hangs here (`ctx.loc_conf` has the `access_log` list; `ctx` implements
+/// [`log::VarSource`]; `$status`, `$body_bytes_sent`, `$bytes_sent`, `$request_time` are final).
+pub type OnRequestDone = Arc<dyn Fn(&ctx::RequestCtx) + Send + Sync>;
+
 /// One loaded configuration, swapped atomically on reload.
 pub struct Live {
     pub plan: Arc<Plan>,
@@ -63,14 +69,14 @@ pub struct Live {
     pub router: Arc<router::Router>,
     /// Certificates and rustls configurations (`ssl_*`), loaded from the files `plan` names.
     pub tls: Arc<tls::TlsSet>,
+    /// The per-request completion hook (access log); `None` costs nothing per request.
+    pub on_done: Option<OnRequestDone>,
 }
 
 impl Live {
     /// Build the run-time state for `plan`; `previous` carries upstream state (peer health, pools)
     /// over for groups that did not change.
     pub fn new(plan: Arc<Plan>, previous: Option<&upstream::Upstreams>) -> Live {
-        let upstreams = Arc::new(upstream::Upstreams::new(&plan, previous));
-        let router = Arc::new(router::Router::new(&plan));
         // `try_new` is the checked path (start, reload); here a certificate that cannot be loaded
         // leaves its server without TLS (its handshakes fail) rather than stopping everything.
         let tls = match tls::TlsSet::load(&plan) {
@@ -80,11 +86,22 @@ impl Live {
                 tls::TlsSet::default()
             }
         };
+        Live::with_tls(plan, previous, tls)
+    }
+
+    fn with_tls(
+        plan: Arc<Plan>,
+        previous: Option<&upstream::Upstreams>,
+        tls: tls::TlsSet,
+    ) -> Live {
+        let upstreams = Arc::new(upstream::Upstreams::new(&plan, previous));
+        let router = Arc::new(router::Router::new(&plan));
         Live {
             plan,
             upstreams,
             router,
             tls: Arc::new(tls),
+            on_done: None,
         }
     }
 
@@ -95,14 +112,13 @@ impl Live {
         previous: Option<&upstream::Upstreams>,
     ) -> Result<Live, crate::conf::ConfError> {
         let tls = tls::TlsSet::load(&plan)?;
-        let upstreams = Arc::new(upstream::Upstreams::new(&plan, previous));
-        let router = Arc::new(router::Router::new(&plan));
-        Ok(Live {
-            plan,
-            upstreams,
-            router,
-            tls: Arc::new(tls),
-        })
+        Ok(Live::with_tls(plan, previous, tls))
+    }
+
+    /// The same, calling `hook` for every finished request.
+    pub fn with_request_done(mut self, hook: OnRequestDone) -> Live {
+        self.on_done = Some(hook);
+        self
     }
 }
 

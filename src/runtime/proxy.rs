@@ -92,13 +92,18 @@ pub async fn proxy(
     let h2_unsized = head.version == Version::HTTP_2
         && !ctx.headers.contains_key(header::CONTENT_LENGTH)
         && !hyper::body::Body::is_end_stream(&incoming);
-    let has_body = ctx.headers.contains_key(header::TRANSFER_ENCODING)
+    let has_body = (ctx.headers.contains_key(header::TRANSFER_ENCODING)
         || ctx.headers.contains_key(header::CONTENT_LENGTH)
-        || h2_unsized;
+        || h2_unsized)
+        && conf.pass_request_body;
     // nginx buffers anyway when it must send a length it does not know (chunked to HTTP/1.0).
     let chunked = ctx.headers.contains_key(header::TRANSFER_ENCODING) || h2_unsized;
     let buffer = conf.request_buffering || (chunked && conf.http_version == HttpVersion::Http10);
-    let mut req_body = if !has_body {
+    let mut req_body = if let Some(t) = &conf.set_body {
+        // `proxy_set_body`: the rendered value replaces the client's body.
+        drop(incoming);
+        ReqBody::Buffered(Buffered::Memory(Bytes::from(ctx.render(t))))
+    } else if !has_body {
         drop(incoming);
         ReqBody::None
     } else if buffer {
@@ -121,7 +126,8 @@ pub async fn proxy(
         )))
     };
 
-    let headers = upstream_headers(ctx, conf, &req_body, chunked);
+    // Built once; an attempt takes it, a retry (rare) renders it again.
+    let mut headers = Some(upstream_headers(ctx, conf, &req_body, chunked));
     let version = match conf.http_version {
         HttpVersion::Http10 => Version::HTTP_10,
         HttpVersion::Http11 => Version::HTTP_11,
@@ -166,7 +172,7 @@ pub async fn proxy(
             }
         };
         attempts += 1;
-        let peer_addr = peer.addr().to_string();
+        let peer_addr = peer.addr().clone();
         let started = Instant::now();
 
         // Connect; a pooled connection that turns out dead is replaced by a fresh one, and that does
@@ -197,7 +203,11 @@ pub async fn proxy(
                 break;
             };
             let mut req = Request::new(body);
-            *req.method_mut() = head.method.clone();
+            *req.method_mut() = match &conf.method {
+                // `proxy_method`: rendered per request; an invalid token keeps the client's.
+                Some(t) => http::Method::from_bytes(&ctx.render(t)).unwrap_or(head.method.clone()),
+                None => head.method.clone(),
+            };
             *req.version_mut() = version;
             *req.uri_mut() = match target.uri.parse() {
                 Ok(u) => u,
@@ -206,7 +216,10 @@ pub async fn proxy(
                     break;
                 }
             };
-            *req.headers_mut() = headers.clone();
+            *req.headers_mut() = match headers.take() {
+                Some(h) => h,
+                None => upstream_headers(ctx, conf, &req_body, chunked),
+            };
             // Carries hyper's record of the client's header-name case, so names go up as sent.
             *req.extensions_mut() = head.extensions.clone();
             let result = send(conn, req, conf.read_timeout, &target.group).await;
@@ -271,7 +284,7 @@ pub async fn proxy(
                 if status == 101 {
                     return switch_protocols(ctx, resp, head, tokens, conf.read_timeout);
                 }
-                return client_response(ctx, resp, tokens);
+                return client_response(ctx, resp, conf, tokens);
             }
             Err((failure, msg, request_sent)) => {
                 let upstream_url = format!("http://{}{}", peer_addr, target.uri);
@@ -379,34 +392,50 @@ fn switch_protocols(
 fn client_response(
     ctx: &mut RequestCtx,
     resp: Response<ReleaseOnEnd>,
+    conf: &ProxyConf,
     tokens: plan::ServerTokens,
 ) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     let body = body.boxed_unsync();
     let h = &mut parts.headers;
-    for name in [
-        header::DATE,
-        header::SERVER,
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("x-pad"),
-    ] {
-        h.remove(&name);
+    // Hop-by-hop: hyper frames the client response itself.
+    for name in HOP_BY_HOP.iter() {
+        h.remove(name);
     }
-    let accel: Vec<HeaderName> = h
-        .keys()
-        .filter(|k| k.as_str().starts_with("x-accel-"))
-        .cloned()
-        .collect();
-    for k in accel {
-        h.remove(&k);
+    // nginx's `ngx_http_proxy_hide_headers`, minus `proxy_pass_header`, plus `proxy_hide_header`.
+    for name in HIDDEN {
+        if !conf.pass_headers.iter().any(|p| p == name) {
+            h.remove(name);
+        }
     }
-    h.insert(header::SERVER, errors::server_header(tokens));
+    for name in &conf.hide_headers {
+        h.remove(name);
+    }
+    if !h.contains_key(header::SERVER) {
+        h.insert(header::SERVER, errors::server_header(tokens));
+    }
     ctx.status = parts.status.as_u16();
     Response::from_parts(parts, body)
 }
+
+/// Response headers nginx never passes from the upstream (`proxy_pass_header` can pass them).
+const HIDDEN: [&str; 8] = [
+    "date",
+    "server",
+    "x-pad",
+    "x-accel-expires",
+    "x-accel-redirect",
+    "x-accel-limit-rate",
+    "x-accel-buffering",
+    "x-accel-charset",
+];
+
+const HOP_BY_HOP: [HeaderName; 4] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
 
 fn failure_response(
     ctx: &mut RequestCtx,
@@ -632,6 +661,9 @@ fn upstream_headers(
             }
         }
         ReqBody::None => {}
+    }
+    if !conf.pass_request_headers {
+        return h;
     }
     for (name, value) in ctx.headers.iter() {
         if NOT_FORWARDED.contains(name) || configured(name) {

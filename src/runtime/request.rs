@@ -31,7 +31,7 @@ pub async fn handle(
     let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let live = conn.live.load_full();
     let head_only = req.method() == Method::HEAD;
-    let mut resp = match serve(req, &conn, &live, n).await {
+    let (mut resp, ctx) = match serve(req, &conn, &live, n).await {
         Ok(r) => r,
         Err((code, msg, tokens, ctx)) => {
             if let Some(ctx) = &ctx {
@@ -39,7 +39,11 @@ pub async fn handle(
             } else {
                 tracing::info!(target: "nginx_rs::error_log", "{msg} while reading client request headers, client: {}", conn.info.remote.ip());
             }
-            errors::response(code, tokens, true, head_only)
+            let mut ctx = ctx;
+            if let Some(c) = ctx.as_mut() {
+                c.status = if code == 494 { 400 } else { code };
+            }
+            (errors::response(code, tokens, true, head_only), ctx)
         }
     };
     let limits = conn.limits_for_keepalive(&live);
@@ -47,17 +51,22 @@ pub async fn handle(
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    if let (Some(hook), Some(mut ctx)) = (&live.on_done, ctx) {
+        ctx.status = resp.status().as_u16();
+        return Ok(super::finish::wrap(resp, ctx, hook.clone()));
+    }
     Ok(resp)
 }
 
 type Reject = (u16, &'static str, ServerTokens, Option<Box<RequestCtx>>);
+type Served = (Response<Body>, Option<Box<RequestCtx>>);
 
 async fn serve(
     req: Request<Incoming>,
     conn: &ConnState,
     live: &Live,
     n: u64,
-) -> Result<Response<Body>, Reject> {
+) -> Result<Served, Reject> {
     let (mut head, incoming) = req.into_parts();
     let listen = live.router.listen_index(&conn.listen).unwrap_or(0);
     let default_server = live.router.select_server(listen, None).server;
@@ -188,6 +197,7 @@ async fn serve(
         body_bytes_sent: 0,
         bytes_sent: 0,
         response_headers: None,
+        loc_conf: None,
     });
     ctx.host = host.unwrap_or_else(|| ctx.server_name().to_string());
     ctx.set_captures(sm.captures);
@@ -215,8 +225,10 @@ async fn serve(
         }
         ctx.set_captures(m.captures);
     }
+    ctx.loc_conf = Some(conf.clone());
     if let Some(path) = redirect_to {
-        return Ok(slash_redirect(&ctx, conn, &path, &conf));
+        let r = slash_redirect(&ctx, conn, &path, &conf);
+        return Ok((r, Some(ctx)));
     }
 
     if let Some(len) = content_length {
@@ -231,28 +243,17 @@ async fn serve(
         }
     }
 
-    if conf.internal {
-        // `internal` locations answer external requests with 404.
-        ctx.status = 404;
-        return Ok(errors::response(
-            404,
-            conf.server_tokens,
-            false,
-            ctx.method == Method::HEAD,
-        ));
-    }
-    let Some(proxy_conf) = &conf.proxy else {
-        // Static files and the other content handlers are not part of the proxy runtime.
-        ctx.status = 404;
-        return Ok(errors::response(
-            404,
-            conf.server_tokens,
-            false,
-            ctx.method == Method::HEAD,
-        ));
+    // `internal` locations answer external requests with 404; static files and the other content
+    // handlers are not part of the proxy runtime (404 too).
+    let proxy_conf = match &conf.proxy {
+        Some(p) if !conf.internal => p,
+        _ => {
+            let r = errors::response(404, conf.server_tokens, false, ctx.method == Method::HEAD);
+            return Ok((r, Some(ctx)));
+        }
     };
     let resp = proxy::proxy(&mut ctx, live, proxy_conf, loc.as_deref(), &head, incoming).await;
-    Ok(resp)
+    Ok((resp, Some(ctx)))
 }
 
 /// nginx's `large_client_header_buffers`: a header line longer than one buffer is

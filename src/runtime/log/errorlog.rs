@@ -261,8 +261,19 @@ mod tests {
 
     #[test]
     fn no_connection_no_context() {
-        let line = format_line(utc(0), Level::Notice, 7, 7, None, "signal process started", None);
-        assert_eq!(line, b"1970/01/01 00:00:00 [notice] 7#7: signal process started\n");
+        let line = format_line(
+            utc(0),
+            Level::Notice,
+            7,
+            7,
+            None,
+            "signal process started",
+            None,
+        );
+        assert_eq!(
+            line,
+            b"1970/01/01 00:00:00 [notice] 7#7: signal process started\n"
+        );
     }
 
     #[test]

@@ -14,12 +14,15 @@
 //!   `2026/11/27 04:54:37 [error] 1234#5: *17 MESSAGE, client: ..., server: ..., request: "...",
 //!   upstream: "...", host: "..."`; [`errorlog::format_line`] is the pure formatter.
 //! - [`time::LocalTime`] gives `$time_local`, `$time_iso8601` and the error-log stamp.
+//! - [`layer::ErrorLogLayer`]: a `tracing` Layer routing the runtime's `nginx_rs::error_log` events to
+//!   an `ArcSwap<ErrorLog>` (swap it on reload).
 //! - [`escape`] has nginx's `escape=default|json|none` functions.
 
 pub mod access;
 pub mod errorlog;
 pub mod escape;
 pub mod format;
+pub mod layer;
 pub mod time;
 pub mod writer;
 

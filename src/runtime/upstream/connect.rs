@@ -184,6 +184,10 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (sender, conn) = http1::Builder::new()
+        // Records the backend's header-name case in the response extensions: nginx passes
+        // upstream header names on as received. (Request names go up in the case recorded in
+        // the request's extensions, if any.)
+        .preserve_header_case(true)
         .handshake::<_, Body>(TokioIo::new(stream))
         .await
         .map_err(|e| ConnectError::Other(io::Error::other(e)))?;
