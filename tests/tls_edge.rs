@@ -55,7 +55,14 @@ fn sign(names: &[&str], key: rcgen::KeyPair) -> Cert {
 fn rsa_cert(names: &[&str], dir: &Path) -> Option<Cert> {
     let path = dir.join("rsa-gen.key");
     let ok = std::process::Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
         .arg(&path)
         .stderr(std::process::Stdio::null())
         .status()
@@ -132,7 +139,8 @@ impl Rs {
     fn reload(&self, dir: &Path, http: &str) -> Result<(), String> {
         let plan = compile(dir, http).map_err(|e| e.to_string())?;
         let old = self.live.load();
-        let live = Live::try_new(Arc::new(plan), Some(&old.upstreams)).map_err(|e| e.to_string())?;
+        let live =
+            Live::try_new(Arc::new(plan), Some(&old.upstreams)).map_err(|e| e.to_string())?;
         self.live.store(Arc::new(live));
         Ok(())
     }
@@ -363,7 +371,10 @@ async fn sni_selects_the_server_certificate_and_default_is_the_fallback() {
             assert_eq!(echoed(&r, "x-proto").as_deref(), Some("TLSv1.3"));
             assert_eq!(echoed(&r, "x-sni").as_deref(), Some("b.test"));
             let cipher = echoed(&r, "x-cipher").unwrap_or_default();
-            assert!(cipher.starts_with("TLS_") && cipher.contains("_"), "{cipher}");
+            assert!(
+                cipher.starts_with("TLS_") && cipher.contains("_"),
+                "{cipher}"
+            );
         }
     }
     // TLSv1.2 reports OpenSSL's names.
@@ -477,8 +488,9 @@ async fn protocol_limits_are_enforced() {
     let plan = compile(dir.path(), &no_cipher).expect("compiles");
     let e = Live::try_new(Arc::new(plan), None).err().expect("refused");
     assert!(
-        e.message
-            .starts_with("SSL_CTX_set_cipher_list(\"DHE-RSA-AES128-SHA:3DES\") failed (no cipher match"),
+        e.message.starts_with(
+            "SSL_CTX_set_cipher_list(\"DHE-RSA-AES128-SHA:3DES\") failed (no cipher match"
+        ),
         "{}",
         e.message
     );
@@ -528,7 +540,10 @@ fn bad_certificate_fails_dash_t_naming_the_file() {
             .expect("run nginx-rs -t");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{err}");
-        assert!(err.lines().any(|l| l.starts_with(&want)), "want {want}\ngot {err}");
+        assert!(
+            err.lines().any(|l| l.starts_with(&want)),
+            "want {want}\ngot {err}"
+        );
         assert!(err.contains("test failed"), "{err}");
         assert!(!err.contains("syntax is ok"), "{err}");
     }
@@ -546,7 +561,12 @@ fn bad_certificate_fails_dash_t_naming_the_file() {
         .arg(&conf)
         .output()
         .expect("run");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -572,7 +592,12 @@ async fn certificate_swap_on_reload_without_failed_handshakes() {
     let (seen_new_tx, seen_new_rx) = watch::channel(false);
     let mut clients = Vec::new();
     for _ in 0..4 {
-        let (o, new_der, tx, mut rx) = (o.clone(), new.der.clone(), seen_new_tx.clone(), seen_new_rx.clone());
+        let (o, new_der, tx, mut rx) = (
+            o.clone(),
+            new.der.clone(),
+            seen_new_tx.clone(),
+            seen_new_rx.clone(),
+        );
         clients.push(tokio::spawn(async move {
             let (mut ok, mut failed, mut new_seen) = (0u32, 0u32, 0u32);
             for _ in 0..3000 {
@@ -612,7 +637,9 @@ async fn certificate_swap_on_reload_without_failed_handshakes() {
 
     // A reload with a broken certificate fails and keeps the renewed one serving.
     std::fs::write(dir.path().join("site.crt"), "broken").expect("write");
-    let e = rs.reload(dir.path(), &http).expect_err("bad certificate refused");
+    let e = rs
+        .reload(dir.path(), &http)
+        .expect_err("bad certificate refused");
     assert!(e.contains("cannot load certificate"), "{e}");
     let s = tls_connect(addr, &o).await.expect("still serving");
     assert_eq!(served_cert(&s), new.der);
@@ -620,7 +647,11 @@ async fn certificate_swap_on_reload_without_failed_handshakes() {
 
 #[tokio::test]
 async fn curl_over_tls_and_http2() {
-    if std::process::Command::new("curl").arg("--version").output().is_err() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("SKIP: curl not installed");
         return;
     }
@@ -639,7 +670,15 @@ async fn curl_over_tls_and_http2() {
         let url = format!("https://c.test:{port}/curl?x=1");
         let resolve = format!("c.test:{port}:127.0.0.1");
         let out = tokio::process::Command::new("curl")
-            .args(["-sk", flag, "--resolve", &resolve, "-w", "\\n%{http_version}", &url])
+            .args([
+                "-sk",
+                flag,
+                "--resolve",
+                &resolve,
+                "-w",
+                "\\n%{http_version}",
+                &url,
+            ])
             .output()
             .await
             .expect("curl");
@@ -647,7 +686,10 @@ async fn curl_over_tls_and_http2() {
         assert!(text.ends_with(&format!("\n{proto}")), "{flag}: {text}");
         let lower = text.to_ascii_lowercase();
         assert!(lower.contains("get /curl?x=1 http/1."), "{text}");
-        assert!(lower.contains("\nhost: c.test\r\n"), "$host from :authority: {text}");
+        assert!(
+            lower.contains("\nhost: c.test\r\n"),
+            "$host from :authority: {text}"
+        );
         assert!(lower.contains("\nx-scheme: https\r\n"), "{text}");
         assert!(lower.contains("\nx-sni: c.test\r\n"), "{text}");
     }
@@ -659,7 +701,10 @@ type H2 = hyper::client::conn::http2::SendRequest<H2Body>;
 
 /// A request body fed from a channel; an `Err` item resets the stream. `true`: known to be empty
 /// (END_STREAM on HEADERS, as browsers send a GET).
-struct H2Body(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>, bool);
+struct H2Body(
+    tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    bool,
+);
 
 impl hyper::body::Body for H2Body {
     type Data = Bytes;
@@ -756,7 +801,11 @@ async fn http2_multiplexing_large_bodies_and_a_reset_stream() {
     for i in 0..20 {
         let mut s = send.clone();
         tasks.push(tokio::spawn(async move {
-            let (st, body) = h2_send(&mut s, h2_req("GET", "h2.test", &format!("/m/{i}"), body_of(vec![]))).await;
+            let (st, body) = h2_send(
+                &mut s,
+                h2_req("GET", "h2.test", &format!("/m/{i}"), body_of(vec![])),
+            )
+            .await;
             (i, st, body)
         }));
     }
@@ -766,31 +815,46 @@ async fn http2_multiplexing_large_bodies_and_a_reset_stream() {
         assert_eq!(st, 200);
         assert!(text.starts_with(&format!("GET /m/{i} HTTP/1.")), "{text}");
         let lower = text.to_ascii_lowercase();
-        assert!(lower.contains("\r\nhost: h2.test\r\n"), "$host from :authority: {text}");
+        assert!(
+            lower.contains("\r\nhost: h2.test\r\n"),
+            "$host from :authority: {text}"
+        );
     }
 
     // Large bodies both ways.
-    let up: Vec<Bytes> = (0..40).map(|_| Bytes::from(vec![b'u'; 64 * 1024])).collect();
+    let up: Vec<Bytes> = (0..40)
+        .map(|_| Bytes::from(vec![b'u'; 64 * 1024]))
+        .collect();
     let mut req = h2_req("POST", "h2.test", "/up", body_of(up));
     req.headers_mut()
         .insert("content-length", http::HeaderValue::from(40 * 64 * 1024));
     let (st, body) = h2_send(&mut send, req).await;
     assert_eq!(st, 200);
     assert!(body.len() > 40 * 64 * 1024, "upload echoed: {}", body.len());
-    assert_eq!(payload(&body).iter().filter(|&&b| b == b'u').count(), 40 * 64 * 1024);
+    assert_eq!(
+        payload(&body).iter().filter(|&&b| b == b'u').count(),
+        40 * 64 * 1024
+    );
     // Without Content-Length (DATA frames until END_STREAM): buffered, sent with a length.
-    let up: Vec<Bytes> = (0..10).map(|_| Bytes::from(vec![b'v'; 64 * 1024])).collect();
+    let up: Vec<Bytes> = (0..10)
+        .map(|_| Bytes::from(vec![b'v'; 64 * 1024]))
+        .collect();
     let (st, body) = h2_send(&mut send, h2_req("POST", "h2.test", "/up2", body_of(up))).await;
     assert_eq!(st, 200);
     let text = String::from_utf8_lossy(&body[..200.min(body.len())]).to_ascii_lowercase();
     assert!(text.contains("content-length: 655360\r\n"), "{text}");
-    assert_eq!(payload(&body).iter().filter(|&&b| b == b'v').count(), 10 * 64 * 1024);
+    assert_eq!(
+        payload(&body).iter().filter(|&&b| b == b'v').count(),
+        10 * 64 * 1024
+    );
     let (st, body) = h2_send(&mut send, h2_req("GET", "h2.test", "/big", body_of(vec![]))).await;
     assert_eq!((st, body.len()), (200, 3 * 1024 * 1024));
 
     // A stream reset mid-body leaves the others (and the connection) intact.
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(Ok(Bytes::from(vec![b'r'; 32 * 1024]))).await.expect("chunk");
+    tx.send(Ok(Bytes::from(vec![b'r'; 32 * 1024])))
+        .await
+        .expect("chunk");
     let mut s2 = send.clone();
     let broken = tokio::spawn(async move {
         s2.ready().await.expect("ready");
@@ -803,15 +867,25 @@ async fn http2_multiplexing_large_bodies_and_a_reset_stream() {
     for i in 0..5 {
         let mut s = send.clone();
         others.push(tokio::spawn(async move {
-            h2_send(&mut s, h2_req("GET", "h2.test", &format!("/other/{i}"), body_of(vec![]))).await
+            h2_send(
+                &mut s,
+                h2_req("GET", "h2.test", &format!("/other/{i}"), body_of(vec![])),
+            )
+            .await
         }));
     }
-    tx.send(Err(std::io::Error::other("client gives up"))).await.expect("reset");
+    tx.send(Err(std::io::Error::other("client gives up")))
+        .await
+        .expect("reset");
     assert!(broken.await.expect("task").is_err(), "reset stream fails");
     for o in others {
         assert_eq!(o.await.expect("other").0, 200);
     }
-    let (st, _) = h2_send(&mut send, h2_req("GET", "h2.test", "/after", body_of(vec![]))).await;
+    let (st, _) = h2_send(
+        &mut send,
+        h2_req("GET", "h2.test", "/after", body_of(vec![])),
+    )
+    .await;
     assert_eq!(st, 200);
 }
 
@@ -838,15 +912,25 @@ async fn http2_header_rules_match_http1() {
     )
     .await
     .expect("h1");
-    h1.write_all(b"GET /same?a=1 HTTP/1.1\r\nHost: hr.test\r\nx-test: 1\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write");
+    h1.write_all(
+        b"GET /same?a=1 HTTP/1.1\r\nHost: hr.test\r\nx-test: 1\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("write");
     let mut raw = Vec::new();
     let _ = h1.read_to_end(&mut raw).await;
     let h1_text = String::from_utf8_lossy(&raw).into_owned();
-    let h1_seen = h1_text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_string();
+    let h1_seen = h1_text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
     let mut h2 = h2_connect(rs.addr(), "hr.test").await;
-    let (_, body) = h2_send(&mut h2, h2_req("GET", "hr.test", "/same?a=1", body_of(vec![]))).await;
+    let (_, body) = h2_send(
+        &mut h2,
+        h2_req("GET", "hr.test", "/same?a=1", body_of(vec![])),
+    )
+    .await;
     let h2_seen = String::from_utf8_lossy(&body).into_owned();
     let norm = |s: &str| {
         let mut v: Vec<String> = s
@@ -857,7 +941,11 @@ async fn http2_header_rules_match_http1() {
         v.sort();
         v
     };
-    assert_eq!(norm(&h1_seen), norm(&h2_seen), "h1:\n{h1_seen}\nh2:\n{h2_seen}");
+    assert_eq!(
+        norm(&h1_seen),
+        norm(&h2_seen),
+        "h1:\n{h1_seen}\nh2:\n{h2_seen}"
+    );
 }
 
 // ---------- upstream TLS ----------
@@ -868,21 +956,29 @@ async fn tls_backend(cert: &Cert) -> SocketAddr {
     let key = rustls_pemfile::private_key(&mut cert.key.as_bytes())
         .expect("pem")
         .expect("key");
-    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server config");
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("server config");
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = l.local_addr().expect("addr");
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = l.accept().await else { return };
+            let Ok((tcp, _)) = l.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut s) = acceptor.accept(tcp).await else { return };
+                let Ok(mut s) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let sni = s.get_ref().1.server_name().unwrap_or("").to_string();
                 let mut buf = vec![0u8; 4096];
                 let mut got = Vec::new();
@@ -929,13 +1025,19 @@ async fn proxy_pass_https_sni_and_verification() {
         get_over(&mut s, "x", path).await
     };
     let r = get("/plain").await;
-    assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("sni="), "no SNI by default: {r}");
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.ends_with("sni="),
+        "no SNI by default: {r}"
+    );
     let r = get("/sni").await;
     assert!(r.ends_with("sni=up.test"), "{r}");
     let r = get("/verified").await;
     assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("sni="), "{r}");
     let r = get("/untrusted").await;
-    assert!(r.starts_with("HTTP/1.1 502"), "verification failure is a 502: {r}");
+    assert!(
+        r.starts_with("HTTP/1.1 502"),
+        "verification failure is a 502: {r}"
+    );
     drop(rs);
 }
 
@@ -1005,11 +1107,15 @@ async fn read_frame<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> std::io::Resu
 /// A WebSocket echo backend: 101 only when `Upgrade: websocket` and `Connection: upgrade` arrive,
 /// else a 200 saying so. Echoes text/binary, answers ping with pong, close with close.
 async fn ws_backend() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = l.local_addr().expect("addr");
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else { return };
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut head = Vec::new();
                 let mut b = [0u8; 1];
@@ -1020,7 +1126,9 @@ async fn ws_backend() -> SocketAddr {
                     head.push(b[0]);
                 }
                 let h = String::from_utf8_lossy(&head).to_ascii_lowercase();
-                if !(h.contains("\r\nupgrade: websocket\r\n") && h.contains("\r\nconnection: upgrade\r\n")) {
+                if !(h.contains("\r\nupgrade: websocket\r\n")
+                    && h.contains("\r\nconnection: upgrade\r\n"))
+                {
                     let _ = s
                         .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\nno upgrade")
                         .await;
@@ -1030,7 +1138,9 @@ async fn ws_backend() -> SocketAddr {
                     .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n")
                     .await;
                 loop {
-                    let Ok((_, op, p)) = read_frame(&mut s).await else { return };
+                    let Ok((_, op, p)) = read_frame(&mut s).await else {
+                        return;
+                    };
                     let reply = match op {
                         0x9 => encode(0xA, &p, None),
                         0x8 => {
@@ -1067,17 +1177,27 @@ async fn websocket_echo_through_the_proxy() {
     // Without `proxy_set_header Upgrade/Connection` the upgrade is not performed.
     let mut s = TcpStream::connect(rs_addr(port)).await.expect("connect");
     let r = get_over(&mut s, "x", "/plain").await;
-    assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("no upgrade"), "{r}");
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.ends_with("no upgrade"),
+        "{r}"
+    );
     let mut s = TcpStream::connect(rs_addr(port)).await.expect("connect");
-    s.write_all(handshake("/plain").as_bytes()).await.expect("write");
+    s.write_all(handshake("/plain").as_bytes())
+        .await
+        .expect("write");
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
     let text = String::from_utf8_lossy(&out);
-    assert!(text.starts_with("HTTP/1.1 200") && text.ends_with("no upgrade"), "{text}");
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("no upgrade"),
+        "{text}"
+    );
 
     // With them: 101, then frames both ways.
     let mut s = TcpStream::connect(rs_addr(port)).await.expect("connect");
-    s.write_all(handshake("/ws").as_bytes()).await.expect("write");
+    s.write_all(handshake("/ws").as_bytes())
+        .await
+        .expect("write");
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -1087,17 +1207,37 @@ async fn websocket_echo_through_the_proxy() {
     let head = String::from_utf8_lossy(&head).into_owned();
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     let key = Some([1, 2, 3, 4]);
-    s.write_all(&encode(0x1, b"hello", key)).await.expect("text");
-    assert_eq!(read_frame(&mut s).await.expect("echo"), (true, 0x1, b"hello".to_vec()));
-    s.write_all(&encode(0x2, &[0, 1, 2, 255], key)).await.expect("binary");
-    assert_eq!(read_frame(&mut s).await.expect("echo"), (true, 0x2, vec![0, 1, 2, 255]));
-    s.write_all(&encode(0x9, b"ping!", key)).await.expect("ping");
-    assert_eq!(read_frame(&mut s).await.expect("pong"), (true, 0xA, b"ping!".to_vec()));
+    s.write_all(&encode(0x1, b"hello", key))
+        .await
+        .expect("text");
+    assert_eq!(
+        read_frame(&mut s).await.expect("echo"),
+        (true, 0x1, b"hello".to_vec())
+    );
+    s.write_all(&encode(0x2, &[0, 1, 2, 255], key))
+        .await
+        .expect("binary");
+    assert_eq!(
+        read_frame(&mut s).await.expect("echo"),
+        (true, 0x2, vec![0, 1, 2, 255])
+    );
+    s.write_all(&encode(0x9, b"ping!", key))
+        .await
+        .expect("ping");
+    assert_eq!(
+        read_frame(&mut s).await.expect("pong"),
+        (true, 0xA, b"ping!".to_vec())
+    );
     let large: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     s.write_all(&encode(0x2, &large, key)).await.expect("large");
     assert_eq!(read_frame(&mut s).await.expect("large echo").2, large);
-    s.write_all(&encode(0x8, &[0x03, 0xe8], key)).await.expect("close");
-    assert_eq!(read_frame(&mut s).await.expect("close echo"), (true, 0x8, vec![0x03, 0xe8]));
+    s.write_all(&encode(0x8, &[0x03, 0xe8], key))
+        .await
+        .expect("close");
+    assert_eq!(
+        read_frame(&mut s).await.expect("close echo"),
+        (true, 0x8, vec![0x03, 0xe8])
+    );
     let mut rest = Vec::new();
     let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
         .await
@@ -1107,7 +1247,9 @@ async fn websocket_echo_through_the_proxy() {
 
     // An idle tunnel is closed after proxy_read_timeout (1s here).
     let mut s = TcpStream::connect(rs_addr(port)).await.expect("connect");
-    s.write_all(handshake("/ws").as_bytes()).await.expect("write");
+    s.write_all(handshake("/ws").as_bytes())
+        .await
+        .expect("write");
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         s.read_exact(&mut b).await.expect("101 head");
@@ -1115,7 +1257,10 @@ async fn websocket_echo_through_the_proxy() {
     }
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
-    assert!(matches!(closed, Ok(Ok(0))), "idle tunnel closed: {closed:?}");
+    assert!(
+        matches!(closed, Ok(Ok(0))),
+        "idle tunnel closed: {closed:?}"
+    );
 }
 
 // ---------- PROXY protocol ----------
@@ -1142,9 +1287,20 @@ async fn proxy_protocol_v1_v2_and_malformed() {
         let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
         String::from_utf8_lossy(&out).into_owned()
     };
-    let r = send(b"PROXY TCP4 203.0.113.7 10.0.0.1 5555 80\r\nGET /v1 HTTP/1.0\r\nHost: x\r\n\r\n".to_vec()).await;
-    assert_eq!(echoed(&r, "x-pp").as_deref(), Some("203.0.113.7:5555"), "{r}");
-    assert_eq!(echoed(&r, "x-ra").as_deref(), Some("127.0.0.1"), "$remote_addr unchanged");
+    let r = send(
+        b"PROXY TCP4 203.0.113.7 10.0.0.1 5555 80\r\nGET /v1 HTTP/1.0\r\nHost: x\r\n\r\n".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        echoed(&r, "x-pp").as_deref(),
+        Some("203.0.113.7:5555"),
+        "{r}"
+    );
+    assert_eq!(
+        echoed(&r, "x-ra").as_deref(),
+        Some("127.0.0.1"),
+        "$remote_addr unchanged"
+    );
     let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x21\x00\x24".to_vec();
     let mut src = [0u8; 16];
     src[0] = 0x20;
@@ -1157,7 +1313,11 @@ async fn proxy_protocol_v1_v2_and_malformed() {
     v2.extend_from_slice(&[0x1f, 0x90, 0, 80]);
     v2.extend_from_slice(b"GET /v2 HTTP/1.0\r\nHost: x\r\n\r\n");
     let r = send(v2).await;
-    assert_eq!(echoed(&r, "x-pp").as_deref(), Some("2001:db8::9:8080"), "{r}");
+    assert_eq!(
+        echoed(&r, "x-pp").as_deref(),
+        Some("2001:db8::9:8080"),
+        "{r}"
+    );
 
     let before = be.requests().len();
     for bad in [
@@ -1167,13 +1327,22 @@ async fn proxy_protocol_v1_v2_and_malformed() {
         b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x03abcGET / HTTP/1.0\r\n\r\n".to_vec(),
     ] {
         let r = send(bad.clone()).await;
-        assert_eq!(r, "", "closed with nothing sent for {:?}", String::from_utf8_lossy(&bad));
+        assert_eq!(
+            r,
+            "",
+            "closed with nothing sent for {:?}",
+            String::from_utf8_lossy(&bad)
+        );
     }
     assert_eq!(be.requests().len(), before, "nothing forwarded");
 
     // PROXY header, then TLS on the same connection.
-    let mut tcp = TcpStream::connect(rs_addr(tls_port)).await.expect("connect");
-    tcp.write_all(b"PROXY TCP4 198.51.100.4 10.0.0.1 4000 443\r\n").await.expect("pp");
+    let mut tcp = TcpStream::connect(rs_addr(tls_port))
+        .await
+        .expect("connect");
+    tcp.write_all(b"PROXY TCP4 198.51.100.4 10.0.0.1 4000 443\r\n")
+        .await
+        .expect("pp");
     let mut s = tls_over(
         tcp,
         &ClientOpts {
@@ -1270,7 +1439,11 @@ async fn same_answers_as_nginx_over_tls() {
     }
     let rs_port = free_port();
     let rs = start_rs(dir.path(), &body(rs_port)).await;
-    let cases: Vec<(Option<&'static str>, Option<&'static rustls::SupportedProtocolVersion>, &str)> = vec![
+    let cases: Vec<(
+        Option<&'static str>,
+        Option<&'static rustls::SupportedProtocolVersion>,
+        &str,
+    )> = vec![
         (Some("a.test"), None, "/x?y=1"),
         (Some("b.test"), None, "/deep/path"),
         (Some("zzz.test"), None, "/fallback"),
@@ -1291,7 +1464,10 @@ async fn same_answers_as_nginx_over_tls() {
             let host = sni.unwrap_or("a.test");
             let r = get_over(&mut s, host, path).await;
             let status = r.get(..12).unwrap_or("").to_string();
-            let body = r.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
+            let body = r
+                .split_once("\r\n\r\n")
+                .map(|x| x.1.to_string())
+                .unwrap_or_default();
             // Header names compared without case: nginx-rs sends `proxy_set_header` names in
             // lower case (hyper keeps the case only of headers the client sent).
             let mut lines: Vec<String> = body
@@ -1304,6 +1480,9 @@ async fn same_answers_as_nginx_over_tls() {
             lines.sort();
             answers.push((cert, status, lines));
         }
-        assert_eq!(answers[0], answers[1], "nginx vs nginx-rs for SNI {sni:?} {path}");
+        assert_eq!(
+            answers[0], answers[1],
+            "nginx vs nginx-rs for SNI {sni:?} {path}"
+        );
     }
 }

@@ -97,7 +97,8 @@ impl<F: FnMut() -> Result<Plan, ConfError>> Host for DaemonHost<F> {
         // Open the new error logs first: a log that cannot be opened fails the reload, as in nginx.
         let log =
             ErrorLog::open(&plan.main.error_logs).map_err(|e| ConfError::nowhere(e.to_string()))?;
-        let live = Live::new(Arc::new(plan), Some(&old.upstreams));
+        // Certificates too: a reload whose certificate cannot be loaded keeps the old ones serving.
+        let live = Live::try_new(Arc::new(plan), Some(&old.upstreams))?;
         self.error_log.store(Arc::new(log));
         Ok(live)
     }

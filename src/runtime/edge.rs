@@ -242,7 +242,10 @@ async fn handshake(
     addr: &ListenAddr,
     live: &Live,
     listen_h2: bool,
-) -> io::Result<(tokio_rustls::server::TlsStream<Prefixed<TcpStream>>, TlsInfo)> {
+) -> io::Result<(
+    tokio_rustls::server::TlsStream<Prefixed<TcpStream>>,
+    TlsInfo,
+)> {
     let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
     let start = acceptor.await?;
     let sni = start.client_hello().server_name().map(str::to_owned);
@@ -253,7 +256,9 @@ async fn handshake(
         None => default,
     };
     let Some(config) = live.tls.config_for(chosen, default, listen_h2) else {
-        return Err(io::Error::other("no \"ssl_certificate\" loaded for this server"));
+        return Err(io::Error::other(
+            "no \"ssl_certificate\" loaded for this server",
+        ));
     };
     let stream = start.into_stream(config).await?;
     let info = TlsInfo::from_connection(stream.get_ref().1);
@@ -338,8 +343,7 @@ pub(crate) async fn serve_h2(
         .max_concurrent_streams(128)
         .max_header_list_size((num * size).max(8192) as u32);
     let st = state.clone();
-    let service =
-        hyper::service::service_fn(move |req| super::request::handle(req, st.clone()));
+    let service = hyper::service::service_fn(move |req| super::request::handle(req, st.clone()));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     if *shutdown.borrow() {

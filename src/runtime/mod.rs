@@ -89,11 +89,7 @@ impl Live {
         Live::with_tls(plan, previous, tls)
     }
 
-    fn with_tls(
-        plan: Arc<Plan>,
-        previous: Option<&upstream::Upstreams>,
-        tls: tls::TlsSet,
-    ) -> Live {
+    fn with_tls(plan: Arc<Plan>, previous: Option<&upstream::Upstreams>, tls: tls::TlsSet) -> Live {
         let upstreams = Arc::new(upstream::Upstreams::new(&plan, previous));
         let router = Arc::new(router::Router::new(&plan));
         Live {
@@ -274,7 +270,8 @@ pub fn run(plan: Arc<Plan>) -> Result<(), RunError> {
         .map_err(RunError::Io)?;
     let listeners = bind(&plan).map_err(RunError::Bind)?;
     rt.block_on(async move {
-        let live = Live::try_new(plan, None).map_err(|e| RunError::Io(io::Error::other(e.message)))?;
+        let live =
+            Live::try_new(plan, None).map_err(|e| RunError::Io(io::Error::other(e.message)))?;
         let live = Arc::new(ArcSwap::from_pointee(live));
         let (tx, rx) = watch::channel(false);
         let server = tokio::spawn(serve(listeners, live, rx));

@@ -312,7 +312,10 @@ mod tests {
     #[test]
     fn v2_malformed() {
         assert_eq!(parse(&V2_SIG[..5]), Ok(Parsed::Incomplete));
-        assert_eq!(parse(&v2(1, 0x11, &[1, 2, 3])[..18]), Ok(Parsed::Incomplete));
+        assert_eq!(
+            parse(&v2(1, 0x11, &[1, 2, 3])[..18]),
+            Ok(Parsed::Incomplete)
+        );
         assert!(parse(&v2(1, 0x11, &[1, 2, 3])).is_err()); // short address block
         assert!(parse(&v2(2, 0x11, &[0; 12])).is_err()); // unknown command
         assert!(parse(&v2(1, 0x41, &[0; 12])).is_err()); // unknown family

@@ -50,7 +50,10 @@ pub struct TlsSet {
 impl fmt::Debug for TlsSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsSet")
-            .field("servers", &self.servers.iter().filter(|s| s.is_some()).count())
+            .field(
+                "servers",
+                &self.servers.iter().filter(|s| s.is_some()).count(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -229,7 +232,10 @@ fn certified_key(
     let ck = CertifiedKey::new(chain, signing);
     // rustls compares the key's public half with the leaf's SubjectPublicKeyInfo.
     if let Err(e) = ck.keys_match() {
-        if !matches!(e, rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) {
+        if !matches!(
+            e,
+            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)
+        ) {
             return Err(ConfError::nowhere(format!(
                 "SSL_CTX_use_PrivateKey(\"{}\") failed (key values mismatch with \"{}\")",
                 key.display(),
@@ -249,7 +255,9 @@ fn server_config(
         keys.push(certified_key(c, k, read)?);
     }
     let versions = protocol_versions(&t.protocols)?;
-    let tls12 = versions.iter().any(|v| v.version == rustls::ProtocolVersion::TLSv1_2);
+    let tls12 = versions
+        .iter()
+        .any(|v| v.version == rustls::ProtocolVersion::TLSv1_2);
     let cipher_list = t.ciphers.as_deref().unwrap_or(DEFAULT_CIPHERS);
     let tls12_suites = select_ciphers(cipher_list);
     if tls12_suites.is_empty() && (tls12 || t.ciphers.is_some()) {
@@ -366,12 +374,28 @@ const TLS12_SUITES: &[Tls12Suite] = &[
     Tls12Suite {
         suite: CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
         openssl: "ECDHE-ECDSA-AES256-GCM-SHA384",
-        aliases: &["aECDSA", "ECDSA", "AESGCM", "AES", "AES256", "AESGCM256", "SHA384"],
+        aliases: &[
+            "aECDSA",
+            "ECDSA",
+            "AESGCM",
+            "AES",
+            "AES256",
+            "AESGCM256",
+            "SHA384",
+        ],
     },
     Tls12Suite {
         suite: CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
         openssl: "ECDHE-RSA-AES256-GCM-SHA384",
-        aliases: &["aRSA", "RSA", "AESGCM", "AES", "AES256", "AESGCM256", "SHA384"],
+        aliases: &[
+            "aRSA",
+            "RSA",
+            "AESGCM",
+            "AES",
+            "AES256",
+            "AESGCM256",
+            "SHA384",
+        ],
     },
     Tls12Suite {
         suite: CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
@@ -387,9 +411,9 @@ const TLS12_SUITES: &[Tls12Suite] = &[
 
 /// Does one `A+B+C` element of a cipher string select `s`?
 fn element_matches(s: &Tls12Suite, element: &str) -> bool {
-    element.split('+').all(|part| {
-        part == s.openssl || COMMON.contains(&part) || s.aliases.contains(&part)
-    })
+    element
+        .split('+')
+        .all(|part| part == s.openssl || COMMON.contains(&part) || s.aliases.contains(&part))
 }
 
 /// Evaluate an OpenSSL cipher string over rustls's TLSv1.2 suites, in OpenSSL's order semantics:
@@ -665,13 +689,19 @@ mod tests {
         );
         assert_eq!(
             names("EECDH+AESGCM:!aRSA"),
-            ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384"]
+            [
+                "ECDHE-ECDSA-AES128-GCM-SHA256",
+                "ECDHE-ECDSA-AES256-GCM-SHA384"
+            ]
         );
         // `!` is final, `-` is not.
         assert!(names("!CHACHA20:ALL").iter().all(|n| !n.contains("CHACHA")));
         assert!(names("-CHACHA20:ALL").iter().any(|n| n.contains("CHACHA")));
         // `+` moves to the end.
-        assert_eq!(names("ALL:+AES").first(), Some(&"ECDHE-ECDSA-CHACHA20-POLY1305"));
+        assert_eq!(
+            names("ALL:+AES").first(),
+            Some(&"ECDHE-ECDSA-CHACHA20-POLY1305")
+        );
         assert!(names("FOO").is_empty());
         assert!(names("3DES:RC4:aNULL").is_empty());
     }
