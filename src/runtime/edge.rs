@@ -312,6 +312,7 @@ impl Run<'_> {
                 remote: addr,
                 local: ctx.conn.local,
                 id: ctx.conn.id,
+                handshake: ctx.conn.handshake.clone(),
             });
             ctx.edge.clear_maps();
         }
@@ -424,6 +425,7 @@ pub(crate) mod testing {
                 remote,
                 local,
                 id: 1,
+                handshake: Default::default(),
             }),
             conn_requests: 1,
             start: Instant::now(),
