@@ -19,25 +19,7 @@ use support::known::{assert_only_known, Difference};
 use support::nginx::{skip_unless, start, Flavor, Options, Server};
 
 /// Known differences of nginx-rs from nginx 1.22 here: (case, how it differs).
-const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
-    (
-        "default_limit_is_1m",
-        "after a 413 for a too large Content-Length nginx keeps the connection (discarding the \
-         body), nginx-rs closes it",
-    ),
-    (
-        "expect_continue_over_limit",
-        "after a 413 to `Expect: 100-continue` nginx keeps the connection, nginx-rs closes it",
-    ),
-    (
-        "client_body_timeout",
-        "on client_body_timeout nginx closes without answering, nginx-rs answers 408",
-    ),
-    (
-        "keepalive_requests_2",
-        "keepalive_requests 2: nginx closes after the 2nd response, nginx-rs serves a 3rd",
-    ),
-];
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
 
 /// How long the client waits for the server to close the connection.
 const WAIT: Duration = Duration::from_secs(4);

@@ -161,11 +161,15 @@ fn nginx_with_master_process_starts_serves_and_stops() {
         b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(ex.response.expect("a response").text(), "via nginx");
-    assert!(
-        nginx.access_log().contains("\"GET / HTTP/1.1\" 200"),
-        "{}",
-        nginx.access_log()
-    );
+    // nginx writes the access-log line after the response has gone out: give it a moment.
+    let logged = (0..40).any(|_| {
+        let seen = nginx.access_log().contains("\"GET / HTTP/1.1\" 200");
+        if !seen {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        seen
+    });
+    assert!(logged, "{}", nginx.access_log());
     drop(nginx);
     // The master reaps its worker before it exits, and drop waits for the master.
     assert!(
