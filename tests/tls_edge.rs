@@ -1271,12 +1271,16 @@ async fn proxy_protocol_v1_v2_and_malformed() {
     let c = ecdsa_cert(&["pp.test"]);
     write_cert(dir.path(), "pp", &c);
     let be = Backend::spawn("app", Behaviour::Echo).await;
-    let (port, tls_port) = (free_port(), free_port());
+    let (port, tls_port, rip_port) = (free_port(), free_port(), free_port());
     let http = format!(
         "server {{ listen 127.0.0.1:{port} proxy_protocol; server_name _;
             location / {{ proxy_set_header X-PP $proxy_protocol_addr:$proxy_protocol_port; proxy_set_header X-RA $remote_addr; proxy_pass http://{0}; }} }}
          server {{ listen 127.0.0.1:{tls_port} ssl proxy_protocol; server_name pp.test; ssl_certificate pp.crt; ssl_certificate_key pp.key;
-            location / {{ proxy_set_header X-PP $proxy_protocol_addr; {VARS} proxy_pass http://{0}; }} }}",
+            location / {{ proxy_set_header X-PP $proxy_protocol_addr; {VARS} proxy_pass http://{0}; }} }}
+         server {{ listen 127.0.0.1:{rip_port} proxy_protocol; server_name _;
+            set_real_ip_from 127.0.0.0/8; real_ip_header proxy_protocol;
+            location / {{ proxy_set_header X-RA $remote_addr; proxy_set_header X-Real $realip_remote_addr;
+                proxy_set_header X-Fwd $proxy_add_x_forwarded_for; proxy_pass http://{0}; }} }}",
         be.addr
     );
     let _rs = start_rs(dir.path(), &http).await;
@@ -1335,6 +1339,18 @@ async fn proxy_protocol_v1_v2_and_malformed() {
         );
     }
     assert_eq!(be.requests().len(), before, "nothing forwarded");
+
+    // real_ip_header proxy_protocol from a trusted address: $remote_addr is the PROXY source.
+    let mut s = TcpStream::connect(rs_addr(rip_port))
+        .await
+        .expect("connect");
+    s.write_all(b"PROXY TCP4 203.0.113.9 10.0.0.1 7777 80\r\n")
+        .await
+        .expect("pp");
+    let r = get_over(&mut s, "x", "/rip").await;
+    assert_eq!(echoed(&r, "x-ra").as_deref(), Some("203.0.113.9"), "{r}");
+    assert_eq!(echoed(&r, "x-real").as_deref(), Some("127.0.0.1"), "{r}");
+    assert_eq!(echoed(&r, "x-fwd").as_deref(), Some("203.0.113.9"), "{r}");
 
     // PROXY header, then TLS on the same connection.
     let mut tcp = TcpStream::connect(rs_addr(tls_port))

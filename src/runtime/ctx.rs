@@ -112,6 +112,22 @@ impl RequestCtx {
         out
     }
 
+    /// The client address after the realip module: with `real_ip_header proxy_protocol` and a
+    /// connection from a `set_real_ip_from` address, the PROXY header's source; else the peer.
+    pub fn client_addr(&self) -> std::net::SocketAddr {
+        let conf = self.loc_conf.as_ref().unwrap_or(&self.server.conf);
+        conf.real_ip
+            .as_ref()
+            .and_then(|r| {
+                super::proxy_protocol::real_ip(
+                    r,
+                    self.conn.remote.ip(),
+                    self.conn.edge.proxy_protocol.as_ref(),
+                )
+            })
+            .unwrap_or(self.conn.remote)
+    }
+
     /// `$server_name`: the server's primary (first) name, as nginx.
     pub fn server_name(&self) -> &str {
         match self.server.names.first() {
@@ -153,11 +169,14 @@ impl RequestCtx {
                     out.extend_from_slice(v)
                 }
             }
-            Var::RemoteAddr | Var::RealipRemoteAddr => {
+            Var::RemoteAddr => {
+                let _ = write!(out, "{}", self.client_addr().ip());
+            }
+            Var::RealipRemoteAddr => {
                 let _ = write!(out, "{}", self.conn.remote.ip());
             }
             Var::RemotePort => {
-                let _ = write!(out, "{}", self.conn.remote.port());
+                let _ = write!(out, "{}", self.client_addr().port());
             }
             Var::ProxyAddXForwardedFor => {
                 let mut first = true;
@@ -171,7 +190,7 @@ impl RequestCtx {
                 if !first {
                     out.extend_from_slice(b", ");
                 }
-                let _ = write!(out, "{}", self.conn.remote.ip());
+                let _ = write!(out, "{}", self.client_addr().ip());
             }
             Var::Scheme => match self.conn.edge.tls {
                 Some(_) => out.extend_from_slice(b"https"),

@@ -110,9 +110,14 @@ pub async fn accept_loop(
             // PROXY protocol header and TLS handshake first (edge.rs), bounded by
             // client_header_timeout as nginx's handshake.
             let edge = {
-                let current = live.load();
+                let current = live.load_full();
                 let timeout = default_limits(&current, &addr).header_timeout;
-                super::edge::accept(stream, &addr, &current, timeout).await
+                let mut stop = shutdown.clone();
+                tokio::select! {
+                    e = super::edge::accept(stream, &addr, &current, timeout) => e,
+                    // A graceful stop does not wait for handshakes in progress.
+                    _ = stop.changed() => None,
+                }
             };
             if let Some((io, edge)) = edge {
                 let state = Arc::new(ConnState {
