@@ -521,7 +521,17 @@ fn bad_certificate_fails_dash_t_naming_the_file() {
             dir.path().display()
         )),
     ];
-    for (cert, key, want) in cases {
+    let other = ecdsa_cert(&["t.test"]);
+    write_cert(dir.path(), "other", &other);
+    let mismatch = (
+        "good.crt",
+        "other.key",
+        format!(
+            "nginx-rs: [emerg] SSL_CTX_use_PrivateKey(\"{d}/other.key\") failed (key values mismatch with \"{d}/good.crt\")",
+            d = dir.path().display()
+        ),
+    );
+    for (cert, key, want) in cases.into_iter().chain([mismatch]) {
         let conf = dir.path().join("t.conf");
         std::fs::write(
             &conf,
@@ -946,6 +956,39 @@ async fn http2_header_rules_match_http1() {
         norm(&h2_seen),
         "h1:\n{h1_seen}\nh2:\n{h2_seen}"
     );
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_and_http1_on_one_plain_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = Backend::spawn("echo", Behaviour::Echo).await;
+    let port = free_port();
+    let http = format!(
+        "server {{ listen 127.0.0.1:{port} http2; server_name _;
+            location / {{ proxy_set_header Host $host; proxy_set_header X-Scheme $scheme; proxy_pass http://{}; }} }}",
+        echo.addr
+    );
+    let _rs = start_rs(dir.path(), &http).await;
+    let tcp = TcpStream::connect(rs_addr(port)).await.expect("connect");
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("h2c handshake");
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri("http://h2c.test/prior")
+        .body(body_of(vec![]))
+        .expect("request");
+    let (st, body) = h2_send(&mut send, req).await;
+    let text = String::from_utf8_lossy(&body).to_ascii_lowercase();
+    assert_eq!(st, 200);
+    assert!(text.contains("\r\nhost: h2c.test\r\n"), "{text}");
+    assert!(text.contains("\r\nx-scheme: http\r\n"), "{text}");
+    let mut s = TcpStream::connect(rs_addr(port)).await.expect("connect");
+    let r = get_over(&mut s, "h1.test", "/h1").await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
 }
 
 // ---------- upstream TLS ----------
