@@ -31,7 +31,7 @@ pub struct ConnInfo {
     pub id: u64,
     /// TLS and PROXY protocol facts learnt before the first request (`$ssl_*`, `$scheme`,
     /// `$proxy_protocol_addr`).
-    pub edge: super::edge::Edge,
+    pub transport: super::transport::Transport,
 }
 
 /// One attempt at an upstream peer, for `$upstream_addr`, `$upstream_status`, `$upstream_response_time`.
@@ -54,6 +54,9 @@ pub struct RequestCtx {
     pub version: Version,
     /// `$request_uri`: the request target as sent (path and query; for absolute-form, from the path).
     pub request_uri: String,
+    /// The absolute-form target as sent (`GET http://host/x HTTP/1.1`), for `$request`; `None` for
+    /// the usual origin form, where it equals `request_uri`.
+    pub absolute_target: Option<String>,
     /// `$uri`: decoded and normalised path.
     pub uri: String,
     /// `$args`: the raw query string, without `?`.
@@ -75,6 +78,8 @@ pub struct RequestCtx {
     /// The configuration that served the request (the location's, else the server's): its
     /// `access_log` list applies when the request is logged.
     pub loc_conf: Option<Arc<crate::plan::LocConf>>,
+    /// Map cache and real-IP facts of the edge phases (`runtime::edge`).
+    pub edge: super::map::EdgeCtx,
 }
 
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
@@ -112,22 +117,6 @@ impl RequestCtx {
         out
     }
 
-    /// The client address after the realip module: with `real_ip_header proxy_protocol` and a
-    /// connection from a `set_real_ip_from` address, the PROXY header's source; else the peer.
-    pub fn client_addr(&self) -> std::net::SocketAddr {
-        let conf = self.loc_conf.as_ref().unwrap_or(&self.server.conf);
-        conf.real_ip
-            .as_ref()
-            .and_then(|r| {
-                super::proxy_protocol::real_ip(
-                    r,
-                    self.conn.remote.ip(),
-                    self.conn.edge.proxy_protocol.as_ref(),
-                )
-            })
-            .unwrap_or(self.conn.remote)
-    }
-
     /// `$server_name`: the server's primary (first) name, as nginx.
     pub fn server_name(&self) -> &str {
         match self.server.names.first() {
@@ -144,7 +133,7 @@ impl RequestCtx {
         format!(
             "{} {} {}",
             self.method.as_str(),
-            self.request_uri,
+            self.absolute_target.as_deref().unwrap_or(&self.request_uri),
             version_str(self.version)
         )
     }
@@ -170,13 +159,14 @@ impl RequestCtx {
                 }
             }
             Var::RemoteAddr => {
-                let _ = write!(out, "{}", self.client_addr().ip());
-            }
-            Var::RealipRemoteAddr => {
                 let _ = write!(out, "{}", self.conn.remote.ip());
             }
+            Var::RealipRemoteAddr => {
+                let peer = self.edge.realip_remote.unwrap_or(self.conn.remote);
+                let _ = write!(out, "{}", peer.ip());
+            }
             Var::RemotePort => {
-                let _ = write!(out, "{}", self.client_addr().port());
+                let _ = write!(out, "{}", self.conn.remote.port());
             }
             Var::ProxyAddXForwardedFor => {
                 let mut first = true;
@@ -190,14 +180,14 @@ impl RequestCtx {
                 if !first {
                     out.extend_from_slice(b", ");
                 }
-                let _ = write!(out, "{}", self.client_addr().ip());
+                let _ = write!(out, "{}", self.conn.remote.ip());
             }
-            Var::Scheme => match self.conn.edge.tls {
+            Var::Scheme => match self.conn.transport.tls {
                 Some(_) => out.extend_from_slice(b"https"),
                 None => out.extend_from_slice(b"http"),
             },
             Var::Https => {
-                if self.conn.edge.tls.is_some() {
+                if self.conn.transport.tls.is_some() {
                     out.extend_from_slice(b"on")
                 }
             }
@@ -299,7 +289,7 @@ impl RequestCtx {
                 }
             }
             Var::SslProtocol | Var::SslCipher | Var::SslServerName => {
-                if let Some(t) = &self.conn.edge.tls {
+                if let Some(t) = &self.conn.transport.tls {
                     match v {
                         Var::SslProtocol => out.extend_from_slice(t.protocol.as_bytes()),
                         Var::SslCipher => out.extend_from_slice(t.cipher.as_bytes()),
@@ -312,7 +302,7 @@ impl RequestCtx {
                 }
             }
             Var::ProxyProtocolAddr | Var::ProxyProtocolPort => {
-                if let Some(src) = self.conn.edge.proxy_protocol.and_then(|h| h.source) {
+                if let Some(src) = self.conn.transport.proxy_protocol.and_then(|h| h.source) {
                     if matches!(v, Var::ProxyProtocolAddr) {
                         let _ = write!(out, "{}", src.ip());
                     } else {
@@ -325,13 +315,16 @@ impl RequestCtx {
                     out.extend_from_slice(s.as_bytes())
                 }
             }
-            Var::Slot(i) => {
-                if let Some(Some(s)) = self.slots.get(*i as usize) {
-                    out.extend_from_slice(s.as_bytes())
+            Var::Slot(i) => match self.slots.get(*i as usize) {
+                Some(Some(s)) => out.extend_from_slice(s.as_bytes()),
+                // A named capture of a `map` regex evaluated earlier in this request.
+                _ => {
+                    if let Some(s) = self.edge.captured(*i) {
+                        out.extend_from_slice(s.as_bytes())
+                    }
                 }
-            }
-            // Maps are evaluated by the edge-directives work (issue 6); empty until then.
-            Var::Map(_) => {}
+            },
+            Var::Map(i) => super::map::map_into(self, *i, out),
         }
     }
 

@@ -1,358 +1,466 @@
-//! What happens on a client connection before HTTP: the PROXY protocol header
-//! (`listen ... proxy_protocol`), the TLS handshake (`listen ... ssl`) with the certificate chosen
-//! by SNI, and the choice between HTTP/1.1 and HTTP/2 (ALPN `h2`, or h2c on a plain
-//! `listen ... http2` address).
+//! The request phases around the content handler, in nginx's order: post-read (realip), server
+//! rewrite, find location (internal, auto-redirect, body size), location rewrite (`last` or a
+//! changed URI searches again; 10 changes at most, then 500), preaccess (realip with the
+//! location's settings), access (`allow`/`deny`), content (`return` or `proxy_pass`), then
+//! `error_page` (once per request, like nginx without `recursive_error_pages`) and the header
+//! filter (`add_header`, absolute `Location`).
 //!
-//! [`accept`] turns an accepted TCP stream into a [`ClientIo`] and an [`Edge`] (what was learnt on
-//! the way, for `$ssl_*`, `$proxy_protocol_addr`, `$scheme`). `server.rs` hands the result to hyper.
-//! The listen options and certificates come from the `Live` current at accept time, so a reload
-//! swaps certificates for new handshakes while established connections keep theirs.
+//! [`handle`] is the one call `request.rs` makes once the server is chosen and `$uri` normalised.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use http::{Method, Response};
+use hyper::body::Incoming;
 
-use super::proxy_protocol::{self, ProxyHeader};
-use super::tls::TlsInfo;
+use super::access::{self, Client};
+use super::body::Body;
+use super::ctx::{ConnInfo, RequestCtx};
+use super::errors;
+use super::proxy;
+use super::realip;
+use super::redirect;
+use super::respond::{self, Reply};
+use super::rewrite::{self, Effects, Flow};
+use super::router;
 use super::Live;
-use crate::plan::{ListenAddr, ListenOpts};
+use crate::plan::{LocConf, Location, RealIp};
 
-/// Learnt before the first request; kept in [`super::ctx::ConnInfo`].
-#[derive(Clone, Debug, Default)]
-pub struct Edge {
-    pub tls: Option<Arc<TlsInfo>>,
-    pub proxy_protocol: Option<ProxyHeader>,
-    /// Serve HTTP/2: ALPN chose `h2`, or a plain `listen ... http2` address (h2c, with HTTP/1.1
-    /// still accepted: the connection preface decides).
-    pub h2: H2,
+/// nginx's `NGX_HTTP_MAX_URI_CHANGES` + 1: ten URI changes are allowed, the eleventh is a 500.
+const URI_CHANGES: u32 = 11;
+
+/// Where a (re)started request enters the phases.
+enum Entry {
+    /// The beginning: server rewrite, then location search (new requests, `error_page /uri`).
+    Server,
+    /// `error_page ... @name`: straight to that location's rewrite phase.
+    Named(Arc<Location>),
 }
 
-/// How HTTP/2 is offered on a connection.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum H2 {
-    /// HTTP/1.x only.
-    #[default]
-    No,
-    /// ALPN chose `h2`: HTTP/2 only.
-    Only,
-    /// h2c: HTTP/2 if the client starts with the HTTP/2 preface, else HTTP/1.x.
-    Auto,
+/// What the phases produced.
+enum Outcome {
+    Reply(Reply),
+    /// A proxied response and the location that proxied it (for `proxy_redirect`).
+    Proxied(Response<Body>, Option<Arc<Location>>),
 }
 
-/// The client's byte stream: plain TCP or TLS over TCP, with any bytes read past a PROXY header
-/// replayed first.
-pub enum ClientIo {
-    Plain(Prefixed<TcpStream>),
-    Tls(Box<tokio_rustls::server::TlsStream<Prefixed<TcpStream>>>),
+/// Per-request bookkeeping across internal redirects.
+struct Run<'a> {
+    live: &'a Live,
+    head: http::request::Parts,
+    incoming: Option<Incoming>,
+    content_length: Option<u64>,
+    uri_changes: u32,
+    realip_done: bool,
 }
 
-/// Replays `prefix` before reading from `inner`.
-pub struct Prefixed<T> {
-    prefix: Vec<u8>,
-    pos: usize,
-    inner: T,
-}
-
-impl<T> Prefixed<T> {
-    pub fn new(prefix: Vec<u8>, inner: T) -> Self {
-        Prefixed {
-            prefix,
-            pos: 0,
-            inner,
-        }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.pos < self.prefix.len() {
-            let n = (self.prefix.len() - self.pos).min(buf.remaining());
-            let start = self.pos;
-            buf.put_slice(&self.prefix[start..start + n]);
-            self.pos += n;
-            if self.pos == self.prefix.len() {
-                self.prefix = Vec::new();
-                self.pos = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-impl AsyncRead for ClientIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for ClientIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            ClientIo::Plain(s) => s.is_write_vectored(),
-            ClientIo::Tls(s) => s.is_write_vectored(),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientIo::Plain(s) => Pin::new(s).poll_flush(cx),
-            ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
-
-/// The options of `addr` in `live` (a reload may have changed them).
-fn listen_opts(live: &Live, addr: &ListenAddr) -> ListenOpts {
-    live.plan
-        .http
-        .listens
-        .iter()
-        .find(|g| &g.addr == addr)
-        .map(|g| g.opts.clone())
-        .unwrap_or_default()
-}
-
-/// Read the PROXY header if the address expects one, then do the TLS handshake if it is `ssl`.
-/// `None`: the connection is closed (broken PROXY header, failed handshake, timeout); the reason
-/// is logged as nginx logs it.
-pub async fn accept(
-    stream: TcpStream,
-    addr: &ListenAddr,
+/// Run the phases for a request whose server is chosen and whose `$uri` is normalised.
+pub async fn handle(
+    ctx: &mut RequestCtx,
     live: &Live,
-    handshake_timeout: Duration,
-) -> Option<(ClientIo, Edge)> {
-    let opts = listen_opts(live, addr);
-    let mut stream = stream;
-    let mut edge = Edge::default();
-    let mut prefix = Vec::new();
-    if opts.proxy_protocol {
-        match proxy_protocol::read_header(&mut stream, handshake_timeout).await {
-            Ok((h, rest)) => {
-                edge.proxy_protocol = Some(h);
-                prefix = rest;
-            }
-            Err(proxy_protocol::ReadError::Broken(b)) => {
-                tracing::error!("broken header: \"{}\" while reading PROXY protocol", b.0);
-                return None;
-            }
-            Err(proxy_protocol::ReadError::Io(e)) => {
-                tracing::info!("client closed connection while reading PROXY protocol ({e})");
-                return None;
-            }
+    head: http::request::Parts,
+    incoming: Incoming,
+    content_length: Option<u64>,
+) -> Response<Body> {
+    ctx.edge.attach(&live.plan);
+    let mut run = Run {
+        live,
+        head,
+        incoming: Some(incoming),
+        content_length,
+        uri_changes: URI_CHANGES,
+        realip_done: false,
+    };
+    let server_realip = ctx.server.conf.real_ip.clone();
+    run.realip(ctx, server_realip.as_deref());
+    let resp = run_phases(ctx, &mut run).await;
+    // nginx answers 413 with `Connection: close`, then reads and drops what the client still sends
+    // (lingering close) so the answer is not lost to a reset. The discard starts once hyper has
+    // taken the answer: polling the body earlier would send `100 Continue` to an `Expect` client.
+    if resp.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+        if let Some(incoming) = run.incoming.take() {
+            return resp.map(|inner| {
+                http_body_util::BodyExt::boxed_unsync(super::request::DiscardAfter {
+                    inner,
+                    incoming: Some(incoming),
+                })
+            });
         }
     }
-    let io = Prefixed::new(prefix, stream);
-    if !opts.ssl {
-        if opts.http2 {
-            edge.h2 = H2::Auto;
-        }
-        return Some((ClientIo::Plain(io), edge));
-    }
-    match tokio::time::timeout(handshake_timeout, handshake(io, addr, live, opts.http2)).await {
-        Ok(Ok((tls, info))) => {
-            if info.h2 {
-                edge.h2 = H2::Only;
-            }
-            edge.tls = Some(Arc::new(info));
-            Some((ClientIo::Tls(Box::new(tls)), edge))
-        }
-        Ok(Err(e)) => {
-            tracing::info!("SSL_do_handshake() failed ({e}) while SSL handshaking");
-            None
-        }
-        Err(_) => {
-            tracing::info!("client timed out (110: Connection timed out) while SSL handshaking");
-            None
-        }
-    }
+    resp
 }
 
-/// Read the ClientHello, choose the server by SNI (default server's configuration when the name
-/// matches nothing or that server has no certificate), finish the handshake.
-async fn handshake(
-    io: Prefixed<TcpStream>,
-    addr: &ListenAddr,
-    live: &Live,
-    listen_h2: bool,
-) -> io::Result<(
-    tokio_rustls::server::TlsStream<Prefixed<TcpStream>>,
-    TlsInfo,
-)> {
-    let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
-    let start = acceptor.await?;
-    let sni = start.client_hello().server_name().map(str::to_owned);
-    let listen = live.router.listen_index(addr).unwrap_or(0);
-    let default = live.router.select_server(listen, None).server;
-    let chosen = match &sni {
-        Some(name) => live.router.select_server(listen, Some(name)).server,
-        None => default,
-    };
-    let Some(config) = live.tls.config_for(chosen, default, listen_h2) else {
-        return Err(io::Error::other(
-            "no \"ssl_certificate\" loaded for this server",
-        ));
-    };
-    let stream = start.into_stream(config).await?;
-    let info = TlsInfo::from_connection(stream.get_ref().1);
-    Ok((stream, info))
-}
+/// Every phase, internal redirects by `error_page` included, until a response is final.
+async fn run_phases(ctx: &mut RequestCtx, run: &mut Run<'_>) -> Response<Body> {
 
-/// Copy both ways between the two sides of an upgraded (WebSocket) connection until either side
-/// closes, or until nothing moved in either direction for `idle` (nginx's `proxy_read_timeout`
-/// applied to tunnels: the timer restarts on every byte).
-pub async fn tunnel<A, B>(a: &mut A, b: &mut B, idle: Duration) -> io::Result<()>
-where
-    A: AsyncRead + AsyncWrite + Unpin,
-    B: AsyncRead + AsyncWrite + Unpin,
-{
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut ab = vec![0u8; 16 * 1024];
-    let mut ba = vec![0u8; 16 * 1024];
-    let (mut a_open, mut b_open) = (true, true);
-    enum Read {
-        A(usize),
-        B(usize),
-    }
-    while a_open || b_open {
-        let read = async {
-            tokio::select! {
-                r = a.read(&mut ab), if a_open => r.map(Read::A),
-                r = b.read(&mut ba), if b_open => r.map(Read::B),
+    let mut entry = Entry::Server;
+    // `Some(Some(code))`: an error_page replaced the status; `Some(None)`: `=` keeps the target's.
+    let mut status_override: Option<Option<u16>> = None;
+    loop {
+        let (outcome, conf) = run.phases(ctx, entry).await;
+        let candidate = match &outcome {
+            Outcome::Reply(Reply::Page { code, .. }) => Some(*code),
+            Outcome::Reply(Reply::Text { .. }) => None,
+            Outcome::Proxied(resp, _) => {
+                let status = resp.status().as_u16();
+                let ours = resp.extensions().get::<errors::Generated>().is_some();
+                let intercept = conf.proxy.as_ref().is_some_and(|p| p.intercept_errors);
+                (ours || (intercept && status >= 300)).then_some(status)
             }
         };
-        let read = match tokio::time::timeout(idle, read).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "upstream timed out (110: Connection timed out)",
-                ))
+        let page = match candidate {
+            Some(code) if status_override.is_none() => {
+                conf.error_pages.iter().find(|p| p.codes.contains(&code))
             }
+            _ => None,
         };
-        match read {
-            Read::A(0) => {
-                a_open = false;
-                b.shutdown().await?;
+        if let (Some(ep), Some(code)) = (page, candidate) {
+            let target = String::from_utf8_lossy(&ctx.render(&ep.target)).into_owned();
+            let overwrite = match ep.overwrite {
+                None => Some(code),
+                Some(o) => o,
+            };
+            status_override = Some(overwrite);
+            if let Some(name) = target.strip_prefix('@') {
+                match router::named_location(&ctx.server, &target)
+                    .or_else(|| router::named_location(&ctx.server, name))
+                {
+                    Some(l) => {
+                        if run.redirect_budget(ctx, &target) {
+                            // A named location keeps the method (a URI gets GET).
+                            run.drop_body(ctx);
+                            entry = Entry::Named(l);
+                            continue;
+                        }
+                    }
+                    None => {
+                        errors::log_error(
+                            ctx,
+                            &format!("could not find named location \"{target}\""),
+                            None,
+                        );
+                    }
+                }
+                return finish(ctx, &conf, Outcome::Reply(Reply::page(500)), None);
             }
-            Read::A(n) => b.write_all(&ab[..n]).await?,
-            Read::B(0) => {
-                b_open = false;
-                a.shutdown().await?;
+            if target.starts_with('/') {
+                if !run.redirect_budget(ctx, &target) {
+                    return finish(ctx, &conf, Outcome::Reply(Reply::page(500)), None);
+                }
+                match target.split_once('?') {
+                    Some((p, a)) => {
+                        ctx.uri = p.to_string();
+                        ctx.args = a.to_string();
+                    }
+                    None => {
+                        ctx.uri = target;
+                        ctx.args.clear();
+                    }
+                }
+                ctx.edge.clear_maps();
+                run.to_get(ctx);
+                entry = Entry::Server;
+                continue;
             }
-            Read::B(n) => a.write_all(&ba[..n]).await?,
+            // A URL: a redirect, 302 unless `=301|302|303|307|308` says otherwise.
+            let code = match overwrite {
+                Some(c @ (301 | 302 | 303 | 307 | 308)) => c,
+                _ => 302,
+            };
+            let reply = Reply::Page {
+                code,
+                location: Some(target),
+                close: false,
+            };
+            return finish(ctx, &conf, Outcome::Reply(reply), None);
         }
+        return finish(ctx, &conf, outcome, status_override.flatten());
     }
-    Ok(())
 }
 
-/// Serve an HTTP/2 connection (ALPN `h2`), or an h2c address where the connection preface
-/// decides between HTTP/2 and HTTP/1.x. Requests go through the same handler as HTTP/1.1 ones
-/// (`$host` comes from `:authority`); a graceful stop sends GOAWAY and lets open streams finish.
-pub(crate) async fn serve_h2(
-    io: ClientIo,
-    state: Arc<super::server::ConnState>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-    limits: crate::plan::ClientLimits,
-) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    if state.info.edge.h2 == H2::Only {
-        builder = builder.http2_only();
+impl Run<'_> {
+    /// Server rewrite (for [`Entry::Server`]), then location search and location rewrite until the
+    /// URI settles, then access and content. Returns the outcome and the configuration in force.
+    async fn phases(&mut self, ctx: &mut RequestCtx, entry: Entry) -> (Outcome, Arc<LocConf>) {
+        let server = ctx.server.clone();
+        let mut named = None;
+        match entry {
+            Entry::Named(l) => named = Some(l),
+            Entry::Server => {
+                let mut fx = Effects::default();
+                match rewrite::run(ctx, &server.rewrites, &mut fx) {
+                    Flow::Done { .. } | Flow::Last => {}
+                    Flow::Return { code, text } => {
+                        return (reply(respond::from_return(code, text)), server.conf.clone())
+                    }
+                    Flow::Redirect { code, location } => {
+                        return (redirect(code, location), server.conf.clone())
+                    }
+                }
+            }
+        }
+        let (loc, conf) = loop {
+            let (loc, mut conf) = match named.take() {
+                Some(l) => {
+                    let c = l.conf.clone();
+                    (Some(l), c)
+                }
+                None => match self.find_config(ctx) {
+                    Ok(found) => found,
+                    Err(early) => return early,
+                },
+            };
+            let mut fx = Effects::default();
+            let flow = rewrite::run(ctx, &conf.rewrites, &mut fx);
+            if let Some(c) = fx.conf {
+                conf = c;
+            }
+            match flow {
+                Flow::Done { uri_changed: false } => break (loc, conf),
+                Flow::Done { uri_changed: true } | Flow::Last => {
+                    self.uri_changes -= 1;
+                    if self.uri_changes == 0 {
+                        let msg = format!(
+                            "rewrite or internal redirection cycle while processing \"{}\"",
+                            ctx.uri
+                        );
+                        errors::log_error(ctx, &msg, None);
+                        return (reply(Reply::page(500)), conf);
+                    }
+                }
+                Flow::Return { code, text } => {
+                    return (reply(respond::from_return(code, text)), conf)
+                }
+                Flow::Redirect { code, location } => return (redirect(code, location), conf),
+            }
+        };
+
+        // Preaccess: the location's realip settings when the server's did not apply.
+        self.realip(ctx, conf.real_ip.as_deref());
+        if !access::allowed(&conf.access, Client::Ip(ctx.conn.remote.ip())) {
+            errors::log_error(ctx, "access forbidden by rule", None);
+            return (reply(Reply::page(403)), conf);
+        }
+        match &conf.proxy {
+            Some(p) => {
+                let resp = proxy::proxy(
+                    ctx,
+                    self.live,
+                    p,
+                    loc.as_deref(),
+                    &self.head,
+                    self.incoming.take(),
+                )
+                .await;
+                (Outcome::Proxied(resp, loc), conf)
+            }
+            // Static files are not served by nginx-rs: what nginx answers for a missing file.
+            None => (reply(Reply::page(404)), conf),
+        }
     }
-    let (num, size) = limits.large_header_buffers;
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .keep_alive(limits.keepalive_timeout.is_some())
-        .preserve_header_case(true)
-        .max_buf_size((num * size).max(8192) + size);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        // nginx's http2_max_concurrent_streams default.
-        .max_concurrent_streams(128)
-        .max_header_list_size((num * size).max(8192) as u32);
-    let st = state.clone();
-    let service = hyper::service::service_fn(move |req| super::request::handle(req, st.clone()));
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    if *shutdown.borrow() {
-        conn.as_mut().graceful_shutdown();
+
+    /// nginx's find-config phase: the location for `$uri`, `internal`, `auto_redirect`,
+    /// `client_max_body_size`.
+    #[allow(clippy::type_complexity)]
+    fn find_config(
+        &mut self,
+        ctx: &mut RequestCtx,
+    ) -> Result<(Option<Arc<Location>>, Arc<LocConf>), (Outcome, Arc<LocConf>)> {
+        let server = ctx.server.clone();
+        let Some(m) = router::find_location(&server, &ctx.uri) else {
+            return Ok((None, server.conf.clone()));
+        };
+        let conf = m.location.conf.clone();
+        ctx.set_captures(m.captures);
+        if conf.internal && !ctx.edge.internal {
+            return Err((reply(Reply::page(404)), conf));
+        }
+        if m.redirect_slash {
+            let mut location = router::matched_path(&m.location).to_string();
+            if !ctx.args.is_empty() {
+                location.push('?');
+                location.push_str(&ctx.args);
+            }
+            return Err((redirect(301, location), conf));
+        }
+        if let Some(len) = self.content_length {
+            let max = conf.client.max_body_size;
+            if max != 0 && len > max {
+                errors::log_error(ctx, "client intended to send too large body", None);
+                let page = Reply::Page {
+                    code: 413,
+                    location: None,
+                    close: true,
+                };
+                return Err((reply(page), conf));
+            }
+        }
+        Ok((Some(m.location), conf))
     }
-    tokio::select! {
-        _ = conn.as_mut() => return,
-        _ = shutdown.changed() => {}
+
+    /// Apply `real_ip` once per request (post-read with the server's settings, or preaccess with
+    /// the location's).
+    fn realip(&mut self, ctx: &mut RequestCtx, conf: Option<&RealIp>) {
+        let Some(conf) = conf else { return };
+        if self.realip_done {
+            return;
+        }
+        self.realip_done = true;
+        let peer = ctx.conn.remote;
+        // `real_ip_header proxy_protocol`: the address comes from the PROXY header (transport).
+        let addr = match conf.header {
+            crate::plan::RealIpHeader::ProxyProtocol => super::proxy_protocol::real_ip(
+                conf,
+                peer.ip(),
+                ctx.conn.transport.proxy_protocol.as_ref(),
+            ),
+            _ => realip::real_addr(conf, peer, &ctx.headers),
+        };
+        if let Some(addr) = addr {
+            ctx.edge.realip_remote = Some(peer);
+            ctx.conn = Arc::new(ConnInfo {
+                remote: addr,
+                local: ctx.conn.local,
+                id: ctx.conn.id,
+                transport: ctx.conn.transport.clone(),
+            });
+            ctx.edge.clear_maps();
+        }
     }
-    conn.as_mut().graceful_shutdown();
-    let _ = conn.await;
+
+    /// Count an internal redirect; `false` (after logging) when the budget is spent.
+    fn redirect_budget(&mut self, ctx: &RequestCtx, target: &str) -> bool {
+        self.uri_changes = self.uri_changes.saturating_sub(1);
+        if self.uri_changes == 0 {
+            let msg = format!(
+                "rewrite or internal redirection cycle while internally redirecting to \"{target}\""
+            );
+            errors::log_error(ctx, &msg, None);
+            return false;
+        }
+        true
+    }
+
+    /// An error page URI is fetched with GET (HEAD stays HEAD) and without the request body.
+    fn to_get(&mut self, ctx: &mut RequestCtx) {
+        if ctx.method != Method::HEAD {
+            ctx.method = Method::GET;
+            self.head.method = Method::GET;
+        }
+        self.drop_body(ctx);
+    }
+
+    /// The error page request is internal and carries no request body.
+    fn drop_body(&mut self, ctx: &mut RequestCtx) {
+        ctx.edge.internal = true;
+        self.incoming = None;
+    }
+}
+
+fn reply(r: Reply) -> Outcome {
+    Outcome::Reply(r)
+}
+
+fn redirect(code: u16, location: String) -> Outcome {
+    Outcome::Reply(Reply::Page {
+        code,
+        location: Some(location),
+        close: false,
+    })
+}
+
+/// The header filter: status override from `error_page`, absolute `Location`, `add_header`.
+fn finish(
+    ctx: &mut RequestCtx,
+    conf: &Arc<LocConf>,
+    outcome: Outcome,
+    status: Option<u16>,
+) -> Response<Body> {
+    // The access log of the configuration that answered applies.
+    ctx.loc_conf = Some(conf.clone());
+    // nginx's header filter makes `Location` absolute only when nginx set it itself: its own
+    // redirects, or an upstream's that `proxy_redirect` rewrote.
+    let (mut resp, own_location) = match outcome {
+        Outcome::Reply(r) => (respond::build(ctx, conf, r), true),
+        Outcome::Proxied(mut r, loc) => {
+            let rewritten = match &conf.proxy {
+                Some(p) => redirect::rewrite(ctx, p, loc.as_deref(), r.headers_mut()),
+                None => false,
+            };
+            (r, rewritten)
+        }
+    };
+    if let Some(code) = status {
+        if let Ok(s) = http::StatusCode::from_u16(code) {
+            *resp.status_mut() = s;
+            resp.extensions_mut().remove::<hyper::ext::ReasonPhrase>();
+            errors::set_reason(&mut resp, code);
+        }
+    }
+    if own_location {
+        respond::absolutize_location(ctx, conf, &mut resp);
+    }
+    respond::add_headers(ctx, conf, &mut resp);
+    ctx.status = resp.status().as_u16();
+    resp
+}
+
+/// Helpers for the unit tests of the edge modules: a Plan from config text and a request on it.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::{Instant, SystemTime};
+
+    use http::{HeaderMap, Method, Version};
+
+    use crate::plan::{CompileOptions, Plan};
+    use crate::runtime::ctx::{ConnInfo, RequestCtx};
+
+    /// Compile `http` (the contents of `http {}`); panics with nginx's message on a bad config.
+    pub fn plan(http: &str) -> Arc<Plan> {
+        let parsed = crate::plan::mini::parse(http, "t.conf");
+        match crate::plan::compile(&parsed, &CompileOptions::default()) {
+            Ok((p, _)) => Arc::new(p),
+            Err(e) => panic!("test config: {e}"),
+        }
+    }
+
+    /// A GET for `uri?args` on the first server of `plan`, from 127.0.0.1.
+    pub fn ctx(plan: &Arc<Plan>, uri: &str, args: &str, headers: HeaderMap) -> RequestCtx {
+        let remote: SocketAddr = ([127, 0, 0, 1], 40000).into();
+        let local: SocketAddr = ([127, 0, 0, 1], 8080).into();
+        let mut c = RequestCtx {
+            conn: Arc::new(ConnInfo {
+                remote,
+                local,
+                id: 1,
+                transport: Default::default(),
+            }),
+            conn_requests: 1,
+            start: Instant::now(),
+            start_wall: SystemTime::now(),
+            method: Method::GET,
+            version: Version::HTTP_11,
+            request_uri: uri.to_string(),
+            absolute_target: None,
+            uri: uri.to_string(),
+            args: args.to_string(),
+            headers,
+            host: "example.com".into(),
+            server: plan.http.servers[0].clone(),
+            captures: None,
+            slots: vec![None; plan.http.slots.len()],
+            proxy_host: Arc::from(""),
+            proxy_port: 0,
+            upstream_tries: Vec::new(),
+            status: 0,
+            body_bytes_sent: 0,
+            bytes_sent: 0,
+            response_headers: None,
+            loc_conf: None,
+            edge: Default::default(),
+        };
+        c.edge.attach(plan);
+        c
+    }
 }

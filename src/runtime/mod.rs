@@ -26,24 +26,33 @@
 //! # Modules
 //! [`server`] (accept loop, hyper connection), [`request`] (head checks, server + location choice),
 //! [`router`], [`ctx`] (variables), [`proxy`] (upstream request, retries, response), [`reqbody`],
-//! [`errors`] (pages and error-log lines), [`upstream`] (balancers and pools), [`edge`] (PROXY
-//! protocol, TLS handshake, HTTP/2 choice before hyper), [`tls`] (rustls configurations from the
-//! Plan), [`proxy_protocol`].
+//! [`errors`] (pages and error-log lines), [`upstream`] (balancers and pools).
+//! The phases around the content handler (issue 6) are [`edge`]: [`realip`], [`rewrite`],
+//! [`access`], [`map`] (lazy `map` variables), [`redirect`] (`proxy_redirect`), [`respond`] (`return`, `Location`, `add_header`).
+//! Before HTTP (issue 8): [`transport`] (PROXY protocol, TLS handshake, HTTP/2 choice, tunnels),
+//! [`tls`] (rustls configurations from the Plan), [`proxy_protocol`].
 
+pub mod access;
 pub mod body;
 pub mod ctx;
 pub mod edge;
 pub mod errors;
 pub mod finish;
 pub mod log;
+pub mod map;
 pub mod proxy;
 pub mod proxy_protocol;
+pub mod realip;
+pub mod redirect;
 pub mod reqbody;
 pub mod request;
+pub mod respond;
+pub mod rewrite;
 pub mod router;
 pub mod server;
 pub mod status;
 pub mod tls;
+pub mod transport;
 pub mod upstream;
 
 use std::fmt;

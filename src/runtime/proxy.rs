@@ -66,6 +66,8 @@ struct Target {
 enum Failure {
     Error,
     Timeout,
+    /// The upstream's response head did not parse (`proxy_next_upstream invalid_header`).
+    InvalidHeader,
 }
 
 /// Proxy the request. `head` is the client request head (already checked), `incoming` its body.
@@ -75,7 +77,7 @@ pub async fn proxy(
     conf: &ProxyConf,
     loc: Option<&Location>,
     head: &http::request::Parts,
-    incoming: Incoming,
+    incoming: Option<Incoming>,
 ) -> Response<Body> {
     let tokens = ctx.server.conf.server_tokens;
     let target = match resolve_target(ctx, live, conf, loc) {
@@ -91,7 +93,9 @@ pub async fn proxy(
     // An HTTP/2 request body may come without Content-Length: DATA frames until END_STREAM.
     let h2_unsized = head.version == Version::HTTP_2
         && !ctx.headers.contains_key(header::CONTENT_LENGTH)
-        && !hyper::body::Body::is_end_stream(&incoming);
+        && incoming
+            .as_ref()
+            .is_some_and(|b| !hyper::body::Body::is_end_stream(b));
     let has_body = (ctx.headers.contains_key(header::TRANSFER_ENCODING)
         || ctx.headers.contains_key(header::CONTENT_LENGTH)
         || h2_unsized)
@@ -99,15 +103,18 @@ pub async fn proxy(
     // nginx buffers anyway when it must send a length it does not know (chunked to HTTP/1.0).
     let chunked = ctx.headers.contains_key(header::TRANSFER_ENCODING) || h2_unsized;
     let buffer = conf.request_buffering || (chunked && conf.http_version == HttpVersion::Http10);
-    let mut req_body = if let Some(t) = &conf.set_body {
-        // `proxy_set_body`: the rendered value replaces the client's body.
-        drop(incoming);
-        ReqBody::Buffered(Buffered::Memory(Bytes::from(ctx.render(t))))
-    } else if !has_body {
-        drop(incoming);
-        ReqBody::None
-    } else if buffer {
-        match reqbody::read_all(
+    // `None`: the body was already discarded (an error_page redirect fetches its page without it).
+    let mut req_body = match incoming {
+        _ if conf.set_body.is_some() => {
+            // `proxy_set_body`: the rendered value replaces the client's body.
+            let t = conf
+                .set_body
+                .as_ref()
+                .map(|t| ctx.render(t))
+                .unwrap_or_default();
+            ReqBody::Buffered(Buffered::Memory(Bytes::from(t)))
+        }
+        Some(incoming) if has_body && buffer => match reqbody::read_all(
             incoming,
             limits.max_body_size,
             limits.body_buffer_size,
@@ -117,13 +124,13 @@ pub async fn proxy(
         {
             Ok(b) => ReqBody::Buffered(b),
             Err(e) => return body_error(ctx, e, tokens),
-        }
-    } else {
-        ReqBody::Streaming(Some(reqbody::streaming(
+        },
+        Some(incoming) if has_body => ReqBody::Streaming(Some(reqbody::streaming(
             incoming,
             limits.max_body_size,
             limits.body_timeout,
-        )))
+        ))),
+        _ => ReqBody::None,
     };
 
     // Built once; an attempt takes it, a retry (rare) renders it again.
@@ -247,7 +254,12 @@ pub async fn proxy(
                 }
                 Err(SendError::Failed(e)) => {
                     sent_body = true;
-                    outcome = Err((Failure::Error, read_message(&e), true));
+                    let class = if e.is_parse() {
+                        Failure::InvalidHeader
+                    } else {
+                        Failure::Error
+                    };
+                    outcome = Err((class, read_message(&e), true));
                     break;
                 }
                 Err(SendError::Timeout) => {
@@ -313,6 +325,7 @@ pub async fn proxy(
                 let allowed = match failure {
                     Failure::Error => conf.next_upstream.error,
                     Failure::Timeout => conf.next_upstream.timeout,
+                    Failure::InvalidHeader => conf.next_upstream.invalid_header,
                 };
                 let non_idempotent_block = (request_sent || sent_body)
                     && !idempotent
@@ -385,7 +398,7 @@ fn switch_protocols(
         let mut c = hyper_util::rt::TokioIo::new(c);
         let mut u = hyper_util::rt::TokioIo::new(u);
         // proxy_read_timeout applies to an idle tunnel, as nginx's.
-        let _ = super::edge::tunnel(&mut c, &mut u, idle).await;
+        let _ = super::transport::tunnel(&mut c, &mut u, idle).await;
     });
     let (mut parts, _) = resp.into_parts();
     let h = &mut parts.headers;
@@ -477,7 +490,12 @@ fn body_error(ctx: &mut RequestCtx, e: ReadError, tokens: plan::ServerTokens) ->
     };
     errors::log_error(ctx, &msg, None);
     ctx.status = code;
-    errors::response(code, tokens, true, head)
+    let mut resp = errors::response(code, tokens, true, head);
+    if code == 408 {
+        // nginx answers a body timeout by closing the connection, with nothing sent.
+        resp.extensions_mut().insert(super::request::CloseSilently);
+    }
+    resp
 }
 
 /// nginx's words for a connect failure and its failure class.
@@ -497,6 +515,11 @@ fn read_message(e: &hyper::Error) -> String {
         return "upstream prematurely closed connection while reading response header from upstream".into();
     }
     if e.is_parse() {
+        // hyper's text names the part that failed; nginx words the status line and headers apart.
+        let text = e.to_string();
+        if text.contains("version") || text.contains("status") {
+            return "upstream sent no valid HTTP/1.0 header while reading response header from upstream".into();
+        }
         return "upstream sent invalid header while reading response header from upstream".into();
     }
     let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<io::Error>());

@@ -114,7 +114,7 @@ pub async fn accept_loop(
                 let timeout = default_limits(&current, &addr).header_timeout;
                 let mut stop = shutdown.clone();
                 tokio::select! {
-                    e = super::edge::accept(stream, &addr, &current, timeout) => e,
+                    e = super::transport::accept(stream, &addr, &current, timeout) => e,
                     // A graceful stop does not wait for handshakes in progress.
                     _ = stop.changed() => None,
                 }
@@ -126,7 +126,7 @@ pub async fn accept_loop(
                         remote,
                         local,
                         id: CONNECTION_SERIAL.fetch_add(1, Ordering::Relaxed),
-                        edge,
+                        transport: edge,
                     }),
                     listen: addr,
                     requests: AtomicU64::new(0),
@@ -140,7 +140,7 @@ pub async fn accept_loop(
 }
 
 async fn serve_connection(
-    stream: super::edge::ClientIo,
+    stream: super::transport::ClientIo,
     state: Arc<ConnState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -148,8 +148,8 @@ async fn serve_connection(
         let live = state.live.load();
         default_limits(&live, &state.listen)
     };
-    if state.info.edge.h2 != super::edge::H2::No {
-        return super::edge::serve_h2(stream, state, shutdown, limits).await;
+    if state.info.transport.h2 != super::transport::H2::No {
+        return super::transport::serve_h2(stream, state, shutdown, limits).await;
     }
     let mut builder = hyper::server::conn::http1::Builder::new();
     let header_timeout = match limits.keepalive_timeout {
