@@ -705,6 +705,25 @@ async fn curl_over_tls_and_http2() {
     }
 }
 
+#[tokio::test]
+async fn http_to_https_redirect_the_nginx_way() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let http = format!(
+        "server {{ listen 127.0.0.1:{port}; server_name _; return 301 https://$host$request_uri; }}"
+    );
+    let _rs = start_rs(dir.path(), &http).await;
+    let mut s = TcpStream::connect(rs_addr(port)).await.expect("connect");
+    let r = get_over(&mut s, "shop.test", "/cart?id=7").await;
+    assert!(r.starts_with("HTTP/1.1 301"), "{r}");
+    // Header names compared without case (hyper writes them in lower case).
+    assert!(
+        r.to_ascii_lowercase()
+            .contains("\r\nlocation: https://shop.test/cart?id=7\r\n"),
+        "{r}"
+    );
+}
+
 // ---------- HTTP/2 ----------
 
 type H2 = hyper::client::conn::http2::SendRequest<H2Body>;
@@ -1208,9 +1227,10 @@ async fn websocket_echo_through_the_proxy() {
     let ws = ws_backend().await;
     let port = free_port();
     let http = format!(
-        "server {{ listen 127.0.0.1:{port}; server_name _;
+        "map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+         server {{ listen 127.0.0.1:{port}; server_name _;
             location /ws {{ proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade;
-                proxy_set_header Connection \"upgrade\"; proxy_read_timeout 1s; proxy_pass http://{ws}; }}
+                proxy_set_header Connection $connection_upgrade; proxy_read_timeout 1s; proxy_pass http://{ws}; }}
             location /plain {{ proxy_pass http://{ws}; }} }}"
     );
     let _rs = start_rs(dir.path(), &http).await;
