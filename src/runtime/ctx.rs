@@ -31,7 +31,7 @@ pub struct ConnInfo {
     pub id: u64,
     /// TLS and PROXY protocol facts learnt before the first request (`$ssl_*`, `$scheme`,
     /// `$proxy_protocol_addr`).
-    pub transport: super::transport::Transport,
+    pub handshake: super::handshake::Edge,
 }
 
 /// One attempt at an upstream peer, for `$upstream_addr`, `$upstream_status`, `$upstream_response_time`.
@@ -182,12 +182,12 @@ impl RequestCtx {
                 }
                 let _ = write!(out, "{}", self.conn.remote.ip());
             }
-            Var::Scheme => match self.conn.transport.tls {
+            Var::Scheme => match self.conn.handshake.tls {
                 Some(_) => out.extend_from_slice(b"https"),
                 None => out.extend_from_slice(b"http"),
             },
             Var::Https => {
-                if self.conn.transport.tls.is_some() {
+                if self.conn.handshake.tls.is_some() {
                     out.extend_from_slice(b"on")
                 }
             }
@@ -289,7 +289,7 @@ impl RequestCtx {
                 }
             }
             Var::SslProtocol | Var::SslCipher | Var::SslServerName => {
-                if let Some(t) = &self.conn.transport.tls {
+                if let Some(t) = &self.conn.handshake.tls {
                     match v {
                         Var::SslProtocol => out.extend_from_slice(t.protocol.as_bytes()),
                         Var::SslCipher => out.extend_from_slice(t.cipher.as_bytes()),
@@ -302,7 +302,7 @@ impl RequestCtx {
                 }
             }
             Var::ProxyProtocolAddr | Var::ProxyProtocolPort => {
-                if let Some(src) = self.conn.transport.proxy_protocol.and_then(|h| h.source) {
+                if let Some(src) = self.conn.handshake.proxy_protocol.and_then(|h| h.source) {
                     if matches!(v, Var::ProxyProtocolAddr) {
                         let _ = write!(out, "{}", src.ip());
                     } else {

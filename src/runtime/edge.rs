@@ -306,12 +306,12 @@ impl Run<'_> {
         }
         self.realip_done = true;
         let peer = ctx.conn.remote;
-        // `real_ip_header proxy_protocol`: the address comes from the PROXY header (transport).
+        // `real_ip_header proxy_protocol`: the address comes from the PROXY header (handshake).
         let addr = match conf.header {
             crate::plan::RealIpHeader::ProxyProtocol => super::proxy_protocol::real_ip(
                 conf,
                 peer.ip(),
-                ctx.conn.transport.proxy_protocol.as_ref(),
+                ctx.conn.handshake.proxy_protocol.as_ref(),
             ),
             _ => realip::real_addr(conf, peer, &ctx.headers),
         };
@@ -321,7 +321,7 @@ impl Run<'_> {
                 remote: addr,
                 local: ctx.conn.local,
                 id: ctx.conn.id,
-                transport: ctx.conn.transport.clone(),
+                handshake: ctx.conn.handshake.clone(),
             });
             ctx.edge.clear_maps();
         }
@@ -434,7 +434,7 @@ pub(crate) mod testing {
                 remote,
                 local,
                 id: 1,
-                transport: Default::default(),
+                handshake: Default::default(),
             }),
             conn_requests: 1,
             start: Instant::now(),

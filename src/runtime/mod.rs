@@ -29,8 +29,8 @@
 //! [`errors`] (pages and error-log lines), [`upstream`] (balancers and pools).
 //! The phases around the content handler (issue 6) are [`edge`]: [`realip`], [`rewrite`],
 //! [`access`], [`map`] (lazy `map` variables), [`redirect`] (`proxy_redirect`), [`respond`] (`return`, `Location`, `add_header`).
-//! Before HTTP (issue 8): [`transport`] (PROXY protocol, TLS handshake, HTTP/2 choice, tunnels),
-//! [`tls`] (rustls configurations from the Plan), [`proxy_protocol`].
+//! Before HTTP: [`handshake`] (PROXY protocol, TLS handshake, HTTP/2 choice), [`tls`] (rustls
+//! configurations from the Plan), [`proxy_protocol`].
 
 pub mod access;
 pub mod body;
@@ -38,6 +38,7 @@ pub mod ctx;
 pub mod edge;
 pub mod errors;
 pub mod finish;
+pub mod handshake;
 pub mod log;
 pub mod map;
 pub mod proxy;
@@ -52,7 +53,6 @@ pub mod router;
 pub mod server;
 pub mod status;
 pub mod tls;
-pub mod transport;
 pub mod upstream;
 
 use std::fmt;

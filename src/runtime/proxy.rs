@@ -301,11 +301,7 @@ pub async fn proxy(
             Err((failure, msg, request_sent)) => {
                 let upstream_url = format!(
                     "{}://{}{}",
-                    if upstream_tls.is_some() {
-                        "https"
-                    } else {
-                        "http"
-                    },
+                    if upstream_tls.is_some() { "https" } else { "http" },
                     peer_addr,
                     target.uri
                 );
@@ -398,7 +394,7 @@ fn switch_protocols(
         let mut c = hyper_util::rt::TokioIo::new(c);
         let mut u = hyper_util::rt::TokioIo::new(u);
         // proxy_read_timeout applies to an idle tunnel, as nginx's.
-        let _ = super::transport::tunnel(&mut c, &mut u, idle).await;
+        let _ = super::handshake::tunnel(&mut c, &mut u, idle).await;
     });
     let (mut parts, _) = resp.into_parts();
     let h = &mut parts.headers;

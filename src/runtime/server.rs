@@ -107,14 +107,14 @@ pub async fn accept_loop(
         let live = live.clone();
         let addr = addr.clone();
         tokio::spawn(async move {
-            // PROXY protocol header and TLS handshake first (edge.rs), bounded by
+            // PROXY protocol header and TLS handshake first (handshake.rs), bounded by
             // client_header_timeout as nginx's handshake.
             let edge = {
                 let current = live.load_full();
                 let timeout = default_limits(&current, &addr).header_timeout;
                 let mut stop = shutdown.clone();
                 tokio::select! {
-                    e = super::transport::accept(stream, &addr, &current, timeout) => e,
+                    e = super::handshake::accept(stream, &addr, &current, timeout) => e,
                     // A graceful stop does not wait for handshakes in progress.
                     _ = stop.changed() => None,
                 }
@@ -126,7 +126,7 @@ pub async fn accept_loop(
                         remote,
                         local,
                         id: CONNECTION_SERIAL.fetch_add(1, Ordering::Relaxed),
-                        transport: edge,
+                        handshake: edge,
                     }),
                     listen: addr,
                     requests: AtomicU64::new(0),
@@ -140,7 +140,7 @@ pub async fn accept_loop(
 }
 
 async fn serve_connection(
-    stream: super::transport::ClientIo,
+    stream: super::handshake::ClientIo,
     state: Arc<ConnState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -148,8 +148,8 @@ async fn serve_connection(
         let live = state.live.load();
         default_limits(&live, &state.listen)
     };
-    if state.info.transport.h2 != super::transport::H2::No {
-        return super::transport::serve_h2(stream, state, shutdown, limits).await;
+    if state.info.handshake.h2 != super::handshake::H2::No {
+        return super::handshake::serve_h2(stream, state, shutdown, limits).await;
     }
     let mut builder = hyper::server::conn::http1::Builder::new();
     let header_timeout = match limits.keepalive_timeout {

@@ -3,7 +3,7 @@
 //! by SNI, and the choice between HTTP/1.1 and HTTP/2 (ALPN `h2`, or h2c on a plain
 //! `listen ... http2` address).
 //!
-//! [`accept`] turns an accepted TCP stream into a [`ClientIo`] and a [`Transport`] (what was learnt on
+//! [`accept`] turns an accepted TCP stream into a [`ClientIo`] and an [`Edge`] (what was learnt on
 //! the way, for `$ssl_*`, `$proxy_protocol_addr`, `$scheme`). `server.rs` hands the result to hyper.
 //! The listen options and certificates come from the `Live` current at accept time, so a reload
 //! swaps certificates for new handshakes while established connections keep theirs.
@@ -24,7 +24,7 @@ use crate::plan::{ListenAddr, ListenOpts};
 
 /// Learnt before the first request; kept in [`super::ctx::ConnInfo`].
 #[derive(Clone, Debug, Default)]
-pub struct Transport {
+pub struct Edge {
     pub tls: Option<Arc<TlsInfo>>,
     pub proxy_protocol: Option<ProxyHeader>,
     /// Serve HTTP/2: ALPN chose `h2`, or a plain `listen ... http2` address (h2c, with HTTP/1.1
@@ -188,10 +188,10 @@ pub async fn accept(
     addr: &ListenAddr,
     live: &Live,
     handshake_timeout: Duration,
-) -> Option<(ClientIo, Transport)> {
+) -> Option<(ClientIo, Edge)> {
     let opts = listen_opts(live, addr);
     let mut stream = stream;
-    let mut edge = Transport::default();
+    let mut edge = Edge::default();
     let mut prefix = Vec::new();
     if opts.proxy_protocol {
         match proxy_protocol::read_header(&mut stream, handshake_timeout).await {
@@ -325,7 +325,7 @@ pub(crate) async fn serve_h2(
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto;
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    if state.info.transport.h2 == H2::Only {
+    if state.info.handshake.h2 == H2::Only {
         builder = builder.http2_only();
     }
     let (num, size) = limits.large_header_buffers;
