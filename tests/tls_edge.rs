@@ -521,7 +521,17 @@ fn bad_certificate_fails_dash_t_naming_the_file() {
             dir.path().display()
         )),
     ];
-    for (cert, key, want) in cases {
+    let other = ecdsa_cert(&["t.test"]);
+    write_cert(dir.path(), "other", &other);
+    let mismatch = (
+        "good.crt",
+        "other.key",
+        format!(
+            "nginx-rs: [emerg] SSL_CTX_use_PrivateKey(\"{d}/other.key\") failed (key values mismatch with \"{d}/good.crt\")",
+            d = dir.path().display()
+        ),
+    );
+    for (cert, key, want) in cases.into_iter().chain([mismatch]) {
         let conf = dir.path().join("t.conf");
         std::fs::write(
             &conf,
@@ -693,6 +703,25 @@ async fn curl_over_tls_and_http2() {
         assert!(lower.contains("\nx-scheme: https\r\n"), "{text}");
         assert!(lower.contains("\nx-sni: c.test\r\n"), "{text}");
     }
+}
+
+#[tokio::test]
+async fn http_to_https_redirect_the_nginx_way() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let http = format!(
+        "server {{ listen 127.0.0.1:{port}; server_name _; return 301 https://$host$request_uri; }}"
+    );
+    let _rs = start_rs(dir.path(), &http).await;
+    let mut s = TcpStream::connect(rs_addr(port)).await.expect("connect");
+    let r = get_over(&mut s, "shop.test", "/cart?id=7").await;
+    assert!(r.starts_with("HTTP/1.1 301"), "{r}");
+    // Header names compared without case (hyper writes them in lower case).
+    assert!(
+        r.to_ascii_lowercase()
+            .contains("\r\nlocation: https://shop.test/cart?id=7\r\n"),
+        "{r}"
+    );
 }
 
 // ---------- HTTP/2 ----------
@@ -948,6 +977,39 @@ async fn http2_header_rules_match_http1() {
     );
 }
 
+#[tokio::test]
+async fn h2c_prior_knowledge_and_http1_on_one_plain_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = Backend::spawn("echo", Behaviour::Echo).await;
+    let port = free_port();
+    let http = format!(
+        "server {{ listen 127.0.0.1:{port} http2; server_name _;
+            location / {{ proxy_set_header Host $host; proxy_set_header X-Scheme $scheme; proxy_pass http://{}; }} }}",
+        echo.addr
+    );
+    let _rs = start_rs(dir.path(), &http).await;
+    let tcp = TcpStream::connect(rs_addr(port)).await.expect("connect");
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("h2c handshake");
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri("http://h2c.test/prior")
+        .body(body_of(vec![]))
+        .expect("request");
+    let (st, body) = h2_send(&mut send, req).await;
+    let text = String::from_utf8_lossy(&body).to_ascii_lowercase();
+    assert_eq!(st, 200);
+    assert!(text.contains("\r\nhost: h2c.test\r\n"), "{text}");
+    assert!(text.contains("\r\nx-scheme: http\r\n"), "{text}");
+    let mut s = TcpStream::connect(rs_addr(port)).await.expect("connect");
+    let r = get_over(&mut s, "h1.test", "/h1").await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+}
+
 // ---------- upstream TLS ----------
 
 /// A TLS backend that answers with the SNI it received.
@@ -1165,9 +1227,10 @@ async fn websocket_echo_through_the_proxy() {
     let ws = ws_backend().await;
     let port = free_port();
     let http = format!(
-        "server {{ listen 127.0.0.1:{port}; server_name _;
+        "map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+         server {{ listen 127.0.0.1:{port}; server_name _;
             location /ws {{ proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade;
-                proxy_set_header Connection \"upgrade\"; proxy_read_timeout 1s; proxy_pass http://{ws}; }}
+                proxy_set_header Connection $connection_upgrade; proxy_read_timeout 1s; proxy_pass http://{ws}; }}
             location /plain {{ proxy_pass http://{ws}; }} }}"
     );
     let _rs = start_rs(dir.path(), &http).await;
@@ -1271,12 +1334,16 @@ async fn proxy_protocol_v1_v2_and_malformed() {
     let c = ecdsa_cert(&["pp.test"]);
     write_cert(dir.path(), "pp", &c);
     let be = Backend::spawn("app", Behaviour::Echo).await;
-    let (port, tls_port) = (free_port(), free_port());
+    let (port, tls_port, rip_port) = (free_port(), free_port(), free_port());
     let http = format!(
         "server {{ listen 127.0.0.1:{port} proxy_protocol; server_name _;
             location / {{ proxy_set_header X-PP $proxy_protocol_addr:$proxy_protocol_port; proxy_set_header X-RA $remote_addr; proxy_pass http://{0}; }} }}
          server {{ listen 127.0.0.1:{tls_port} ssl proxy_protocol; server_name pp.test; ssl_certificate pp.crt; ssl_certificate_key pp.key;
-            location / {{ proxy_set_header X-PP $proxy_protocol_addr; {VARS} proxy_pass http://{0}; }} }}",
+            location / {{ proxy_set_header X-PP $proxy_protocol_addr; {VARS} proxy_pass http://{0}; }} }}
+         server {{ listen 127.0.0.1:{rip_port} proxy_protocol; server_name _;
+            set_real_ip_from 127.0.0.0/8; real_ip_header proxy_protocol;
+            location / {{ proxy_set_header X-RA $remote_addr; proxy_set_header X-Real $realip_remote_addr;
+                proxy_set_header X-Fwd $proxy_add_x_forwarded_for; proxy_pass http://{0}; }} }}",
         be.addr
     );
     let _rs = start_rs(dir.path(), &http).await;
@@ -1335,6 +1402,18 @@ async fn proxy_protocol_v1_v2_and_malformed() {
         );
     }
     assert_eq!(be.requests().len(), before, "nothing forwarded");
+
+    // real_ip_header proxy_protocol from a trusted address: $remote_addr is the PROXY source.
+    let mut s = TcpStream::connect(rs_addr(rip_port))
+        .await
+        .expect("connect");
+    s.write_all(b"PROXY TCP4 203.0.113.9 10.0.0.1 7777 80\r\n")
+        .await
+        .expect("pp");
+    let r = get_over(&mut s, "x", "/rip").await;
+    assert_eq!(echoed(&r, "x-ra").as_deref(), Some("203.0.113.9"), "{r}");
+    assert_eq!(echoed(&r, "x-real").as_deref(), Some("127.0.0.1"), "{r}");
+    assert_eq!(echoed(&r, "x-fwd").as_deref(), Some("203.0.113.9"), "{r}");
 
     // PROXY header, then TLS on the same connection.
     let mut tcp = TcpStream::connect(rs_addr(tls_port))

@@ -306,7 +306,16 @@ impl Run<'_> {
         }
         self.realip_done = true;
         let peer = ctx.conn.remote;
-        if let Some(addr) = realip::real_addr(conf, peer, &ctx.headers) {
+        // `real_ip_header proxy_protocol`: the address comes from the PROXY header (handshake).
+        let addr = match conf.header {
+            crate::plan::RealIpHeader::ProxyProtocol => super::proxy_protocol::real_ip(
+                conf,
+                peer.ip(),
+                ctx.conn.handshake.proxy_protocol.as_ref(),
+            ),
+            _ => realip::real_addr(conf, peer, &ctx.headers),
+        };
+        if let Some(addr) = addr {
             ctx.edge.realip_remote = Some(peer);
             ctx.conn = Arc::new(ConnInfo {
                 remote: addr,

@@ -299,7 +299,12 @@ pub async fn proxy(
                 return client_response(ctx, resp, conf, tokens);
             }
             Err((failure, msg, request_sent)) => {
-                let upstream_url = format!("http://{}{}", peer_addr, target.uri);
+                let upstream_url = format!(
+                    "{}://{}{}",
+                    if upstream_tls.is_some() { "https" } else { "http" },
+                    peer_addr,
+                    target.uri
+                );
                 errors::log_error(ctx, &msg, Some(&upstream_url));
                 peer.failure();
                 let status = if failure == Failure::Timeout {

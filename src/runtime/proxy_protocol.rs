@@ -252,7 +252,7 @@ mod tests {
     #[test]
     fn v1_tcp4_tcp6_unknown() {
         let (h, n) = done(b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\nGET /");
-        assert_eq!(n, 44);
+        assert_eq!(n, 45);
         assert_eq!(h.source, Some("192.0.2.1:56324".parse().unwrap()));
         assert_eq!(h.destination, Some("198.51.100.2:443".parse().unwrap()));
         let (h, _) = done(b"PROXY TCP6 2001:db8::1 2001:db8::2 1 2\r\n");

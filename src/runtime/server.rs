@@ -107,12 +107,17 @@ pub async fn accept_loop(
         let live = live.clone();
         let addr = addr.clone();
         tokio::spawn(async move {
-            // PROXY protocol header and TLS handshake first (edge.rs), bounded by
+            // PROXY protocol header and TLS handshake first (handshake.rs), bounded by
             // client_header_timeout as nginx's handshake.
             let edge = {
-                let current = live.load();
+                let current = live.load_full();
                 let timeout = default_limits(&current, &addr).header_timeout;
-                super::handshake::accept(stream, &addr, &current, timeout).await
+                let mut stop = shutdown.clone();
+                tokio::select! {
+                    e = super::handshake::accept(stream, &addr, &current, timeout) => e,
+                    // A graceful stop does not wait for handshakes in progress.
+                    _ = stop.changed() => None,
+                }
             };
             if let Some((io, edge)) = edge {
                 let state = Arc::new(ConnState {
