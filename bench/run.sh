@@ -5,9 +5,12 @@
 #   VARIANT=walkthrough bench/run.sh  # the walkthrough's default.conf (names and port rewritten)
 #   VARIANT=accesslog bench/run.sh    # keepalive with access_log in the combined format
 #   VARIANT=body1m bench/run.sh       # keepalive, 1 MiB responses
+#   VARIANT=slow10ms bench/run.sh     # keepalive, backends take 10 ms (examples/backend.rs)
+#   VARIANT=idle bench/run.sh         # memory per idle keepalive client connection (IDLE_N=10000)
 #   AA=1 bench/run.sh                 # nginx against nginx: the noise floor
 #   DURATION=5 PAIRS=1 CONNS="1 64" bench/run.sh
 #   NGINX_RS=target/debug/nginx-rs bench/run.sh   # skip the release build
+#   BACKEND_EXAMPLE=target/debug/examples/backend VARIANT=slow10ms ...   # same for the backend
 #
 # Three backends: one nginx with three listen ports and `return 200` (cheap, never the
 # bottleneck). Proxies: nginx (`worker_processes 1`) as A, nginx-rs (`worker_processes 1`) as B,
@@ -19,8 +22,7 @@
 # nginx-rs: peak RSS, VmHWM). Then per connection count the B/A ratios with median and spread
 # over the pairs. Output: bench/results/<timestamp>/{runs.tsv,table.md}.
 #
-# Not yet: the 10 ms backend and 10k idle connections variants of issue 7, 2-worker scaling,
-# the PNG chart.
+# Not yet: 2-worker scaling, the PNG chart.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +36,14 @@ LOAD_CPU=${LOAD_CPU:-1}
 BASE_PORT=${BASE_PORT:-18000}
 NGINX=${NGINX:-/usr/sbin/nginx}
 
+IDLE_N=${IDLE_N:-10000}
+WORKER_CONNECTIONS=4096
+RLIMIT=""
+if [ "$VARIANT" = idle ]; then
+    WORKER_CONNECTIONS=$((IDLE_N + 1024))
+    RLIMIT="worker_rlimit_nofile $((2 * WORKER_CONNECTIONS));"
+    ulimit -n $((IDLE_N + 1024)) 2>/dev/null || echo "warning: cannot raise ulimit -n to $((IDLE_N + 1024))" >&2
+fi
 PROXY_PORT=$((BASE_PORT + 80))
 B1=$((BASE_PORT + 1)) B2=$((BASE_PORT + 2)) B3=$((BASE_PORT + 3))
 OUT=bench/results/$(date -u +%Y%m%dT%H%M%SZ)
@@ -78,9 +88,10 @@ daemon off;
 master_process on;
 worker_processes 1;
 pid $dir/nginx.pid;
+$RLIMIT
 error_log $dir/error.log warn;
 events {
-    worker_connections 4096;
+    worker_connections $WORKER_CONNECTIONS;
 }
 http {
     access_log off;
@@ -95,7 +106,7 @@ proxy_http() {
     local dir=$1 log=""
     [ "$VARIANT" = accesslog ] && log="access_log $dir/access.log combined;"
     case "$VARIANT" in
-    keepalive | accesslog | body1m)
+    keepalive | accesslog | body1m | slow10ms | idle)
         cat <<CONF
     upstream backends {
         server 127.0.0.1:$B1;
@@ -122,7 +133,7 @@ CONF
             -e "s/listen 80;/listen 127.0.0.1:$PROXY_PORT;/" fixtures/walkthrough/default.conf
         ;;
     *)
-        echo "unknown VARIANT $VARIANT (keepalive, walkthrough, accesslog, body1m)" >&2
+        echo "unknown VARIANT $VARIANT (keepalive, walkthrough, accesslog, body1m, slow10ms, idle)" >&2
         exit 1
         ;;
     esac
@@ -177,8 +188,20 @@ main_conf "$WORK/backends" "    server {
         location / { return 200 \"Hello from backend\n\"; }
         location = /big.bin { root $WORK/backends/html; }
     }" nginx >"$WORK/backends/nginx.conf"
-taskset -c "$LOAD_CPU" "$NGINX" -e stderr -p "$WORK/backends" -c "$WORK/backends/nginx.conf" &
-pids+=("$!")
+if [ "$VARIANT" = slow10ms ]; then
+    # nginx cannot wait 10 ms before answering; the walkthrough's example backend can.
+    if [ -z "${BACKEND_EXAMPLE:-}" ]; then
+        cargo build --release --quiet --example backend
+        BACKEND_EXAMPLE=target/release/examples/backend
+    fi
+    for p in $B1 $B2 $B3; do
+        BACKEND_DELAY_MS=10 taskset -c "$LOAD_CPU" "$BACKEND_EXAMPLE" "$p" "b$p" 2>/dev/null &
+        pids+=("$!")
+    done
+else
+    taskset -c "$LOAD_CPU" "$NGINX" -e stderr -p "$WORK/backends" -c "$WORK/backends/nginx.conf" &
+    pids+=("$!")
+fi
 for p in $B1 $B2 $B3; do wait_port "$p" || { echo "backends did not start" >&2; exit 1; }; done
 
 # --- proxies ---
@@ -225,6 +248,76 @@ run_one() {
         "$rps" "$p50" "$p99" "$errors" "$cpu" "$mem" >>"$OUT/runs.tsv"
     echo "  $label $flavor c=$conns pair=$pair: $rps req/s, p99 ${p99} ms, cpu ${cpu} s, mem ${mem} KiB, errors $errors"
 }
+
+# Memory per idle keepalive connection: proxy PSS before and after IDLE_N clients that each made
+# one request and stay connected (examples/idle_clients.rs). Appends to idle.tsv.
+run_idle() {
+    local flavor=$1 label=$2 pair=$3 dir="$WORK/idle-$2-$3" bin pid before after ready
+    mkdir -p "$dir"
+    main_conf "$dir" "$(proxy_http "$dir")" "$flavor" >"$dir/nginx.conf"
+    if [ "$flavor" = nginx ]; then bin=("$NGINX" -e stderr); else bin=("$NGINX_RS"); fi
+    taskset -c "$PROXY_CPU" "${bin[@]}" -p "$dir" -c "$dir/nginx.conf" 2>"$dir/stderr" &
+    pid=$!
+    if ! wait_port "$PROXY_PORT"; then
+        echo "  $label ($flavor) did not serve: $(head -c 300 "$dir/stderr")" >&2
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        return 0
+    fi
+    # One request first, so lazily allocated per-process state is in "before".
+    curl -s -o /dev/null "http://127.0.0.1:$PROXY_PORT/" || true
+    before=$(mem_kib "$pid" pss)
+    taskset -c "$LOAD_CPU" "$IDLE_CLIENTS" "127.0.0.1:$PROXY_PORT" "$IDLE_N" >"$dir/idle.out" &
+    local idle_pid=$!
+    for _ in $(seq 600); do
+        grep -q '^ready' "$dir/idle.out" 2>/dev/null && break
+        sleep 0.1
+    done
+    ready=$(cat "$dir/idle.out")
+    after=$(mem_kib "$pid" pss)
+    kill "$idle_pid" 2>/dev/null || true
+    wait "$idle_pid" 2>/dev/null || true
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    local held=${ready#ready } per
+    held=${held%% *}
+    per=$(awk -v a="$after" -v b="$before" -v n="${held:-0}" 'BEGIN { if (n > 0) printf "%.0f", (a - b) * 1024 / n; else print "NA" }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$flavor" "$pair" "${held:-0}" "$before" "$after" "$per" >>"$OUT/idle.tsv"
+    echo "  $label $flavor pair=$pair: ${held:-0} idle connections, PSS $before -> $after KiB, $per bytes/connection"
+}
+
+if [ "$VARIANT" = idle ]; then
+    if [ -z "${IDLE_CLIENTS:-}" ]; then
+        cargo build --release --quiet --example idle_clients
+        IDLE_CLIENTS=target/release/examples/idle_clients
+    fi
+    printf 'label\tproxy\tpair\tconnections\tpss_before_kib\tpss_after_kib\tbytes_per_conn\n' >"$OUT/idle.tsv"
+    echo "variant=idle connections=$IDLE_N pairs=$PAIRS A=nginx B=$B_NAME"
+    for pair in $(seq "$PAIRS"); do
+        run_idle nginx A "$pair"
+        run_idle "$B_NAME" B "$pair"
+    done
+    awk -F'\t' -v b="$B_NAME" -v n="$IDLE_N" '
+    NR == 1 { next }
+    $7 != "NA" { v[$1] = v[$1] " " $7; if ($1 == "A") a[$3] = $7; else bb[$3] = $7 }
+    function median(list,   x, k, i, j, t) {
+        k = split(list, x, " "); if (k == 0) return "NA";
+        for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (x[j] + 0 < x[i] + 0) { t = x[i]; x[i] = x[j]; x[j] = t }
+        return (k % 2) ? x[(k + 1) / 2] : (x[k / 2] + x[k / 2 + 1]) / 2;
+    }
+    END {
+        r = ""; for (p in a) if ((p in bb) && a[p] > 0) r = r " " bb[p] / a[p];
+        printf "%d idle keepalive connections; A = nginx, B = %s; PSS growth per connection.\n\n", n, b;
+        print "| A bytes/conn | B bytes/conn | B/A (median) |";
+        print "|---|---|---|";
+        printf "| %s | %s | %s |\n", median(v["A"]), median(v["B"]), (r == "" ? "NA" : sprintf("%.2f", median(r)));
+    }' "$OUT/idle.tsv" >"$OUT/table.md"
+    echo
+    cat "$OUT/table.md"
+    echo
+    echo "runs: $OUT/idle.tsv, table: $OUT/table.md"
+    exit 0
+fi
 
 printf 'label\tproxy\tconns\tpair\trps\tp50_ms\tp99_ms\terrors\tcpu_s\tmem_kib\n' >"$OUT/runs.tsv"
 echo "variant=$VARIANT duration=${DURATION}s pairs=$PAIRS conns=[$CONNS] A=nginx B=$B_NAME proxy cpu $PROXY_CPU, load cpu $LOAD_CPU"

@@ -3,7 +3,8 @@
 //! `cargo run --example backend -- 5001 one` answers `GET /` with
 //! `Hello from Flask server one (port 5001)`, like `python3 app.py 5001 one`. Other paths get a
 //! 404 page shaped like Flask's. Listens on 127.0.0.1 unless a third argument names another
-//! address (`cargo run --example backend -- 5001 one 0.0.0.0`).
+//! address (`cargo run --example backend -- 5001 one 0.0.0.0`). `BACKEND_DELAY_MS=10` makes every
+//! answer wait that long first (the benchmark's slow-backend variant).
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -94,6 +95,16 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    let delay = match std::env::var("BACKEND_DELAY_MS") {
+        Ok(ms) => match ms.parse() {
+            Ok(ms) => std::time::Duration::from_millis(ms),
+            Err(_) => {
+                eprintln!("backend: invalid BACKEND_DELAY_MS \"{ms}\"");
+                std::process::exit(2);
+            }
+        },
+        Err(_) => std::time::Duration::ZERO,
+    };
     let greeting = Bytes::from(format!(
         "Hello from Flask server {} (port {})",
         args.server_id, args.port
@@ -113,7 +124,12 @@ async fn main() {
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
                 let resp = respond(&req, &greeting);
-                async move { Ok::<_, Infallible>(resp) }
+                async move {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    Ok::<_, Infallible>(resp)
+                }
             });
             // A client that goes away mid-request is not an error worth reporting.
             let _ = http1::Builder::new()

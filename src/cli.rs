@@ -156,6 +156,8 @@ fn usage_error(e: &clap::Error) -> String {
 #[derive(Clone, Debug)]
 pub struct Paths {
     pub prefix: PathBuf,
+    /// `-e`: replaces the default error log (an `error_log` in the main context still wins).
+    pub error_log: Option<String>,
     pub conf_file: PathBuf,
     pub conf_prefix: PathBuf,
 }
@@ -179,6 +181,7 @@ fn paths(flags: &Flags) -> anyhow::Result<Paths> {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| prefix.clone());
     Ok(Paths {
+        error_log: flags.error_log.clone(),
         prefix,
         conf_file,
         conf_prefix,
@@ -292,6 +295,7 @@ pub fn load(paths: &Paths, global: Option<&str>) -> Result<Loaded, Box<Failed>> 
         prefix: paths.prefix.clone(),
         conf_prefix: paths.conf_prefix.clone(),
         default_listen_port: if is_root() { 80 } else { 8000 },
+        superuser: is_root(),
         resolver: Arc::new(SystemResolver),
         ..Default::default()
     };
@@ -307,17 +311,29 @@ pub fn load(paths: &Paths, global: Option<&str>) -> Result<Loaded, Box<Failed>> 
         }
         opts.global = gp.directives;
     }
-    match plan::compile(&parsed, &opts) {
-        Ok((plan, warnings)) => Ok(Loaded {
-            plan,
+    // Certificates are loaded as nginx loads them while reading the configuration: a bad one fails
+    // `-t`, start and reload alike (`cannot load certificate "..."`).
+    let compiled = match plan::compile_collecting(&parsed, &opts) {
+        (Ok(plan), warnings) => match crate::runtime::tls::TlsSet::load(&plan) {
+            Ok(_) => (Ok(plan), warnings),
+            Err(e) => (Err(e), warnings),
+        },
+        other => other,
+    };
+    match compiled {
+        (Ok(mut plan), warnings) => Ok(Loaded {
+            plan: {
+                apply_error_log_flag(&mut plan, paths);
+                plan
+            },
             warnings,
             parsed,
         }),
-        Err(error) => {
+        (Err(error), warnings) => {
             let syntax_ok = plan::is_after_syntax(&error);
             Err(Box::new(Failed {
                 error,
-                warnings: Vec::new(),
+                warnings,
                 parsed,
                 syntax_ok,
             }))
@@ -325,8 +341,26 @@ pub fn load(paths: &Paths, global: Option<&str>) -> Result<Loaded, Box<Failed>> 
     }
 }
 
+/// `-e FILE|stderr` replaces the built-in default error log, as nginx's `-e` does.
+fn apply_error_log_flag(plan: &mut Plan, paths: &Paths) {
+    let Some(e) = &paths.error_log else { return };
+    if plan.main.error_logs.iter().any(|l| l.span.is_some()) {
+        return;
+    }
+    let path = match e.as_str() {
+        "stderr" => None,
+        p if Path::new(p).is_absolute() => Some(PathBuf::from(p)),
+        p => Some(paths.prefix.join(p)),
+    };
+    plan.main.error_logs = vec![crate::plan::ErrorLog {
+        path,
+        level: crate::conf::Level::Error,
+        span: None,
+    }];
+}
+
 fn is_root() -> bool {
-    // SAFETY-free: geteuid has no preconditions and cannot fail.
+    // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
 
@@ -342,6 +376,19 @@ impl plan::Resolve for SystemResolver {
             .collect();
         v.dedup();
         Ok(v)
+    }
+
+    fn user_exists(&self, name: &str) -> Option<bool> {
+        let c = std::ffi::CString::new(name).ok()?;
+        // SAFETY: `c` is a valid NUL-terminated string; the returned pointer is only tested for
+        // NULL, never dereferenced.
+        Some(!unsafe { libc::getpwnam(c.as_ptr()) }.is_null())
+    }
+
+    fn group_exists(&self, name: &str) -> Option<bool> {
+        let c = std::ffi::CString::new(name).ok()?;
+        // SAFETY: as above, with getgrnam.
+        Some(!unsafe { libc::getgrnam(c.as_ptr()) }.is_null())
     }
 }
 
@@ -419,7 +466,7 @@ Options:
     );
 }
 
-/// `-s`: process control owns signalling; the pid path comes from the configuration.
+/// `-s`: reads the pid file named by the configuration and signals it (process control's job).
 fn send_signal(paths: &Paths, flags: &Flags, sig: &str) -> anyhow::Result<i32> {
     let pid = match load(paths, flags.global.as_deref()) {
         Ok(l) => l.plan.main.pid,
@@ -428,14 +475,27 @@ fn send_signal(paths: &Paths, flags: &Flags, sig: &str) -> anyhow::Result<i32> {
             return Ok(1);
         }
     };
-    let _ = (pid, sig);
-    eprintln!("{NAME}: [emerg] sending signals (-s {sig}) is not wired yet: process control has not landed");
-    Ok(1)
+    let Some(signal) = crate::control::Signal::parse(sig) else {
+        eprintln!("{NAME}: invalid option: \"-s {sig}\"");
+        return Ok(1);
+    };
+    match crate::control::send_signal(&pid, signal) {
+        Ok(_) => Ok(0),
+        Err(e) => {
+            eprintln!("{NAME}: {e}");
+            Ok(1)
+        }
+    }
 }
 
-/// Serving is the runtime's; the lead wires `runtime::run` here once it lands.
+/// Serve in the foreground: pid file, SIGHUP reload, SIGUSR1 reopen, SIGQUIT graceful and
+/// SIGTERM/SIGINT fast stop (`control::daemon`).
 fn serve(plan: Plan, paths: &Paths, flags: &Flags) -> anyhow::Result<i32> {
-    let _ = (plan, paths, &flags.error_log);
-    eprintln!("{NAME}: [emerg] serving is not wired yet: the runtime has not landed (use -t to test the configuration)");
-    Ok(1)
+    // Reload (SIGHUP) reads the files again with the same prefix and `-g` directives.
+    let (paths, global) = (paths.clone(), flags.global.clone());
+    Ok(crate::control::daemon::run(plan, move || {
+        load(&paths, global.as_deref())
+            .map(|l| l.plan)
+            .map_err(|f| f.error)
+    }))
 }

@@ -345,3 +345,117 @@ async fn websocket_upgrade_is_tunnelled_when_configured() {
     assert!(sent.to_ascii_lowercase().contains("upgrade: websocket\r\n"));
     p.stop().await;
 }
+
+#[tokio::test]
+async fn hide_pass_headers_method_body_overrides() {
+    let b = Backend::spawn(
+        "b",
+        Behaviour::Headers(vec![
+            ("Server".into(), "gunicorn".into()),
+            ("X-App".into(), "secret".into()),
+            ("X-Accel-Other".into(), "kept".into()),
+        ]),
+    )
+    .await;
+    let echo = Backend::spawn("e", Behaviour::Echo).await;
+    let up = upstream("backend", &[b.addr]);
+    let up2 = upstream("echo", &[echo.addr]);
+    let mut conf = proxy_conf(&up, None);
+    conf.pass_headers = vec![http::header::SERVER];
+    conf.hide_headers = vec![http::HeaderName::from_static("x-app")];
+    let mut conf2 = proxy_conf(&up2, None);
+    conf2.pass_request_headers = false;
+    conf2.set_body = Some(tpl(&["uri=", "$uri"]));
+    conf2.method = Some(tpl(&["PUT"]));
+    let s = server(
+        vec![],
+        vec![
+            loc(prefix("/"), Some(conf), vec![]),
+            loc(prefix("/echo/"), Some(conf2), vec![]),
+        ],
+    );
+    let p = Proxy::start(plan(vec![s], 0, vec![up, up2])).await;
+    let r = get(p.addr, "h", "/").await;
+    assert_eq!(r.header("server"), Some("gunicorn"));
+    assert!(r.header("x-app").is_none());
+    assert_eq!(
+        r.header("x-accel-other"),
+        Some("kept"),
+        "only nginx's five X-Accel-* are hidden"
+    );
+    let r = raw(
+        p.addr,
+        b"GET /echo/x HTTP/1.1\r\nHost: h\r\nX-Client: 1\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("response");
+    let t = r.text();
+    assert!(t.starts_with("PUT /echo/x HTTP/1.0\r\n"), "{t}");
+    assert!(!t.to_ascii_lowercase().contains("x-client"));
+    assert!(t.ends_with("\r\n\r\nuri=/echo/x"));
+    assert!(t.to_ascii_lowercase().contains("content-length: 11\r\n"));
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn request_done_hook_sees_final_values_for_the_access_log() {
+    use nginx_rs::runtime::log::{combined, render_line};
+    use std::sync::Mutex;
+    let b = Backend::spawn("b", Behaviour::Echo).await;
+    let dead = Backend::dead_addr().await;
+    let up = upstream("backend", &[dead, b.addr]);
+    let s = server(
+        vec![],
+        vec![loc(prefix("/"), Some(proxy_conf(&up, None)), vec![])],
+    );
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = lines.clone();
+    let fmt = combined();
+    let p = Proxy::start_live(plan(vec![s], 0, vec![up]), move |l| {
+        l.with_request_done(Arc::new(move |ctx| {
+            let mut extra = Vec::new();
+            let t = Template {
+                segments: vec![
+                    Segment::Var(Var::Status),
+                    Segment::Literal(" ".into()),
+                    Segment::Var(Var::BodyBytesSent),
+                    Segment::Literal(" ".into()),
+                    Segment::Var(Var::UpstreamAddr),
+                    Segment::Literal(" ".into()),
+                    Segment::Var(Var::UpstreamStatus),
+                ],
+            };
+            ctx.render_into(&t, &mut extra);
+            let line = String::from_utf8_lossy(&render_line(&fmt, ctx)).into_owned();
+            sink.lock()
+                .expect("lock")
+                .push(format!("{}|{line}", String::from_utf8_lossy(&extra)));
+        }))
+    })
+    .await;
+    let r = raw(
+        p.addr,
+        b"GET /x?y HTTP/1.1\r\nHost: h\r\nUser-Agent: ua/1\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("response");
+    assert_eq!(r.status, 200);
+    let n = r.body.len();
+    // The hook runs when the body is done; give the connection task a moment to finish.
+    for _ in 0..50 {
+        if !lines.lock().expect("lock").is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let got = lines.lock().expect("lock").clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let (extra, line) = got[0].split_once('|').expect("sep");
+    assert_eq!(extra, format!("200 {n} {dead}, {} 502, 200", b.addr));
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+    assert!(
+        line.contains(&format!("\"GET /x?y HTTP/1.1\" 200 {n} \"-\" \"ua/1\"")),
+        "{line}"
+    );
+    p.stop().await;
+}

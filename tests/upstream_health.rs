@@ -404,3 +404,17 @@ async fn resolve_servers_follow_address_changes() {
     assert_eq!(g.peer_addrs(), want);
     task.abort();
 }
+
+#[test]
+fn more_than_64_peers_are_each_tried_once_per_request() {
+    let g = Group::new(upstream(Balance::RoundRobin, (0..100).map(fake).collect()));
+    let mut tried = Tried::new();
+    let mut seen = std::collections::HashSet::new();
+    while let Ok(p) = g.select(SelectKey::None, &mut tried) {
+        assert!(
+            seen.insert(port(p.addr())),
+            "peer chosen twice in one request"
+        );
+    }
+    assert_eq!(seen.len(), 100);
+}

@@ -15,6 +15,7 @@ struct Backend {
     down: bool,
     /// Nothing listens on its port: connections are refused.
     dead: bool,
+    backup: bool,
 }
 
 fn b(weight: u32) -> Backend {
@@ -22,6 +23,14 @@ fn b(weight: u32) -> Backend {
         weight,
         down: false,
         dead: false,
+        backup: false,
+    }
+}
+
+fn backup(weight: u32) -> Backend {
+    Backend {
+        backup: true,
+        ..b(weight)
     }
 }
 
@@ -69,13 +78,15 @@ fn compare_with(
     for (port, be) in back.iter().zip(backends) {
         let addr: SocketAddr = ([127, 0, 0, 1], *port).into();
         block += &format!(
-            " server {addr} weight={} max_fails={max_fails}{};\n",
+            " server {addr} weight={} max_fails={max_fails}{}{};\n",
             be.weight,
-            if be.down { " down" } else { "" }
+            if be.down { " down" } else { "" },
+            if be.backup { " backup" } else { "" }
         );
         servers.push(UpstreamServer {
             weight: be.weight,
             down: be.down,
+            backup: be.backup,
             max_fails,
             ..server(&addr.to_string(), &[addr])
         });
@@ -304,4 +315,15 @@ fn hash_failover_matches_nginx() {
         2,
         &plain(30),
     );
+}
+
+#[test]
+fn backup_servers_take_over_like_nginx() {
+    // Both primaries refuse: every request ends on the backups, in nginx's weighted order.
+    let backends = [dead(1), backup(3), dead(2), backup(1)];
+    compare_with("", Balance::RoundRobin, &backends, 1, &plain(20));
+    compare_with("least_conn;", Balance::LeastConn, &backends, 1, &plain(20));
+    // One primary left: backups unused.
+    let backends = [dead(1), backup(3), b(2)];
+    compare_with("", Balance::RoundRobin, &backends, 1, &plain(10));
 }

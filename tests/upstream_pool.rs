@@ -366,3 +366,28 @@ async fn unix_socket_peers_work_and_missing_ones_name_the_path() {
         )
     );
 }
+
+#[tokio::test]
+async fn idle_connections_are_closed_when_keepalive_timeout_expires() {
+    let be = backend("a", 0).await;
+    let up = upstream(
+        Balance::RoundRobin,
+        vec![server(&be.addr.to_string(), &[be.addr])],
+    );
+    let mut up = Arc::try_unwrap(up).expect("fresh Arc");
+    up.keepalive = Some(4);
+    up.keepalive_timeout = Duration::from_millis(100);
+    let g = Group::new(Arc::new(up));
+    assert_eq!(get(&g).await.as_deref(), Ok("a"));
+    assert_eq!(g.idle_connections(), 1);
+    // Nothing else touches the pool: only the sweeper can empty it.
+    let mut closed = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if g.idle_connections() == 0 {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "idle connection outlived keepalive_timeout");
+}

@@ -23,7 +23,10 @@ fn cmsg_space(n: usize) -> usize {
 /// Sends `payload` and `fds` as one message.
 pub fn send(sock: &UnixStream, payload: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     if fds.len() > MAX_FDS {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many descriptors",
+        ));
     }
     let len = u32::try_from(payload.len())
         .ok()
@@ -119,12 +122,18 @@ pub fn recv(sock: &UnixStream) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
     if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "descriptors truncated"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "descriptors truncated",
+        ));
     }
     (&*sock).read_exact(&mut head[got..])?;
     let len = u32::from_le_bytes(head) as usize;
     if len > MAX_PAYLOAD {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "payload too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "payload too large",
+        ));
     }
     let mut payload = vec![0u8; len];
     (&*sock).read_exact(&mut payload)?;

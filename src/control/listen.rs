@@ -145,7 +145,11 @@ mod tests {
     #[test]
     fn diff_keeps_adds_removes() {
         let old = [inet("127.0.0.1:1"), inet("127.0.0.1:2")];
-        let new = [inet("127.0.0.1:2"), inet("127.0.0.1:3"), inet("127.0.0.1:3")];
+        let new = [
+            inet("127.0.0.1:2"),
+            inet("127.0.0.1:3"),
+            inet("127.0.0.1:3"),
+        ];
         let d = diff(&old, &new);
         assert_eq!(d.keep, [inet("127.0.0.1:2")]);
         assert_eq!(d.add, [inet("127.0.0.1:3")]);
@@ -174,7 +178,11 @@ mod tests {
                 ListenAddr::Unix(_) => Err(io::ErrorKind::Unsupported.into()),
             })
             .expect_err("address in use");
-        assert!(err.to_string().contains("failed (98: Address already in use)"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("failed (98: Address already in use)"),
+            "{err}"
+        );
         assert_eq!(set.addrs(), [aa.clone(), ba.clone()]);
 
         // A free address: a is kept (same fd), b is handed back for closing, c added.

@@ -4,15 +4,19 @@
 //! # API
 //! - [`pid::PidFile::create`] after `runtime::bind` succeeded; keep the value alive until exit
 //!   (its `Drop` removes the file).
-//! - [`send::send_signal`]`(pid_path, Signal)` for `-s`; print errors as `nginx-rs: {err}`.
+//! - [`send::cli`]`(pid_path, Signal)` is the whole `-s` action (message + exit code);
+//!   [`send::send_signal`] the part without printing.
+//! - [`daemon::run`]`(plan, loader)` serves until stopped: the CLI's serve path.
 //! - [`signals::Signals::install`] then `.recv().await` for [`signals::Event`]s (HUP reload, USR1
 //!   reopen, QUIT graceful stop, TERM/INT fast stop).
 //! - [`reload::reload`] runs one reload against a [`reload::Host`] (implemented by the runtime):
 //!   compile, bind what is new, swap `Live`, close what was removed; on error log `[emerg]` and keep
 //!   everything as it was. [`listen::diff`] is the listen-set diff it uses.
 //! - [`fdpass`]: SCM_RIGHTS send/recv of bytes + file descriptors over a `UnixStream`.
-//! - [`supervisor`]: the privilege design (module doc) and the privileged side's request handling.
+//! - [`supervisor`]: the privilege design (module doc) and the [`supervisor::Bundle`] wire format
+//!   (not wired: nginx-rs does not drop privileges yet).
 
+pub mod daemon;
 pub mod fdpass;
 pub mod listen;
 pub mod pid;

@@ -52,10 +52,23 @@ impl Signal {
 /// Why a signal could not be sent.
 #[derive(Debug)]
 pub enum SendError {
-    Open { path: PathBuf, error: io::Error },
-    Read { path: PathBuf, error: io::Error },
-    InvalidPid { text: String, path: PathBuf },
-    Kill { pid: i32, signo: i32, error: io::Error },
+    Open {
+        path: PathBuf,
+        error: io::Error,
+    },
+    Read {
+        path: PathBuf,
+        error: io::Error,
+    },
+    InvalidPid {
+        text: String,
+        path: PathBuf,
+    },
+    Kill {
+        pid: i32,
+        signo: i32,
+        error: io::Error,
+    },
 }
 
 impl SendError {
@@ -122,7 +135,10 @@ pub fn read_pid(pid_path: &Path) -> Result<i32, SendError> {
     if buf.is_empty() || !buf.iter().all(u8::is_ascii_digit) {
         return Err(invalid());
     }
-    match std::str::from_utf8(&buf).ok().and_then(|s| s.parse::<i32>().ok()) {
+    match std::str::from_utf8(&buf)
+        .ok()
+        .and_then(|s| s.parse::<i32>().ok())
+    {
         Some(pid) if pid > 0 => Ok(pid),
         _ => Err(invalid()),
     }
@@ -146,5 +162,18 @@ pub fn kill(pid: i32, signo: i32) -> Result<(), SendError> {
             signo,
             error: io::Error::last_os_error(),
         })
+    }
+}
+
+/// The whole `-s NAME` action for the CLI: signal the process in `pid_path`, print nginx's message on
+/// failure (`nginx-rs: [error] open() "..." failed (2: No such file or directory)`), return the exit
+/// code (0 or 1).
+pub fn cli(pid_path: &Path, signal: Signal) -> i32 {
+    match send_signal(pid_path, signal) {
+        Ok(_) => 0,
+        Err(e) => {
+            eprintln!("nginx-rs: {e}");
+            1
+        }
     }
 }

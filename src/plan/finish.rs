@@ -226,22 +226,24 @@ impl<'w, 'a> Finisher<'w, 'a> {
 
     /// Duplicate prefix/exact locations among siblings (ngx_http_join_exact_locations).
     pub fn check_duplicates(&self, locs: &[RawLoc]) -> Res<()> {
-        for (i, a) in locs.iter().enumerate() {
-            for b in &locs[i + 1..] {
-                let same = match (&a.matcher, &b.matcher) {
-                    (LocMatch::Exact(x), LocMatch::Exact(y)) => x == y,
-                    (LocMatch::Prefix { path: x, .. }, LocMatch::Prefix { path: y, .. }) => x == y,
-                    (LocMatch::Named(x), LocMatch::Named(y)) => x == y,
-                    _ => false,
-                };
-                if same {
+        // (kind, name) → seen; a hash set keeps this linear for configs with 100k locations.
+        let mut seen: std::collections::HashSet<(u8, &str)> = std::collections::HashSet::new();
+        for l in locs {
+            let key = match &l.matcher {
+                LocMatch::Exact(x) => Some((0, x.as_str())),
+                LocMatch::Prefix { path, .. } => Some((1, path.as_str())),
+                LocMatch::Named(x) => Some((2, x.as_str())),
+                LocMatch::Regex(_) => None,
+            };
+            if let Some(k) = key {
+                if !seen.insert(k) {
                     return Err(ConfError::emerg(
-                        format!("duplicate location \"{}\"", b.name),
-                        &b.span,
+                        format!("duplicate location \"{}\"", l.name),
+                        &l.span,
                     ));
                 }
             }
-            self.check_duplicates(&a.children)?;
+            self.check_duplicates(&l.children)?;
         }
         Ok(())
     }
@@ -347,7 +349,10 @@ impl<'w, 'a> Finisher<'w, 'a> {
                     let inner = self.ops(ops, enclosing, server)?;
                     let conf = if lvl.touched {
                         // proxy_pass set in the enclosing location applies inside `if` too.
-                        let m = merge(lvl, enclosing);
+                        let mut m = merge(lvl, enclosing);
+                        if m.proxy_pass.is_none() {
+                            m.proxy_pass = enclosing.proxy_pass.clone();
+                        }
                         Some(Arc::new(self.loc_conf(&m, &[], server, true)?))
                     } else {
                         None
@@ -446,14 +451,19 @@ impl<'w, 'a> Finisher<'w, 'a> {
             ssl_server_name: m.proxy_ssl_server_name.unwrap_or(false),
             ssl_name: m.proxy_ssl_name.clone(),
             ssl_verify: m.proxy_ssl_verify.unwrap_or(false),
-            ssl_trusted_certificate: m.proxy_ssl_trusted_certificate.clone(),
+            // Relative to the conf prefix, as nginx's ngx_conf_full_name (like ssl_certificate).
+            ssl_trusted_certificate: m
+                .proxy_ssl_trusted_certificate
+                .as_ref()
+                .map(|p| self.abs_conf(p)),
             span: span.clone(),
         })
     }
 
     /// A location and its children, merged from `parent`.
     pub fn location(&mut self, l: &RawLoc, parent: &Lvl, server: usize) -> Res<Arc<Location>> {
-        let m = merge(&l.lvl, parent);
+        let empty = Lvl::default();
+        let m = merge(l.lvl.as_deref().unwrap_or(&empty), parent);
         let conf = Arc::new(self.loc_conf(&m, &l.ops, server, true)?);
         let mut children = Vec::new();
         for c in &l.children {
@@ -500,6 +510,8 @@ impl<'w, 'a> Finisher<'w, 'a> {
                 .unwrap_or_else(|| vec!["TLSv1.2".into(), "TLSv1.3".into()]),
             ciphers: m.ssl_ciphers.clone(),
             session_timeout: m.ssl_session_timeout.unwrap_or(Duration::from_secs(300)),
+            prefer_server_ciphers: m.ssl_prefer_server_ciphers.unwrap_or(false),
+            http2: m.http2.unwrap_or(false),
         })))
     }
 

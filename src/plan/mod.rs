@@ -49,13 +49,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::conf::parser::Parsed;
-use crate::conf::{ConfError, Directive, Origin};
+use crate::conf::{ConfError, Directive, Level};
 
 /// Name resolution for `upstream` servers and `proxy_pass` hosts, injected so that `plan` itself
 /// never does I/O: the CLI passes the system resolver, tests pass a fixed table.
 pub trait Resolve {
     /// All addresses of `host` (no port); `Err` with the OS message when the name does not resolve.
     fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String>;
+
+    /// Does the system know this user (for `user`)? `None` = cannot tell, so no check (tests).
+    fn user_exists(&self, _name: &str) -> Option<bool> {
+        None
+    }
+
+    /// Does the system know this group? `None` = cannot tell.
+    fn group_exists(&self, _name: &str) -> Option<bool> {
+        None
+    }
 }
 
 /// A resolver that knows only `localhost` (for tests and tools that must not touch the network).
@@ -89,6 +99,9 @@ pub struct CompileOptions {
     pub conf_prefix: PathBuf,
     /// Port of a `server` without `listen` (nginx: 80 as root, else 8000).
     pub default_listen_port: u16,
+    /// Running as root: `user` is checked against the system (`getpwnam("x") failed`); otherwise
+    /// nginx warns that it is ignored.
+    pub superuser: bool,
     /// Directives from `-g`, read in the main context before the file.
     pub global: Vec<Directive>,
     pub resolver: Arc<dyn Resolve + Send + Sync>,
@@ -111,6 +124,7 @@ impl Default for CompileOptions {
             prefix: PathBuf::from(crate::cli::DEFAULT_PREFIX),
             conf_prefix: PathBuf::from(crate::cli::DEFAULT_PREFIX).join("conf"),
             default_listen_port: 80,
+            superuser: false,
             global: Vec::new(),
             resolver: Arc::new(NoNetwork),
         }
@@ -130,15 +144,22 @@ pub fn is_fragment(top: &[Directive]) -> bool {
 const COMBINED: &str = "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"";
 
 /// Compiles a parsed configuration into a Plan; see the module docs for the order of checks.
+/// `Ok((plan, warnings))`, or the first error (warnings before it are dropped; use
+/// [`compile_collecting`] to keep them, as the CLI does).
 pub fn compile(
     parsed: &Parsed,
     opts: &CompileOptions,
 ) -> Result<(Plan, Vec<ConfError>), ConfError> {
-    let fragment = match opts.shape {
-        Shape::Auto => is_fragment(&parsed.directives),
-        Shape::Full => false,
-        Shape::Fragment => true,
-    };
+    let (result, warnings) = compile_collecting(parsed, opts);
+    result.map(|plan| (plan, warnings))
+}
+
+/// Like [`compile`], but returns the warnings emitted before an error too (nginx prints them
+/// ahead of the `[emerg]` line).
+pub fn compile_collecting(
+    parsed: &Parsed,
+    opts: &CompileOptions,
+) -> (Result<Plan, ConfError>, Vec<ConfError>) {
     let mut w = walk::Walker {
         opts,
         resolver: &*opts.resolver,
@@ -155,6 +176,20 @@ pub fn compile(
         cmdline: false,
         sources: &parsed.files,
     };
+    let result = compile_into(&mut w, parsed, opts);
+    (result, std::mem::take(&mut w.warnings))
+}
+
+fn compile_into(
+    w: &mut walk::Walker,
+    parsed: &Parsed,
+    opts: &CompileOptions,
+) -> Result<Plan, ConfError> {
+    let fragment = match opts.shape {
+        Shape::Auto => is_fragment(&parsed.directives),
+        Shape::Full => false,
+        Shape::Fragment => true,
+    };
     // Map outputs are known before the walk so any template may use them.
     let mut map_index = 0u32;
     let mut register = |dirs: &[Directive], w: &mut walk::Walker| {
@@ -167,10 +202,10 @@ pub fn compile(
         }
     };
     if fragment {
-        register(&parsed.directives, &mut w);
+        register(&parsed.directives, w);
     } else {
         for h in parsed.directives.iter().filter(|d| d.name == "http") {
-            register(h.block.as_deref().unwrap_or(&[]), &mut w);
+            register(h.block.as_deref().unwrap_or(&[]), w);
         }
     }
     let combined_tpl = w.vars.template(COMBINED).map_err(ConfError::nowhere)?;
@@ -197,12 +232,12 @@ pub fn compile(
     }
 
     // 2. Post-parse checks, in nginx's order.
-    let main = main_conf(&w, opts);
+    let main = main_conf(w, opts);
     let raw_servers = std::mem::take(&mut w.servers);
     let http_lvl = w.http.clone();
     let maps = std::mem::take(&mut w.maps);
     let log_formats = w.log_formats.clone();
-    let mut f = finish::Finisher::new(&mut w, combined);
+    let mut f = finish::Finisher::new(&mut *w, combined);
     let upstreams = f.upstreams()?;
     let mut servers = Vec::new();
     for (i, s) in raw_servers.iter().enumerate() {
@@ -223,7 +258,17 @@ pub fn compile(
         let tls = f.tls(s, &m)?;
         servers.push(Arc::new(Server {
             names: s.names.clone(),
-            listens: s.listens.clone(),
+            listens: s
+                .listens
+                .iter()
+                .map(|(a, o)| {
+                    // `http2 on` (nginx >= 1.25.1) enables HTTP/2 on the server's addresses, as
+                    // `listen ... http2` does.
+                    let mut o = o.clone();
+                    o.http2 |= m.http2 == Some(true);
+                    (a.clone(), o)
+                })
+                .collect(),
             locations,
             named,
             conf,
@@ -246,6 +291,7 @@ pub fn compile(
     if let Some(name) = w.vars.first_undefined() {
         return Err(ConfError::nowhere(format!("unknown \"{name}\" variable")));
     }
+    conflicting_names(&listens, &servers, &mut w.warnings);
     if !fragment && !w.main.events {
         return Err(ConfError::nowhere("no \"events\" section in configuration"));
     }
@@ -265,11 +311,7 @@ pub fn compile(
             .map(|f| PathBuf::from(&*f.path))
             .collect(),
     };
-    let mut warnings = std::mem::take(&mut w.warnings);
-    for e in &mut warnings {
-        if let Origin::At(_) = e.origin {}
-    }
-    Ok((plan, warnings))
+    Ok(plan)
 }
 
 fn main_conf(w: &walk::Walker, opts: &CompileOptions) -> MainConf {
@@ -307,6 +349,46 @@ fn main_conf(w: &walk::Walker, opts: &CompileOptions) -> MainConf {
         user: m.user.clone(),
         worker_rlimit_nofile: m.worker_rlimit_nofile,
         worker_shutdown_timeout: m.worker_shutdown_timeout.filter(|t| *t > Duration::ZERO),
+    }
+}
+
+/// nginx's `conflicting server name "x" on ADDR, ignored` warning: the same name on two servers
+/// of one address (the first one keeps it).
+fn conflicting_names(
+    groups: &[ListenGroup],
+    servers: &[Arc<Server>],
+    warnings: &mut Vec<ConfError>,
+) {
+    for g in groups {
+        let mut seen = std::collections::HashSet::new();
+        for s in g.servers.iter().filter_map(|i| servers.get(*i)) {
+            for n in &s.names {
+                let key = match n {
+                    ServerName::Exact(x) => format!("={x}"),
+                    ServerName::LeadingWildcard(x) => format!("*{x}"),
+                    ServerName::TrailingWildcard(x) => format!("{x}*"),
+                    ServerName::Regex(_) => continue,
+                };
+                if !seen.insert(key) {
+                    let shown = match n {
+                        ServerName::Exact(x) => x.clone(),
+                        ServerName::LeadingWildcard(x) if x.starts_with('.') => format!("*{x}"),
+                        ServerName::LeadingWildcard(x) => x.clone(),
+                        ServerName::TrailingWildcard(x) => format!("{x}*"),
+                        ServerName::Regex(_) => continue,
+                    };
+                    let addr = match &g.addr {
+                        ListenAddr::Inet(a) => a.to_string(),
+                        ListenAddr::Unix(p) => format!("unix:{}", p.display()),
+                    };
+                    let mut w = ConfError::nowhere(format!(
+                        "conflicting server name \"{shown}\" on {addr}, ignored"
+                    ));
+                    w.level = Level::Warn;
+                    warnings.push(w);
+                }
+            }
+        }
     }
 }
 

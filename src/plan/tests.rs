@@ -229,3 +229,86 @@ fn map_variables_resolve_to_map_index() {
         .unwrap();
     assert_eq!(p.set_headers[0].1.segments, vec![Segment::Var(Var::Map(0))]);
 }
+
+#[test]
+fn warnings_before_an_error_are_kept() {
+    let parsed = mini::parse(
+        "upstream u { server host.docker.internal:5001; } server { listne 80; }",
+        "t.conf",
+    );
+    let (result, warnings) = compile_collecting(&parsed, &opts());
+    assert!(result.is_err());
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(warnings[0].level, crate::conf::Level::Warn);
+}
+
+#[test]
+fn conflicting_server_names_warn_like_nginx() {
+    let (_, warnings) =
+        ok("server { listen 8080; server_name a; } server { listen 8080; server_name a b; }");
+    let text: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        text,
+        ["[warn] conflicting server name \"a\" on 0.0.0.0:8080, ignored"]
+    );
+}
+
+#[test]
+fn listen_groups_pick_the_default_server() {
+    let (plan, _) =
+        ok("server { listen 8080; } server { listen 8080 default_server; listen [::]:8080; }");
+    assert_eq!(plan.http.listens.len(), 2);
+    assert_eq!(plan.http.listens[0].servers, vec![0, 1]);
+    assert_eq!(plan.http.listens[0].default_server, 1);
+    assert_eq!(plan.http.listens[1].default_server, 1);
+}
+
+#[test]
+fn if_blocks_get_their_own_merged_conf() {
+    let (plan, _) = ok("server { location / { proxy_pass http://127.0.0.1:1; if ($arg_x) { add_header X 1; } if ($arg_y) { return 404; } } }");
+    let loc = &plan.http.servers[0].locations[0];
+    match &loc.conf.rewrites[..] {
+        [RewriteOp::If { conf: Some(c), .. }, RewriteOp::If {
+            conf: None, ops, ..
+        }] => {
+            assert!(
+                c.proxy.is_some(),
+                "proxy_pass of the location applies inside if"
+            );
+            assert_eq!(c.add_headers.len(), 1);
+            assert!(matches!(ops[..], [RewriteOp::Return { code: 404, .. }]));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn hints_for_misspelled_directives_and_parameters() {
+    let hint = |text: &str| {
+        let parsed = mini::parse(text, "t.conf");
+        compile(&parsed, &opts())
+            .err()
+            .map(|e| e.hints)
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        hint("server { listen 80 defaultserver; }"),
+        ["did you mean \"default_server\"?"]
+    );
+    assert_eq!(
+        hint("upstream u { server 127.0.0.1 wieght=2; }"),
+        ["did you mean \"weight\"?"]
+    );
+    assert_eq!(
+        hint("server { proxy_pas x; }"),
+        ["did you mean \"proxy_pass\"?"]
+    );
+    assert!(hint("server { zzzzzzzz 1; }").is_empty());
+}
+
+#[test]
+fn http2_directive_enables_h2_on_the_servers_addresses() {
+    let (plan, _) = ok("http2 on; server { listen 8443; } server { listen 8444; http2 off; }");
+    assert!(plan.http.listens[0].opts.http2);
+    assert!(!plan.http.listens[1].opts.http2);
+}

@@ -29,14 +29,16 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// nginx's `$connection`: a serial number per connection.
     pub id: u64,
+    /// TLS and PROXY protocol facts learnt before the first request (`$ssl_*`, `$scheme`,
+    /// `$proxy_protocol_addr`).
+    pub handshake: super::handshake::Edge,
 }
 
 /// One attempt at an upstream peer, for `$upstream_addr`, `$upstream_status`, `$upstream_response_time`.
 #[derive(Clone, Debug)]
 pub struct UpstreamTry {
-    pub addr: String,
-    /// `None` = no response (nginx logs `502`/`504` as the status it produced... we log `-`-free
-    /// values like nginx: the status the proxy gave for this try).
+    pub addr: crate::plan::PeerAddr,
+    /// The upstream's status, or the 502/504 this attempt ended in; `None` prints `-`.
     pub status: Option<u16>,
     pub response_time: f64,
 }
@@ -52,6 +54,9 @@ pub struct RequestCtx {
     pub version: Version,
     /// `$request_uri`: the request target as sent (path and query; for absolute-form, from the path).
     pub request_uri: String,
+    /// The absolute-form target as sent (`GET http://host/x HTTP/1.1`), for `$request`; `None` for
+    /// the usual origin form, where it equals `request_uri`.
+    pub absolute_target: Option<String>,
     /// `$uri`: decoded and normalised path.
     pub uri: String,
     /// `$args`: the raw query string, without `?`.
@@ -70,6 +75,11 @@ pub struct RequestCtx {
     pub body_bytes_sent: u64,
     pub bytes_sent: u64,
     pub response_headers: Option<HeaderMap>,
+    /// The configuration that served the request (the location's, else the server's): its
+    /// `access_log` list applies when the request is logged.
+    pub loc_conf: Option<Arc<crate::plan::LocConf>>,
+    /// Map cache and real-IP facts of the edge phases (`runtime::edge`).
+    pub edge: super::map::EdgeCtx,
 }
 
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
@@ -123,7 +133,7 @@ impl RequestCtx {
         format!(
             "{} {} {}",
             self.method.as_str(),
-            self.request_uri,
+            self.absolute_target.as_deref().unwrap_or(&self.request_uri),
             version_str(self.version)
         )
     }
@@ -148,8 +158,12 @@ impl RequestCtx {
                     out.extend_from_slice(v)
                 }
             }
-            Var::RemoteAddr | Var::RealipRemoteAddr => {
+            Var::RemoteAddr => {
                 let _ = write!(out, "{}", self.conn.remote.ip());
+            }
+            Var::RealipRemoteAddr => {
+                let peer = self.edge.realip_remote.unwrap_or(self.conn.remote);
+                let _ = write!(out, "{}", peer.ip());
             }
             Var::RemotePort => {
                 let _ = write!(out, "{}", self.conn.remote.port());
@@ -168,8 +182,15 @@ impl RequestCtx {
                 }
                 let _ = write!(out, "{}", self.conn.remote.ip());
             }
-            Var::Scheme => out.extend_from_slice(b"http"),
-            Var::Https => {}
+            Var::Scheme => match self.conn.handshake.tls {
+                Some(_) => out.extend_from_slice(b"https"),
+                None => out.extend_from_slice(b"http"),
+            },
+            Var::Https => {
+                if self.conn.handshake.tls.is_some() {
+                    out.extend_from_slice(b"on")
+                }
+            }
             Var::RequestUri => out.extend_from_slice(self.request_uri.as_bytes()),
             Var::Uri | Var::DocumentUri => out.extend_from_slice(self.uri.as_bytes()),
             Var::Args | Var::QueryString => out.extend_from_slice(self.args.as_bytes()),
@@ -235,9 +256,9 @@ impl RequestCtx {
             Var::ConnectionRequests => {
                 let _ = write!(out, "{}", self.conn_requests);
             }
-            Var::UpstreamAddr => {
-                self.upstream_list(out, |t, o| o.extend_from_slice(t.addr.as_bytes()))
-            }
+            Var::UpstreamAddr => self.upstream_list(out, |t, o| {
+                let _ = write!(o, "{}", t.addr);
+            }),
             Var::UpstreamStatus => self.upstream_list(out, |t, o| match t.status {
                 Some(s) => {
                     let _ = write!(o, "{s}");
@@ -267,20 +288,43 @@ impl RequestCtx {
                     out.extend_from_slice(b"close")
                 }
             }
-            Var::SslProtocol | Var::SslCipher | Var::SslServerName => {}
-            Var::ProxyProtocolAddr | Var::ProxyProtocolPort => {}
+            Var::SslProtocol | Var::SslCipher | Var::SslServerName => {
+                if let Some(t) = &self.conn.handshake.tls {
+                    match v {
+                        Var::SslProtocol => out.extend_from_slice(t.protocol.as_bytes()),
+                        Var::SslCipher => out.extend_from_slice(t.cipher.as_bytes()),
+                        _ => {
+                            if let Some(n) = &t.server_name {
+                                out.extend_from_slice(n.as_bytes())
+                            }
+                        }
+                    }
+                }
+            }
+            Var::ProxyProtocolAddr | Var::ProxyProtocolPort => {
+                if let Some(src) = self.conn.handshake.proxy_protocol.and_then(|h| h.source) {
+                    if matches!(v, Var::ProxyProtocolAddr) {
+                        let _ = write!(out, "{}", src.ip());
+                    } else {
+                        let _ = write!(out, "{}", src.port());
+                    }
+                }
+            }
             Var::Capture(n) => {
                 if let Some(s) = self.captures.as_ref().and_then(|c| c.get(*n as usize)) {
                     out.extend_from_slice(s.as_bytes())
                 }
             }
-            Var::Slot(i) => {
-                if let Some(Some(s)) = self.slots.get(*i as usize) {
-                    out.extend_from_slice(s.as_bytes())
+            Var::Slot(i) => match self.slots.get(*i as usize) {
+                Some(Some(s)) => out.extend_from_slice(s.as_bytes()),
+                // A named capture of a `map` regex evaluated earlier in this request.
+                _ => {
+                    if let Some(s) = self.edge.captured(*i) {
+                        out.extend_from_slice(s.as_bytes())
+                    }
                 }
-            }
-            // Maps are evaluated by the edge-directives work (issue 6); empty until then.
-            Var::Map(_) => {}
+            },
+            Var::Map(i) => super::map::map_into(self, *i, out),
         }
     }
 
@@ -432,4 +476,46 @@ pub fn time_iso8601(t: SystemTime) -> String {
         off / 3600,
         (off % 3600) / 60
     )
+}
+
+/// Values for the access log (`None` = nginx's "not found", written as `-`).
+impl crate::runtime::log::VarSource for RequestCtx {
+    fn var(&self, var: &Var) -> Option<std::borrow::Cow<'_, [u8]>> {
+        let found = match var {
+            Var::HttpHeader(n) => self.headers.contains_key(&**n),
+            Var::SentHttpHeader(n) | Var::UpstreamHttpHeader(n) => self
+                .response_headers
+                .as_ref()
+                .is_some_and(|h| h.contains_key(&**n)),
+            Var::Arg(n) => arg(&self.args, n).is_some(),
+            Var::Cookie(n) => cookie(&self.headers, n).is_some(),
+            Var::HttpReferer => self.headers.contains_key("referer"),
+            Var::HttpUserAgent => self.headers.contains_key("user-agent"),
+            Var::ContentType => self.headers.contains_key("content-type"),
+            Var::ContentLength => self.headers.contains_key("content-length"),
+            Var::UpstreamAddr
+            | Var::UpstreamStatus
+            | Var::UpstreamResponseTime
+            | Var::UpstreamConnectTime
+            | Var::UpstreamHeaderTime => !self.upstream_tries.is_empty(),
+            Var::RemoteUser
+            | Var::Https
+            | Var::SslProtocol
+            | Var::SslCipher
+            | Var::SslServerName => false,
+            Var::Capture(n) => self
+                .captures
+                .as_ref()
+                .and_then(|c| c.get(*n as usize))
+                .is_some(),
+            Var::Slot(i) => matches!(self.slots.get(*i as usize), Some(Some(_))),
+            _ => true,
+        };
+        if !found {
+            return None;
+        }
+        let mut out = Vec::new();
+        self.var_into(var, &mut out);
+        Some(std::borrow::Cow::Owned(out))
+    }
 }

@@ -66,6 +66,8 @@ struct Target {
 enum Failure {
     Error,
     Timeout,
+    /// The upstream's response head did not parse (`proxy_next_upstream invalid_header`).
+    InvalidHeader,
 }
 
 /// Proxy the request. `head` is the client request head (already checked), `incoming` its body.
@@ -75,7 +77,7 @@ pub async fn proxy(
     conf: &ProxyConf,
     loc: Option<&Location>,
     head: &http::request::Parts,
-    incoming: Incoming,
+    incoming: Option<Incoming>,
 ) -> Response<Body> {
     let tokens = ctx.server.conf.server_tokens;
     let target = match resolve_target(ctx, live, conf, loc) {
@@ -88,16 +90,31 @@ pub async fn proxy(
 
     let limits = &ctx.server.conf.client;
     let limits = loc.map(|l| &l.conf.client).unwrap_or(limits).clone();
-    let has_body = ctx.headers.contains_key(header::TRANSFER_ENCODING)
-        || ctx.headers.contains_key(header::CONTENT_LENGTH);
+    // An HTTP/2 request body may come without Content-Length: DATA frames until END_STREAM.
+    let h2_unsized = head.version == Version::HTTP_2
+        && !ctx.headers.contains_key(header::CONTENT_LENGTH)
+        && incoming
+            .as_ref()
+            .is_some_and(|b| !hyper::body::Body::is_end_stream(b));
+    let has_body = (ctx.headers.contains_key(header::TRANSFER_ENCODING)
+        || ctx.headers.contains_key(header::CONTENT_LENGTH)
+        || h2_unsized)
+        && conf.pass_request_body;
     // nginx buffers anyway when it must send a length it does not know (chunked to HTTP/1.0).
-    let chunked = ctx.headers.contains_key(header::TRANSFER_ENCODING);
+    let chunked = ctx.headers.contains_key(header::TRANSFER_ENCODING) || h2_unsized;
     let buffer = conf.request_buffering || (chunked && conf.http_version == HttpVersion::Http10);
-    let mut req_body = if !has_body {
-        drop(incoming);
-        ReqBody::None
-    } else if buffer {
-        match reqbody::read_all(
+    // `None`: the body was already discarded (an error_page redirect fetches its page without it).
+    let mut req_body = match incoming {
+        _ if conf.set_body.is_some() => {
+            // `proxy_set_body`: the rendered value replaces the client's body.
+            let t = conf
+                .set_body
+                .as_ref()
+                .map(|t| ctx.render(t))
+                .unwrap_or_default();
+            ReqBody::Buffered(Buffered::Memory(Bytes::from(t)))
+        }
+        Some(incoming) if has_body && buffer => match reqbody::read_all(
             incoming,
             limits.max_body_size,
             limits.body_buffer_size,
@@ -107,16 +124,17 @@ pub async fn proxy(
         {
             Ok(b) => ReqBody::Buffered(b),
             Err(e) => return body_error(ctx, e, tokens),
-        }
-    } else {
-        ReqBody::Streaming(Some(reqbody::streaming(
+        },
+        Some(incoming) if has_body => ReqBody::Streaming(Some(reqbody::streaming(
             incoming,
             limits.max_body_size,
             limits.body_timeout,
-        )))
+        ))),
+        _ => ReqBody::None,
     };
 
-    let headers = upstream_headers(ctx, conf, &req_body, chunked);
+    // Built once; an attempt takes it, a retry (rare) renders it again.
+    let mut headers = Some(upstream_headers(ctx, conf, &req_body, chunked));
     let version = match conf.http_version {
         HttpVersion::Http10 => Version::HTTP_10,
         HttpVersion::Http11 => Version::HTTP_11,
@@ -140,6 +158,13 @@ pub async fn proxy(
         }
         _ => SelectKey::None,
     };
+    let upstream_tls = match super::tls::upstream_tls(ctx, live, conf) {
+        Ok(t) => t,
+        Err(msg) => {
+            errors::log_error(ctx, &msg, None);
+            return errors::response(502, tokens, false, ctx.method == Method::HEAD);
+        }
+    };
     let mut tried = Tried::new();
     let mut attempts = 0u32;
     let mut last_failure: Option<Failure> = None;
@@ -154,7 +179,7 @@ pub async fn proxy(
             }
         };
         attempts += 1;
-        let peer_addr = peer.addr().to_string();
+        let peer_addr = peer.addr().clone();
         let started = Instant::now();
 
         // Connect; a pooled connection that turns out dead is replaced by a fresh one, and that does
@@ -162,7 +187,11 @@ pub async fn proxy(
         let outcome: Result<Response<ReleaseOnEnd>, (Failure, String, bool)>;
         let mut sent_body = false;
         loop {
-            let conn = match target.group.connect(&peer, conf.connect_timeout).await {
+            let conn = match target
+                .group
+                .connect_with(&peer, conf.connect_timeout, upstream_tls.as_ref())
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     let (f, msg) = connect_message(&e, peer.addr());
@@ -181,7 +210,11 @@ pub async fn proxy(
                 break;
             };
             let mut req = Request::new(body);
-            *req.method_mut() = head.method.clone();
+            *req.method_mut() = match &conf.method {
+                // `proxy_method`: rendered per request; an invalid token keeps the client's.
+                Some(t) => http::Method::from_bytes(&ctx.render(t)).unwrap_or(head.method.clone()),
+                None => head.method.clone(),
+            };
             *req.version_mut() = version;
             *req.uri_mut() = match target.uri.parse() {
                 Ok(u) => u,
@@ -190,7 +223,10 @@ pub async fn proxy(
                     break;
                 }
             };
-            *req.headers_mut() = headers.clone();
+            *req.headers_mut() = match headers.take() {
+                Some(h) => h,
+                None => upstream_headers(ctx, conf, &req_body, chunked),
+            };
             // Carries hyper's record of the client's header-name case, so names go up as sent.
             *req.extensions_mut() = head.extensions.clone();
             let result = send(conn, req, conf.read_timeout, &target.group).await;
@@ -218,7 +254,12 @@ pub async fn proxy(
                 }
                 Err(SendError::Failed(e)) => {
                     sent_body = true;
-                    outcome = Err((Failure::Error, read_message(&e), true));
+                    let class = if e.is_parse() {
+                        Failure::InvalidHeader
+                    } else {
+                        Failure::Error
+                    };
+                    outcome = Err((class, read_message(&e), true));
                     break;
                 }
                 Err(SendError::Timeout) => {
@@ -253,9 +294,9 @@ pub async fn proxy(
                 }
                 peer.success();
                 if status == 101 {
-                    return switch_protocols(ctx, resp, head, tokens);
+                    return switch_protocols(ctx, resp, head, tokens, conf.read_timeout);
                 }
-                return client_response(ctx, resp, tokens);
+                return client_response(ctx, resp, conf, tokens);
             }
             Err((failure, msg, request_sent)) => {
                 let upstream_url = format!("http://{}{}", peer_addr, target.uri);
@@ -275,6 +316,7 @@ pub async fn proxy(
                 let allowed = match failure {
                     Failure::Error => conf.next_upstream.error,
                     Failure::Timeout => conf.next_upstream.timeout,
+                    Failure::InvalidHeader => conf.next_upstream.invalid_header,
                 };
                 let non_idempotent_block = (request_sent || sent_body)
                     && !idempotent
@@ -334,6 +376,7 @@ fn switch_protocols(
     mut resp: Response<ReleaseOnEnd>,
     head: &http::request::Parts,
     tokens: plan::ServerTokens,
+    idle: std::time::Duration,
 ) -> Response<Body> {
     let Some(client_up) = head.extensions.get::<hyper::upgrade::OnUpgrade>().cloned() else {
         return failure_response(ctx, Some(Failure::Error), tokens);
@@ -345,7 +388,8 @@ fn switch_protocols(
         };
         let mut c = hyper_util::rt::TokioIo::new(c);
         let mut u = hyper_util::rt::TokioIo::new(u);
-        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+        // proxy_read_timeout applies to an idle tunnel, as nginx's.
+        let _ = super::handshake::tunnel(&mut c, &mut u, idle).await;
     });
     let (mut parts, _) = resp.into_parts();
     let h = &mut parts.headers;
@@ -361,34 +405,50 @@ fn switch_protocols(
 fn client_response(
     ctx: &mut RequestCtx,
     resp: Response<ReleaseOnEnd>,
+    conf: &ProxyConf,
     tokens: plan::ServerTokens,
 ) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     let body = body.boxed_unsync();
     let h = &mut parts.headers;
-    for name in [
-        header::DATE,
-        header::SERVER,
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("x-pad"),
-    ] {
-        h.remove(&name);
+    // Hop-by-hop: hyper frames the client response itself.
+    for name in HOP_BY_HOP.iter() {
+        h.remove(name);
     }
-    let accel: Vec<HeaderName> = h
-        .keys()
-        .filter(|k| k.as_str().starts_with("x-accel-"))
-        .cloned()
-        .collect();
-    for k in accel {
-        h.remove(&k);
+    // nginx's `ngx_http_proxy_hide_headers`, minus `proxy_pass_header`, plus `proxy_hide_header`.
+    for name in HIDDEN {
+        if !conf.pass_headers.iter().any(|p| p == name) {
+            h.remove(name);
+        }
     }
-    h.insert(header::SERVER, errors::server_header(tokens));
+    for name in &conf.hide_headers {
+        h.remove(name);
+    }
+    if !h.contains_key(header::SERVER) {
+        h.insert(header::SERVER, errors::server_header(tokens));
+    }
     ctx.status = parts.status.as_u16();
     Response::from_parts(parts, body)
 }
+
+/// Response headers nginx never passes from the upstream (`proxy_pass_header` can pass them).
+const HIDDEN: [&str; 8] = [
+    "date",
+    "server",
+    "x-pad",
+    "x-accel-expires",
+    "x-accel-redirect",
+    "x-accel-limit-rate",
+    "x-accel-buffering",
+    "x-accel-charset",
+];
+
+const HOP_BY_HOP: [HeaderName; 4] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
 
 fn failure_response(
     ctx: &mut RequestCtx,
@@ -421,7 +481,12 @@ fn body_error(ctx: &mut RequestCtx, e: ReadError, tokens: plan::ServerTokens) ->
     };
     errors::log_error(ctx, &msg, None);
     ctx.status = code;
-    errors::response(code, tokens, true, head)
+    let mut resp = errors::response(code, tokens, true, head);
+    if code == 408 {
+        // nginx answers a body timeout by closing the connection, with nothing sent.
+        resp.extensions_mut().insert(super::request::CloseSilently);
+    }
+    resp
 }
 
 /// nginx's words for a connect failure and its failure class.
@@ -441,6 +506,11 @@ fn read_message(e: &hyper::Error) -> String {
         return "upstream prematurely closed connection while reading response header from upstream".into();
     }
     if e.is_parse() {
+        // hyper's text names the part that failed; nginx words the status line and headers apart.
+        let text = e.to_string();
+        if text.contains("version") || text.contains("status") {
+            return "upstream sent no valid HTTP/1.0 header while reading response header from upstream".into();
+        }
         return "upstream sent invalid header while reading response header from upstream".into();
     }
     let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<io::Error>());
@@ -614,6 +684,9 @@ fn upstream_headers(
             }
         }
         ReqBody::None => {}
+    }
+    if !conf.pass_request_headers {
+        return h;
     }
     for (name, value) in ctx.headers.iter() {
         if NOT_FORWARDED.contains(name) || configured(name) {

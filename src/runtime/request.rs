@@ -5,7 +5,6 @@
 //! What hyper's parser rejects before we see the request, and with which status, is documented in
 //! `server.rs`; the checks here cover the rest of nginx's `ngx_http_process_request_header`.
 
-use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -17,7 +16,6 @@ use hyper::body::Incoming;
 use super::body::Body;
 use super::ctx::RequestCtx;
 use super::errors;
-use super::proxy;
 use super::router::{self, validate_host};
 use super::server::ConnState;
 use super::Live;
@@ -27,11 +25,11 @@ use crate::plan::{ClientLimits, ServerTokens};
 pub async fn handle(
     req: Request<Incoming>,
     conn: Arc<ConnState>,
-) -> Result<Response<Body>, Infallible> {
+) -> Result<Response<Body>, CloseSilently> {
     let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let live = conn.live.load_full();
     let head_only = req.method() == Method::HEAD;
-    let mut resp = match serve(req, &conn, &live, n).await {
+    let (mut resp, ctx) = match serve(req, &conn, &live, n).await {
         Ok(r) => r,
         Err((code, msg, tokens, ctx)) => {
             if let Some(ctx) = &ctx {
@@ -39,25 +37,54 @@ pub async fn handle(
             } else {
                 tracing::info!(target: "nginx_rs::error_log", "{msg} while reading client request headers, client: {}", conn.info.remote.ip());
             }
-            errors::response(code, tokens, true, head_only)
+            let mut ctx = ctx;
+            if let Some(c) = ctx.as_mut() {
+                c.status = if code == 494 { 400 } else { code };
+            }
+            (errors::response(code, tokens, true, head_only), ctx)
         }
     };
-    let limits = conn.limits_for_keepalive(&live);
+    if resp.extensions().get::<CloseSilently>().is_some() {
+        // nginx closes without an answer (e.g. client_body_timeout); hyper does so on a service error.
+        return Err(CloseSilently);
+    }
+    // Keepalive limits of the location that served the request, as nginx's clcf.
+    let limits = match ctx.as_ref().and_then(|c| c.loc_conf.as_ref()) {
+        Some(c) => c.client.clone(),
+        None => conn.limits_for_keepalive(&live),
+    };
     if limits.keepalive_timeout.is_none() || n >= limits.keepalive_requests {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    if let (Some(hook), Some(mut ctx)) = (&live.on_done, ctx) {
+        ctx.status = resp.status().as_u16();
+        return Ok(super::finish::wrap(resp, ctx, hook.clone()));
+    }
     Ok(resp)
 }
 
+/// The connection is to be closed without a response (also a response extension asking for it).
+#[derive(Clone, Copy, Debug)]
+pub struct CloseSilently;
+
+impl std::fmt::Display for CloseSilently {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection closed without a response")
+    }
+}
+
+impl std::error::Error for CloseSilently {}
+
 type Reject = (u16, &'static str, ServerTokens, Option<Box<RequestCtx>>);
+type Served = (Response<Body>, Option<Box<RequestCtx>>);
 
 async fn serve(
     req: Request<Incoming>,
     conn: &ConnState,
     live: &Live,
     n: u64,
-) -> Result<Response<Body>, Reject> {
+) -> Result<Served, Reject> {
     let (mut head, incoming) = req.into_parts();
     let listen = live.router.listen_index(&conn.listen).unwrap_or(0);
     let default_server = live.router.select_server(listen, None).server;
@@ -162,9 +189,9 @@ async fn serve(
     let Some(server) = live.plan.http.servers.get(sm.server).cloned() else {
         return Err(bad(500, "no server"));
     };
-    let (path_raw, args) = match request_uri.split_once('?') {
-        Some((p, a)) => (p, a),
-        None => (request_uri.as_str(), ""),
+    let (path_len, args) = match request_uri.split_once('?') {
+        Some((p, a)) => (p.len(), a.to_string()),
+        None => (request_uri.len(), String::new()),
     };
     let mut ctx = Box::new(RequestCtx {
         conn: conn.info.clone(),
@@ -173,9 +200,10 @@ async fn serve(
         start_wall: SystemTime::now(),
         method: head.method.clone(),
         version: head.version,
-        request_uri: request_uri.clone(),
+        request_uri,
+        absolute_target: uri_host.as_ref().map(|_| head.uri.to_string()),
         uri: String::new(),
-        args: args.to_string(),
+        args,
         headers: HeaderMap::new(),
         host: String::new(),
         server: server.clone(),
@@ -188,6 +216,8 @@ async fn serve(
         body_bytes_sent: 0,
         bytes_sent: 0,
         response_headers: None,
+        loc_conf: None,
+        edge: Default::default(),
     });
     ctx.host = host.unwrap_or_else(|| ctx.server_name().to_string());
     ctx.set_captures(sm.captures);
@@ -195,7 +225,8 @@ async fn serve(
     let tokens = server.conf.server_tokens;
 
     // URI normalisation, then location.
-    let uri = match router::normalize_path(path_raw.as_bytes(), server.conf.merge_slashes) {
+    let path_raw = &ctx.request_uri.as_bytes()[..path_len];
+    let uri = match router::normalize_path(path_raw, server.conf.merge_slashes) {
         Ok(u) => u,
         Err(_) => {
             return Err((400, "client sent invalid request", tokens, Some(ctx)));
@@ -203,56 +234,9 @@ async fn serve(
     };
     ctx.uri = String::from_utf8(uri)
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-    let lm = router::find_location(&server, &ctx.uri);
-    let (loc, conf) = match &lm {
-        Some(m) => (Some(m.location.clone()), m.location.conf.clone()),
-        None => (None, server.conf.clone()),
-    };
-    let mut redirect_to = None;
-    if let Some(m) = lm {
-        if m.redirect_slash {
-            redirect_to = Some(router::matched_path(&m.location).to_string());
-        }
-        ctx.set_captures(m.captures);
-    }
-    if let Some(path) = redirect_to {
-        return Ok(slash_redirect(&ctx, conn, &path, &conf));
-    }
-
-    if let Some(len) = content_length {
-        let max = conf.client.max_body_size;
-        if max != 0 && len > max {
-            return Err((
-                413,
-                "client intended to send too large body",
-                tokens,
-                Some(ctx),
-            ));
-        }
-    }
-
-    if conf.internal {
-        // `internal` locations answer external requests with 404.
-        ctx.status = 404;
-        return Ok(errors::response(
-            404,
-            conf.server_tokens,
-            false,
-            ctx.method == Method::HEAD,
-        ));
-    }
-    let Some(proxy_conf) = &conf.proxy else {
-        // Static files and the other content handlers are not part of the proxy runtime.
-        ctx.status = 404;
-        return Ok(errors::response(
-            404,
-            conf.server_tokens,
-            false,
-            ctx.method == Method::HEAD,
-        ));
-    };
-    let resp = proxy::proxy(&mut ctx, live, proxy_conf, loc.as_deref(), &head, incoming).await;
-    Ok(resp)
+    // Rewrite, location, access, content, error_page, header filter: runtime::edge.
+    let resp = super::edge::handle(&mut ctx, live, head, incoming, content_length).await;
+    Ok((resp, Some(ctx)))
 }
 
 /// nginx's `large_client_header_buffers`: a header line longer than one buffer is
@@ -295,39 +279,50 @@ fn drop_invalid_headers(h: &mut HeaderMap, limits: &ClientLimits) {
     }
 }
 
-/// The 301 for nginx's `auto_redirect`: `Location` is the location's path plus the arguments, made
-/// absolute as nginx's header filter does (`absolute_redirect`, `port_in_redirect`,
-/// `server_name_in_redirect`).
-fn slash_redirect(
-    ctx: &RequestCtx,
-    conn: &ConnState,
-    path: &str,
-    conf: &crate::plan::LocConf,
-) -> Response<Body> {
-    let mut location = String::with_capacity(path.len() + ctx.args.len() + 32);
-    if conf.absolute_redirect {
-        location.push_str("http://");
-        if conf.server_name_in_redirect {
-            location.push_str(ctx.server_name());
-        } else if ctx.headers.contains_key(header::HOST) {
-            location.push_str(&ctx.host);
-        } else {
-            location.push_str(&conn.info.local.ip().to_string());
-        }
-        let port = conn.info.local.port();
-        if conf.port_in_redirect && port != 80 {
-            location.push(':');
-            location.push_str(&port.to_string());
+/// Read and drop a request body the client sends anyway (nginx's lingering close after an error
+/// answer): stop after `lingering_timeout` (5 s) without data or `lingering_time` (30 s) in all.
+async fn discard_body(mut incoming: Incoming) {
+    use http_body_util::BodyExt;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let quiet = std::time::Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(quiet, incoming.frame()).await {
+            Ok(Some(Ok(_))) => continue,
+            _ => return,
         }
     }
-    location.push_str(path);
-    if !ctx.args.is_empty() {
-        location.push('?');
-        location.push_str(&ctx.args);
+}
+
+/// A response body that, once hyper is done with it, discards the request body ([`discard_body`]).
+pub(super) struct DiscardAfter {
+    pub(super) inner: Body,
+    pub(super) incoming: Option<Incoming>,
+}
+
+impl Drop for DiscardAfter {
+    fn drop(&mut self) {
+        if let Some(incoming) = self.incoming.take() {
+            tokio::spawn(discard_body(incoming));
+        }
     }
-    let mut resp = errors::response(301, conf.server_tokens, false, ctx.method == Method::HEAD);
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        resp.headers_mut().insert(header::LOCATION, v);
+}
+
+impl http_body::Body for DiscardAfter {
+    type Data = bytes::Bytes;
+    type Error = super::body::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
     }
-    resp
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }

@@ -25,6 +25,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// (upstream name, peer name, its statistics).
+type PeerEntry = (Arc<str>, Arc<str>, Arc<PeerStats>);
+
 /// Global connection and request counters (nginx's `stub_status` set).
 #[derive(Default)]
 pub struct Status {
@@ -36,7 +39,7 @@ pub struct Status {
     writing: AtomicU64,
     /// Target of idle-state bookkeeping (Waiting is derived, see [`Status::snapshot`]).
     idle_sink: AtomicU64,
-    peers: Mutex<Vec<(Arc<str>, Arc<str>, Arc<PeerStats>)>>,
+    peers: Mutex<Vec<PeerEntry>>,
 }
 
 /// What a connection is doing, for the Reading/Writing/Waiting gauges.
@@ -60,6 +63,17 @@ pub struct Snapshot {
     pub reading: u64,
     pub writing: u64,
     pub waiting: u64,
+}
+
+impl Snapshot {
+    /// nginx's `stub_status` text for these numbers (note the trailing spaces, as nginx writes them).
+    pub fn stub_status(&self) -> String {
+        let s = self;
+        format!(
+            "Active connections: {} \nserver accepts handled requests\n {} {} {} \nReading: {} Writing: {} Waiting: {} \n",
+            s.active, s.accepts, s.handled, s.requests, s.reading, s.writing, s.waiting
+        )
+    }
 }
 
 impl Status {
@@ -102,11 +116,7 @@ impl Status {
 
     /// nginx's `stub_status` body, byte for byte.
     pub fn stub_status(&self) -> String {
-        let s = self.snapshot();
-        format!(
-            "Active connections: {} \nserver accepts handled requests\n {} {} {} \nReading: {} Writing: {} Waiting: {} \n",
-            s.active, s.accepts, s.handled, s.requests, s.reading, s.writing, s.waiting
-        )
+        self.snapshot().stub_status()
     }
 
     /// The statistics of one upstream peer, created on first use and kept for the process's life.
@@ -133,19 +143,50 @@ impl Status {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
             );
         };
-        scalar("nginx_rs_connections_active", "gauge", "Open client connections.", s.active);
-        scalar("nginx_rs_connections_reading", "gauge", "Connections reading a request header.", s.reading);
-        scalar("nginx_rs_connections_writing", "gauge", "Connections processing or answering a request.", s.writing);
-        scalar("nginx_rs_connections_waiting", "gauge", "Idle keepalive connections.", s.waiting);
-        scalar("nginx_rs_connections_accepted_total", "counter", "Accepted client connections.", s.accepts);
-        scalar("nginx_rs_connections_handled_total", "counter", "Handled client connections.", s.handled);
-        scalar("nginx_rs_http_requests_total", "counter", "Client requests.", s.requests);
+        scalar(
+            "nginx_rs_connections_active",
+            "gauge",
+            "Open client connections.",
+            s.active,
+        );
+        scalar(
+            "nginx_rs_connections_reading",
+            "gauge",
+            "Connections reading a request header.",
+            s.reading,
+        );
+        scalar(
+            "nginx_rs_connections_writing",
+            "gauge",
+            "Connections processing or answering a request.",
+            s.writing,
+        );
+        scalar(
+            "nginx_rs_connections_waiting",
+            "gauge",
+            "Idle keepalive connections.",
+            s.waiting,
+        );
+        scalar(
+            "nginx_rs_connections_accepted_total",
+            "counter",
+            "Accepted client connections.",
+            s.accepts,
+        );
+        scalar(
+            "nginx_rs_connections_handled_total",
+            "counter",
+            "Handled client connections.",
+            s.handled,
+        );
+        scalar(
+            "nginx_rs_http_requests_total",
+            "counter",
+            "Client requests.",
+            s.requests,
+        );
 
-        let peers: Vec<_> = self
-            .peers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let peers: Vec<_> = self.peers.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if peers.is_empty() {
             return out;
         }
@@ -186,11 +227,19 @@ impl Status {
             let mut cumulative = 0;
             for (i, bound) in BUCKETS_MS.iter().enumerate() {
                 cumulative += st.buckets[i].load(Relaxed);
-                let _ = writeln!(out, "{name}_bucket{{{l},le=\"{}\"}} {cumulative}", seconds(*bound));
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{{l},le=\"{}\"}} {cumulative}",
+                    seconds(*bound)
+                );
             }
             let count = st.count.load(Relaxed);
             let _ = writeln!(out, "{name}_bucket{{{l},le=\"+Inf\"}} {count}");
-            let _ = writeln!(out, "{name}_sum{{{l}}} {}", micros_as_seconds(st.sum_us.load(Relaxed)));
+            let _ = writeln!(
+                out,
+                "{name}_sum{{{l}}} {}",
+                micros_as_seconds(st.sum_us.load(Relaxed))
+            );
             let _ = writeln!(out, "{name}_count{{{l}}} {count}");
         }
         out
@@ -288,7 +337,10 @@ impl PeerStats {
         }
         if let Some(t) = response_time {
             // Observations above the last bound count only in +Inf (count).
-            if let Some(i) = BUCKETS_MS.iter().position(|&b| t <= Duration::from_millis(b)) {
+            if let Some(i) = BUCKETS_MS
+                .iter()
+                .position(|&b| t <= Duration::from_millis(b))
+            {
                 self.buckets[i].fetch_add(1, Relaxed);
             }
             self.count.fetch_add(1, Relaxed);

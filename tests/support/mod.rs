@@ -1,5 +1,6 @@
-//! Test support for the runtime: Plans built by hand (until `plan::compile` lands), raw-TCP backends
-//! that record exactly what they received, and a raw HTTP/1 client.
+//! Test support for the runtime: Plans from real config text (`compile`) or built by hand (for
+//! shapes the compiler has no directive for yet), raw-TCP backends that record exactly what they
+//! received, and a raw HTTP/1 client.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -14,6 +15,37 @@ use nginx_rs::runtime::{self, Live};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+
+/// Compile nginx config text (a whole file, or a fragment read as the inside of `http {}`) into a
+/// Plan with the system resolver. Panics with nginx's message if the config is rejected.
+pub fn compile(text: &str) -> Plan {
+    let lopts = nginx_rs::conf::parser::LoadOptions {
+        conf_prefix: std::env::temp_dir(),
+    };
+    let parsed =
+        nginx_rs::conf::parser::parse_bytes(text.as_bytes(), Arc::from("/test.conf"), &lopts);
+    if let Some(e) = &parsed.error {
+        panic!("config does not parse: {e}");
+    }
+    let opts = nginx_rs::plan::CompileOptions {
+        prefix: std::env::temp_dir(),
+        conf_prefix: std::env::temp_dir(),
+        resolver: Arc::new(nginx_rs::cli::SystemResolver),
+        ..Default::default()
+    };
+    match nginx_rs::plan::compile(&parsed, &opts) {
+        Ok((plan, _warnings)) => plan,
+        Err(e) => panic!("config rejected: {e}"),
+    }
+}
+
+/// A port that was free a moment ago (bound to 0, then released) for configs that need a number.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
 
 pub fn span() -> Span {
     Span::new(Arc::from("/test.conf"), 1, 1)
@@ -275,10 +307,15 @@ pub struct Proxy {
 
 impl Proxy {
     pub async fn start(plan: Plan) -> Proxy {
+        Self::start_live(plan, |l| l).await
+    }
+
+    /// Start with `f` applied to the first `Live` (e.g. to add a request-done hook).
+    pub async fn start_live(plan: Plan, f: impl FnOnce(Live) -> Live) -> Proxy {
         let plan = Arc::new(plan);
         let listeners = runtime::bind(&plan).expect("bind");
         let addr = listeners.sockets[0].1.local_addr().expect("local addr");
-        let live = Arc::new(ArcSwap::from_pointee(Live::new(plan, None)));
+        let live = Arc::new(ArcSwap::from_pointee(f(Live::new(plan, None))));
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(runtime::serve(listeners, live.clone(), rx));
         Proxy {
@@ -325,6 +362,8 @@ pub enum Behaviour {
     Upgrade,
     /// 200 with a body of this many bytes.
     Big(usize),
+    /// Answer bytes that are not HTTP.
+    Garbage,
 }
 
 pub struct Backend {
@@ -391,6 +430,10 @@ async fn backend_conn(mut s: TcpStream, rx: Arc<Mutex<Vec<Vec<u8>>>>, name: Stri
             && !req.windows(8).any(|w| w == b"HTTP/1.0");
         let conn_hdr = if keep { "" } else { "Connection: close\r\n" };
         let out = match &b {
+            Behaviour::Garbage => {
+                let _ = s.write_all(b"SSH-2.0-OpenSSH\r\n\r\n").await;
+                return;
+            }
             Behaviour::Big(n) => {
                 let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n{conn_hdr}\r\n");
                 if s.write_all(head.as_bytes()).await.is_err() {
@@ -711,5 +754,6 @@ pub mod conf_api {
 
 pub mod backend;
 pub mod client;
+pub mod known;
 pub mod mini;
 pub mod nginx;

@@ -23,7 +23,10 @@ pub struct AccessSink {
 
 impl AccessSink {
     /// Opens the destination now (at config load) when the path has no variables.
-    pub fn open(conf: &AccessLog, writer: &Arc<LogWriter>) -> Result<Option<AccessSink>, OpenError> {
+    pub fn open(
+        conf: &AccessLog,
+        writer: &Arc<LogWriter>,
+    ) -> Result<Option<AccessSink>, OpenError> {
         let Some(path) = &conf.path else {
             return Ok(None); // access_log off
         };
@@ -80,7 +83,10 @@ pub fn render(t: &Template, vars: &dyn VarSource) -> Vec<u8> {
 }
 
 /// Opens every `access_log` of a location (`off` entries produce nothing).
-pub fn open_all(confs: &[AccessLog], writer: &Arc<LogWriter>) -> Result<Vec<AccessSink>, OpenError> {
+pub fn open_all(
+    confs: &[AccessLog],
+    writer: &Arc<LogWriter>,
+) -> Result<Vec<AccessSink>, OpenError> {
     let mut out = Vec::with_capacity(confs.len());
     for c in confs {
         if let Some(s) = AccessSink::open(c, writer)? {

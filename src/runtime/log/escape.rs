@@ -68,7 +68,10 @@ mod tests {
     fn default_mode() {
         assert_eq!(esc(LogEscape::Default, b"a b/c?d=e"), b"a b/c?d=e");
         assert_eq!(esc(LogEscape::Default, b"q\"b\\"), b"q\\x22b\\x5C");
-        assert_eq!(esc(LogEscape::Default, b"\x01\n\x7f\xff~"), b"\\x01\\x0A\\x7F\\xFF~");
+        assert_eq!(
+            esc(LogEscape::Default, b"\x01\n\x7f\xff~"),
+            b"\\x01\\x0A\\x7F\\xFF~"
+        );
         assert_eq!(esc(LogEscape::Default, "é".as_bytes()), b"\\xC3\\xA9");
     }
 

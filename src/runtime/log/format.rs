@@ -116,6 +116,9 @@ mod tests {
             },
         };
         let vars = Fixed(vec![(Var::HttpUserAgent, b"a\"b\n")]);
-        assert_eq!(render_line(&fmt, &vars), b"{\"ua\":\"a\\\"b\\n\",\"ref\":\"\"}\n");
+        assert_eq!(
+            render_line(&fmt, &vars),
+            b"{\"ua\":\"a\\\"b\\n\",\"ref\":\"\"}\n"
+        );
     }
 }

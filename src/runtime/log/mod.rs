@@ -8,18 +8,24 @@
 //!   request finishes, call [`AccessSink::log`] with a [`VarSource`] giving the request's variable values
 //!   (`None` = not found, which the default format writes as `-`). Formatting happens on the calling
 //!   task (microseconds); the write happens on the writer thread, so the request never waits on disk.
+//! - The runtime's `RequestCtx` implements [`VarSource`]; [`hook::request_logger`] builds the
+//!   per-request hook (`Live::with_request_done`) that writes every location's access logs.
 //! - [`format::combined`] is nginx's predefined `combined` format; [`format::render_line`] formats one line.
 //! - [`ErrorLog`] ([`ErrorLog::open`] from `plan`'s `error_log` list; [`ErrorLog::stderr`] before a
 //!   config is read): [`ErrorLog::log`]`(level, connection number, message, request info)` writes
 //!   `2026/11/27 04:54:37 [error] 1234#5: *17 MESSAGE, client: ..., server: ..., request: "...",
 //!   upstream: "...", host: "..."`; [`errorlog::format_line`] is the pure formatter.
 //! - [`time::LocalTime`] gives `$time_local`, `$time_iso8601` and the error-log stamp.
+//! - [`layer::ErrorLogLayer`]: a `tracing` Layer routing the runtime's `nginx_rs::error_log` events to
+//!   an `ArcSwap<ErrorLog>` (swap it on reload).
 //! - [`escape`] has nginx's `escape=default|json|none` functions.
 
 pub mod access;
 pub mod errorlog;
 pub mod escape;
 pub mod format;
+pub mod hook;
+pub mod layer;
 pub mod time;
 pub mod writer;
 

@@ -16,9 +16,12 @@
 //! Group::release(&self, conn: UpstreamConn)           // after a complete, reusable response
 //! Group::tries(&self) -> u32                          // nginx's peer.tries: attempts one request may make
 //! Group::name(&self) -> &str
+//! Group::new(Arc<plan::Upstream>) -> Group             // a standalone group (e.g. tests, variables)
+//! Group::{idle_connections() -> usize, peer_addrs() -> Vec<PeerAddr>}   // status / tests
 //!
 //! SelectKey::{None, Ip(IpAddr), Bytes(&[u8])}         // ip_hash: client IP; hash: rendered key
 //! Tried::new() -> Tried                               // one per client request, for every select
+//! Tried::attempts(&self) -> u32                       // peers handed out so far
 //! PeerRef::{addr() -> &PeerAddr, name() -> &str, success(), failure()}   // drop = attempt over
 //! UpstreamConn { pub sender: SendRequest<Body>, pub reused: bool, .. }
 //! ConnectError::{Refused(io::Error), Timeout, Other(io::Error)}   // Display: nginx's words
@@ -32,6 +35,10 @@
 //! (`worker_processes 1`) or with a `zone`. Each `select` is one `peer.get`; `success`/`failure`
 //! plus dropping the `PeerRef` is `peer.free`. The retry loop (`proxy_next_upstream*`) belongs to
 //! the proxy handler: it calls `select` again with the same `Tried` after `failure()`.
+//!
+//! Backup servers form a second tier used only when no primary is usable; hash, ip_hash and
+//! random only reach it through their round-robin fallback (nginx rejects `backup` for them when
+//! the method comes first, and accepts it silently when it comes after the servers).
 
 mod balancer;
 mod connect;
@@ -40,7 +47,7 @@ mod pool;
 mod resolve;
 
 pub use balancer::Tried;
-pub use connect::{ConnectError, UpstreamConn};
+pub use connect::{ConnectError, UpstreamConn, UpstreamTls};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -77,10 +84,13 @@ impl fmt::Display for NoLive {
 
 impl std::error::Error for NoLive {}
 
+/// Groups keyed by the address of the plan's `Arc<Upstream>`; the Arc is kept so the key stays
+/// unique while the map lives.
+type GroupMap = HashMap<usize, (Arc<plan::Upstream>, Arc<Group>)>;
+
 /// Run-time state of every upstream group in a Plan.
 pub struct Upstreams {
-    /// Keyed by the address of the plan's `Arc<Upstream>`; the Arc is kept so the key stays unique.
-    groups: RwLock<HashMap<usize, (Arc<plan::Upstream>, Arc<Group>)>>,
+    groups: RwLock<GroupMap>,
 }
 
 impl Upstreams {
@@ -111,9 +121,7 @@ impl Upstreams {
         }
     }
 
-    fn read(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, HashMap<usize, (Arc<plan::Upstream>, Arc<Group>)>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, GroupMap> {
         // Poisoning cannot leave the map half-updated: inserts are single operations.
         self.groups.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -278,7 +286,7 @@ impl Shared {
 pub struct Group {
     def: Arc<plan::Upstream>,
     shared: Arc<Shared>,
-    pool: Pool,
+    pool: Arc<Pool>,
 }
 
 impl fmt::Debug for Group {
@@ -303,7 +311,7 @@ impl Group {
                     servers: def.servers.clone(),
                 }),
             }),
-            pool: Pool::new(&def),
+            pool: Arc::new(Pool::new(&def)),
             def,
         }
     }
@@ -381,7 +389,37 @@ impl Group {
         peer: &PeerRef,
         connect_timeout: Duration,
     ) -> Result<UpstreamConn, ConnectError> {
-        let mut conn = connect::open(peer.addr(), connect_timeout).await?;
+        self.connect_fresh_with(peer, connect_timeout, None).await
+    }
+
+    /// [`Group::connect`] with TLS to the peer when `tls` is given (`proxy_pass https://`).
+    pub async fn connect_with(
+        &self,
+        peer: &PeerRef,
+        connect_timeout: Duration,
+        tls: Option<&connect::UpstreamTls>,
+    ) -> Result<UpstreamConn, ConnectError> {
+        if tls.is_none() {
+            return self.connect(peer, connect_timeout).await;
+        }
+        while let Some(mut conn) = self.pool.take(peer.addr()) {
+            if let Ok(Ok(())) = tokio::time::timeout(connect_timeout, conn.sender.ready()).await {
+                conn.reused = true;
+                conn.requests += 1;
+                return Ok(conn);
+            }
+        }
+        self.connect_fresh_with(peer, connect_timeout, tls).await
+    }
+
+    /// [`Group::connect_fresh`] with TLS to the peer when `tls` is given.
+    pub async fn connect_fresh_with(
+        &self,
+        peer: &PeerRef,
+        connect_timeout: Duration,
+        tls: Option<&connect::UpstreamTls>,
+    ) -> Result<UpstreamConn, ConnectError> {
+        let mut conn = connect::open_with(peer.addr(), connect_timeout, tls).await?;
         conn.requests = 1;
         Ok(conn)
     }

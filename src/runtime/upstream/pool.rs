@@ -4,12 +4,14 @@
 //! process whose worker threads share one pool, so N is the idle limit for the whole group
 //! (equal to nginx with `worker_processes 1`; set N to N × workers to match a multi-worker nginx).
 //! Like nginx, the pool is most-recently-used first and drops the least recently used connection
-//! when full. `keepalive_requests` and `keepalive_time` are applied when a connection is released,
-//! `keepalive_timeout` when idle connections are looked at (release and checkout), and a
-//! connection the backend closed is never handed out once hyper has seen the close.
+//! when full. `keepalive_requests` and `keepalive_time` are applied when a connection is released;
+//! `keepalive_timeout` by a sweeper task that closes idle connections when they expire (and on
+//! every checkout); a connection the backend closed is never handed out once hyper has seen the
+//! close.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::connect::UpstreamConn;
@@ -27,6 +29,8 @@ pub(crate) struct Pool {
     timeout: Duration,
     time: Duration,
     idle: Mutex<VecDeque<Idle>>,
+    /// A sweeper task is running (at most one per pool).
+    sweeping: AtomicBool,
 }
 
 impl Pool {
@@ -37,6 +41,7 @@ impl Pool {
             timeout: up.keepalive_timeout,
             time: up.keepalive_time,
             idle: Mutex::new(VecDeque::new()),
+            sweeping: AtomicBool::new(false),
         }
     }
 
@@ -66,7 +71,7 @@ impl Pool {
     }
 
     /// Keeps `conn` for reuse if the limits allow; otherwise it is dropped (closed).
-    pub fn put(&self, conn: UpstreamConn) {
+    pub fn put(self: &Arc<Self>, conn: UpstreamConn) {
         if !self.enabled()
             || conn.sender.is_closed()
             || (self.requests > 0 && conn.requests >= self.requests)
@@ -81,10 +86,52 @@ impl Pool {
             since: Instant::now(),
         });
         idle.truncate(self.max);
+        drop(idle);
+        self.start_sweeper();
+    }
+
+    fn start_sweeper(self: &Arc<Self>) {
+        if self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(sweep(Arc::downgrade(self)));
+            }
+            // Outside a runtime, expiry still happens lazily on the next put/take.
+            Err(_) => self.sweeping.store(false, Ordering::Release),
+        }
     }
 
     /// Drops connections idle longer than `keepalive_timeout` or already closed by the backend.
     fn expire(&self, idle: &mut VecDeque<Idle>) {
         idle.retain(|i| i.since.elapsed() < self.timeout && !i.conn.sender.is_closed());
+    }
+}
+
+/// Closes idle connections as their `keepalive_timeout` runs out; ends when the pool is empty or
+/// gone (the next `put` starts a new one).
+async fn sweep(pool: Weak<Pool>) {
+    loop {
+        let Some(p) = pool.upgrade() else { return };
+        let next = {
+            let mut idle = p.lock();
+            p.expire(&mut idle);
+            // Newest first: the back is the oldest, the first to expire.
+            idle.back().map(|i| i.since + p.timeout)
+        };
+        match next {
+            Some(at) => {
+                drop(p);
+                tokio::time::sleep_until(at.into()).await;
+            }
+            None => {
+                p.sweeping.store(false, Ordering::Release);
+                // A put that raced with this exit saw `sweeping` set and started nothing.
+                if p.len() == 0 || p.sweeping.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+            }
+        }
     }
 }

@@ -19,9 +19,7 @@ pub(crate) fn get(
         tried.tries = 0;
     }
     let tier_idx = tried.tier;
-    let Some(tier) = state.tiers.get_mut(tier_idx) else {
-        return None;
-    };
+    let tier = state.tiers.get_mut(tier_idx)?;
     if tried.tries > 20 || tier.peers.len() < 2 || tier.total_weight <= 0 {
         return round_robin::get(state, tried, now);
     }

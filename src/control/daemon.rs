@@ -1,0 +1,354 @@
+//! The serving process's main loop around the runtime: bind, pid file, signals, reload in place,
+//! log reopening, graceful and fast stop. This is what the CLI calls to serve.
+//!
+//! ```ignore
+//! // in cli::serve:
+//! let code = control::daemon::run(plan, move || cli::load(&paths, global.as_deref())
+//!     .map(|l| l.plan).map_err(|f| f.error));
+//! ```
+//!
+//! - Listeners are bound before anything else (nginx's `bind()` messages on failure, exit 1); then
+//!   the signal handlers are installed, then the pid file is written: `-s` can only reach a process
+//!   that is serving and will handle the signal.
+//! - Each listener has its own accept loop and stop switch, so a reload can close one socket and
+//!   keep the others ([`super::reload`]). Connections accepted on a socket that a reload removes are
+//!   drained gracefully (in-flight requests finish; idle keepalive connections close).
+//! - SIGHUP: [`super::reload::reload`] with the `loader` (re-read + compile). SIGUSR1: reopen the
+//!   error log and every access log (one [`crate::runtime::log::LogWriter`] thread owns them; each
+//!   `Live` gets the access-log hook from [`crate::runtime::log::hook::request_logger`]).
+//!   SIGQUIT: stop accepting, drain, exit 0, bounded by `worker_shutdown_timeout`. SIGTERM/SIGINT:
+//!   exit 0 at once. The pid file is removed on every exit path.
+//! - Runtime errors reach the error log through [`crate::runtime::log::layer::ErrorLogLayer`].
+//! - Foreground only: `daemon` / `master_process` are accepted and ignored (see [`super::supervisor`]).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use crate::conf::{ConfError, Level};
+use crate::plan::{ListenAddr, ListenOpts, Plan};
+use crate::runtime::log::hook::request_logger;
+use crate::runtime::log::layer::ErrorLogLayer;
+use crate::runtime::log::{ErrorLog, LogWriter};
+use crate::runtime::{server, Live};
+
+use super::listen::ListenerSet;
+use super::pid::PidFile;
+use super::reload::{reload, Host, Outcome};
+use super::signals::{Event, Signals};
+
+/// nginx's `worker_shutdown_timeout` is unset by default (wait forever); so do we.
+fn shutdown_limit(plan: &Plan) -> Option<Duration> {
+    plan.main.worker_shutdown_timeout
+}
+
+/// One socket with its accept loop. Dropping it stops the loop (and drains its connections).
+pub struct Served {
+    stop: watch::Sender<bool>,
+    /// The bound socket until its accept loop starts.
+    pending: Mutex<Option<std::net::TcpListener>>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+struct DaemonHost<F> {
+    loader: F,
+    live: Arc<ArcSwap<Live>>,
+    done: mpsc::Sender<()>,
+    permits: Arc<Semaphore>,
+    error_log: Arc<ArcSwap<ErrorLog>>,
+    writer: Arc<LogWriter>,
+}
+
+impl<F: FnMut() -> Result<Plan, ConfError>> Host for DaemonHost<F> {
+    type Plan = Plan;
+    type Live = Live;
+    type Listener = Served;
+
+    fn load(&mut self) -> Result<Plan, ConfError> {
+        (self.loader)()
+    }
+
+    fn listen_addrs(&self, plan: &Plan) -> Vec<ListenAddr> {
+        plan.http.listens.iter().map(|g| g.addr.clone()).collect()
+    }
+
+    fn bind(&mut self, addr: &ListenAddr, plan: &Plan) -> io::Result<Served> {
+        let opts = plan
+            .http
+            .listens
+            .iter()
+            .find(|g| &g.addr == addr)
+            .map(|g| g.opts.clone())
+            .unwrap_or_default();
+        let l = match addr {
+            ListenAddr::Inet(a) => bind_inet(*a, &opts)?,
+            ListenAddr::Unix(_) => return Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT)),
+        };
+        Ok(served(l))
+    }
+
+    fn build(&mut self, plan: Plan, old: &Live) -> Result<Live, ConfError> {
+        // Open the new error logs first: a log that cannot be opened fails the reload, as in nginx.
+        let log =
+            ErrorLog::open(&plan.main.error_logs).map_err(|e| ConfError::nowhere(e.to_string()))?;
+        let hook =
+            request_logger(&plan, &self.writer).map_err(|e| ConfError::nowhere(e.to_string()))?;
+        // Certificates too: a reload whose certificate cannot be loaded keeps the old ones serving.
+        let live = Live::try_new(Arc::new(plan), Some(&old.upstreams))?.with_request_done(hook);
+        self.error_log.store(Arc::new(log));
+        Ok(live)
+    }
+
+    fn start(&mut self, addr: &ListenAddr, listener: &Served) {
+        start_accepting(
+            addr,
+            listener,
+            &self.live,
+            &self.done,
+            &self.permits,
+            &self.error_log,
+        );
+    }
+}
+
+fn served(l: std::net::TcpListener) -> Served {
+    let (stop, _) = watch::channel(false);
+    Served {
+        stop,
+        pending: Mutex::new(Some(l)),
+    }
+}
+
+fn start_accepting(
+    addr: &ListenAddr,
+    s: &Served,
+    live: &Arc<ArcSwap<Live>>,
+    done: &mpsc::Sender<()>,
+    permits: &Arc<Semaphore>,
+    error_log: &Arc<ArcSwap<ErrorLog>>,
+) {
+    let Some(std_l) = s.pending.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        return;
+    };
+    match tokio::net::TcpListener::from_std(std_l) {
+        Ok(l) => {
+            tokio::spawn(server::accept_loop(
+                l,
+                addr.clone(),
+                live.clone(),
+                s.stop.subscribe(),
+                done.clone(),
+                permits.clone(),
+            ));
+        }
+        Err(e) => error_log.load().log(
+            Level::Alert,
+            None,
+            &format!("listen() failed {}", super::errno_text(&e)),
+            None,
+        ),
+    }
+}
+
+/// Binds like `runtime::bind` (SO_REUSEADDR, ipv6only on by default, backlog 511, non-blocking).
+fn bind_inet(addr: SocketAddr, opts: &ListenOpts) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if opts.reuseport {
+        s.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        s.set_only_v6(opts.ipv6only.unwrap_or(true))?;
+    }
+    s.bind(&addr.into())?;
+    s.listen(opts.backlog.unwrap_or(511))?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn emerg(msg: &str) -> i32 {
+    eprintln!("nginx-rs: [emerg] {msg}");
+    1
+}
+
+/// Serves `plan` until stopped; returns the exit code. `loader` re-reads and compiles the
+/// configuration on SIGHUP.
+pub fn run<F>(plan: Plan, loader: F) -> i32
+where
+    F: FnMut() -> Result<Plan, ConfError> + Send + 'static,
+{
+    let error_log = match ErrorLog::open(&plan.main.error_logs) {
+        Ok(l) => Arc::new(ArcSwap::from_pointee(l)),
+        Err(e) => return emerg(&e.to_string()),
+    };
+    // Route the runtime's tracing events to the error log. Another subscriber already set (tests,
+    // embedding) wins; then the runtime's lines go there instead.
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        let sub = tracing_subscriber::registry().with(ErrorLogLayer::new(error_log.clone(), true));
+        let _ = tracing::subscriber::set_global_default(sub);
+    }
+    let threads = plan.main.worker_processes.unwrap_or_else(cores).max(1);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return emerg(&format!(
+                "cannot start the runtime {}",
+                super::errno_text(&e)
+            ))
+        }
+    };
+    let permits = Arc::new(Semaphore::new(
+        plan.main.worker_connections.max(1).saturating_mul(threads),
+    ));
+    // Bind everything first: nothing is served, and no pid file written, unless all binds succeed.
+    let mut initial = Vec::new();
+    for g in &plan.http.listens {
+        match &g.addr {
+            ListenAddr::Inet(a) => match bind_inet(*a, &g.opts) {
+                Ok(l) => initial.push((g.addr.clone(), served(l))),
+                Err(error) => {
+                    return emerg(
+                        &super::listen::BindError {
+                            addr: g.addr.clone(),
+                            error,
+                        }
+                        .to_string(),
+                    )
+                }
+            },
+            ListenAddr::Unix(p) => {
+                return emerg(&format!(
+                    "bind() to unix:{} failed (97: Address family not supported by protocol)",
+                    p.display()
+                ))
+            }
+        }
+    }
+    let pid_path = plan.main.pid.clone();
+    let limit = shutdown_limit(&plan);
+    let writer = match LogWriter::new() {
+        Ok(w) => Arc::new(w),
+        Err(e) => {
+            return emerg(&format!(
+                "cannot start the log writer {}",
+                super::errno_text(&e)
+            ))
+        }
+    };
+    let hook = match request_logger(&plan, &writer) {
+        Ok(h) => h,
+        Err(e) => return emerg(&e.to_string()),
+    };
+    let live = Arc::new(ArcSwap::from_pointee(
+        Live::new(Arc::new(plan), None).with_request_done(hook),
+    ));
+    let access_logs = Some(Arc::clone(&writer));
+
+    rt.block_on(async move {
+        let mut signals = match Signals::install() {
+            Ok(s) => s,
+            Err(e) => return emerg(&format!("sigaction() failed {}", super::errno_text(&e))),
+        };
+        let _pid = match PidFile::create(&pid_path) {
+            Ok(p) => p,
+            Err(e) => return emerg(&e.to_string()),
+        };
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        let mut host = DaemonHost {
+            loader,
+            live: live.clone(),
+            done: done_tx,
+            permits,
+            error_log: error_log.clone(),
+            writer,
+        };
+        let mut set = ListenerSet::new(initial);
+        for (addr, s) in set.iter() {
+            host.start(addr, s);
+        }
+        loop {
+            match signals.recv().await {
+                Event::Reload => {
+                    let log = error_log.load_full();
+                    let outcome =
+                        tokio::task::block_in_place(|| reload(&mut host, &live, &mut set, &log));
+                    if let Outcome::Reloaded { removed, .. } = outcome {
+                        drop(removed);
+                    }
+                }
+                Event::Reopen => {
+                    let log = error_log.load_full();
+                    log.log(
+                        Level::Notice,
+                        None,
+                        "signal 10 (SIGUSR1) received, reopening logs",
+                        None,
+                    );
+                    let mut failures: Vec<String> =
+                        log.reopen().into_iter().map(|e| e.to_string()).collect();
+                    if let Some(w) = &access_logs {
+                        failures.extend(w.reopen().into_iter().map(|e| e.to_string()));
+                    }
+                    for f in failures {
+                        log.log(Level::Emerg, None, &f, None);
+                    }
+                }
+                Event::GracefulStop => {
+                    error_log.load().log(
+                        Level::Notice,
+                        None,
+                        "signal 3 (SIGQUIT) received, shutting down",
+                        None,
+                    );
+                    // Stop every accept loop; connections see the switch and drain.
+                    drop(set);
+                    drop(host);
+                    let drained = async { while done_rx.recv().await.is_some() {} };
+                    match limit {
+                        Some(t) => {
+                            let _ = tokio::time::timeout(t, drained).await;
+                        }
+                        None => drained.await,
+                    }
+                    if let Some(w) = &access_logs {
+                        w.flush();
+                    }
+                    return 0;
+                }
+                Event::FastStop => {
+                    error_log.load().log(Level::Notice, None, "exiting", None);
+                    if let Some(w) = &access_logs {
+                        w.flush();
+                    }
+                    return 0;
+                }
+            }
+        }
+    })
+}
