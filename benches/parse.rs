@@ -1,14 +1,50 @@
 //! Benchmark: parsing the 300,000-line `big.conf` of the real-config corpus
 //! (`NGINX_RS_CORPUS=/path cargo bench --bench parse`; skipped when the file is absent).
-//! For scale, it also times one `nginx -t` of the same file when nginx is installed.
+//! Besides criterion's wall-clock numbers (noisy on a shared machine), it prints the CPU time of
+//! one parse (from the scheduler's per-thread accounting), the memory the parsed tree holds and
+//! the peak during parsing (from a counting allocator), and, for scale, one `nginx -t` of the file.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use criterion::{black_box, Criterion};
 use nginx_rs::conf::{self, LoadOptions};
+
+/// Counts live and peak heap bytes so the benchmark can report the tree's memory.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; only counters are added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = System.alloc(layout);
+        if !p.is_null() {
+            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Nanoseconds this thread has spent on a CPU (`/proc/thread-self/schedstat`, first field).
+fn cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
 
 fn big_conf() -> Option<PathBuf> {
     let dir = std::env::var_os("NGINX_RS_CORPUS")
@@ -45,12 +81,33 @@ fn main() {
     let opts = LoadOptions {
         conf_prefix: path.parent().map(Path::to_path_buf).unwrap_or_default(),
     };
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let cpu0 = cpu_ns();
     let parsed = conf::parse_bytes(&text, name.clone(), &opts);
+    let cpu1 = cpu_ns();
     assert!(
         parsed.error.is_none(),
         "big.conf must parse: {:?}",
         parsed.error
     );
+    let held = LIVE.load(Ordering::Relaxed) - before;
+    let peak = PEAK.load(Ordering::Relaxed) - before;
+    let mb = |b: usize| b as f64 / 1e6;
+    let ratio = |b: usize| b as f64 / text.len() as f64;
+    println!(
+        "big.conf: {:.1} MB; the parsed tree holds {:.1} MB ({:.1}x, with the file copy kept for -T), \
+         peak {:.1} MB ({:.1}x)",
+        mb(text.len()),
+        mb(held),
+        ratio(held),
+        mb(peak),
+        ratio(peak)
+    );
+    if let (Some(a), Some(b)) = (cpu0, cpu1) {
+        println!("one parse: {:.1} ms of CPU time", (b - a) as f64 / 1e6);
+    }
+    drop(parsed);
 
     let mut c = Criterion::default().sample_size(10).configure_from_args();
     c.bench_function("parse big.conf (300k lines)", |b| {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use nginx_rs::cli::SystemResolver;
 use nginx_rs::conf::{self, LoadOptions};
-use nginx_rs::plan::{self, Shape};
+use nginx_rs::plan::{self, CompileOptions, Shape};
 
 mod conf_support;
 
@@ -41,22 +41,30 @@ fn level_of(text: &[u8]) -> Level {
 type Outcome = Result<String, String>;
 
 /// THE pipeline under test: parse, then check the tree like `nginx -t` (as the contents of
-/// `http {}` unless the case is `# main`). For a parse-only run, return the parse result without
-/// calling `plan::check`; nothing else in this file depends on which it is.
+/// `http {}` unless the case is `# main`), with the options `tests/plan_golden.rs` uses. For a
+/// parse-only run, return the parse result without compiling; nothing else here depends on it.
 fn pipeline(text: &[u8], rel: &str, level: Level) -> Outcome {
     let gt = root();
-    let opts = LoadOptions {
+    let load = LoadOptions {
         conf_prefix: gt.clone(),
     };
-    let parsed = conf::parse_bytes(text, Arc::from(rel), &opts);
+    let parsed = conf::parse_bytes(text, Arc::from(rel), &load);
     let strip = format!("{}/", gt.display());
-    let shape = match level {
-        Level::Main => Shape::Full,
-        Level::Http => Shape::Fragment,
+    let opts = CompileOptions {
+        shape: match level {
+            Level::Main => Shape::Full,
+            Level::Http => Shape::Fragment,
+        },
+        resolver: Arc::new(SystemResolver),
+        default_listen_port: 80,
+        // nginx checks `user` only as root, and the goldens come from nginx run as this user.
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        superuser: unsafe { libc::geteuid() } == 0,
+        ..Default::default()
     };
-    match plan::check(&parsed, shape, Arc::new(SystemResolver)) {
+    match plan::compile(&parsed, &opts) {
         Err(e) => Err(e.to_string().replace(&strip, "")),
-        Ok(_warnings) => Ok(conf::dump(&parsed.directives, rel, &strip)),
+        Ok(_) => Ok(conf::dump(&parsed.directives, rel, &strip)),
     }
 }
 

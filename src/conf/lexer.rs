@@ -39,8 +39,10 @@ pub type Word = Arg;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Statement {
     /// Words terminated by `;` (`opens_block == false`) or `{`; `line` is the terminator's line.
+    /// `args` is allocated at its exact length (large configurations hold hundreds of thousands).
     Directive {
-        words: Vec<Word>,
+        name: Word,
+        args: Vec<Word>,
         opens_block: bool,
         line: u32,
     },
@@ -162,6 +164,8 @@ pub struct Lexer {
     file: Arc<str>,
     pos: usize,
     source: Source,
+    /// Words of the statement being read; reused so each statement allocates only its arguments.
+    scratch: Vec<Word>,
     /// nginx's `start` mark: the buffer must hold every byte from here to the current one.
     mark: usize,
     /// A position whose line is nginx's `start_line` (see [`Lexer::line_of`]).
@@ -179,6 +183,7 @@ impl Lexer {
             file,
             pos: 0,
             source,
+            scratch: Vec::with_capacity(8),
             mark: 0,
             mark_line_at: 0,
             scan: 0,
@@ -275,8 +280,8 @@ impl Lexer {
     pub fn next_statement(&mut self) -> Result<Statement, LexError> {
         let src = self.src.clone();
         let len = src.len();
-        // Most directives have a name and one to three arguments.
-        let mut words: Vec<Word> = Vec::with_capacity(4);
+        let mut words = std::mem::take(&mut self.scratch);
+        words.clear();
         self.mark = self.pos;
         self.mark_line_at = self.pos;
 
@@ -307,11 +312,7 @@ impl Lexer {
                         return Err(self.err(format!("unexpected \"{}\"", c as char), line));
                     }
                     self.pos = p + 1;
-                    return Ok(Statement::Directive {
-                        words,
-                        opens_block: c == b'{',
-                        line,
-                    });
+                    return Ok(self.finish(words, c == b'{', line));
                 }
                 b'}' => {
                     let line = self.line_after(p);
@@ -356,11 +357,7 @@ impl Lexer {
                         b';' | b'{' => {
                             let line = self.line_after(n);
                             self.pos = n + 1;
-                            return Ok(Statement::Directive {
-                                words,
-                                opens_block: next == b'{',
-                                line,
-                            });
+                            return Ok(self.finish(words, next == b'{', line));
                         }
                         b')' => {
                             self.set_mark(n);
@@ -408,13 +405,28 @@ impl Lexer {
         self.pos = end + 1;
         if t == b';' || t == b'{' {
             let line = self.line_after(end);
-            return Ok(Some(Statement::Directive {
-                words: std::mem::take(words),
-                opens_block: t == b'{',
-                line,
-            }));
+            return Ok(Some(self.finish(std::mem::take(words), t == b'{', line)));
         }
         Ok(None)
+    }
+
+    /// Splits the words into name and exact-size arguments and keeps the buffer for next time.
+    fn finish(&mut self, mut words: Vec<Word>, opens_block: bool, line: u32) -> Statement {
+        let mut drain = words.drain(..);
+        // Callers only finish a statement that has words; an empty name is the harmless fallback.
+        let name = drain.next().unwrap_or_else(|| Word {
+            value: String::new(),
+            quote: Quote::Bare,
+            span: Span::new(self.file.clone(), line, 0),
+        });
+        let args: Vec<Word> = drain.collect();
+        self.scratch = words;
+        Statement::Directive {
+            name,
+            args,
+            opens_block,
+            line,
+        }
     }
 
     /// The token parsers above never fail (they accept empty input); this turns an impossible
@@ -459,9 +471,12 @@ mod tests {
             .unwrap()
             .into_iter()
             .filter_map(|s| match s {
-                Statement::Directive { words, .. } => {
-                    Some(words.into_iter().map(|w| (w.value, w.quote)).collect())
-                }
+                Statement::Directive { name, args, .. } => Some(
+                    std::iter::once(name)
+                        .chain(args)
+                        .map(|w| (w.value, w.quote))
+                        .collect(),
+                ),
                 _ => None,
             })
             .collect()
@@ -517,7 +532,7 @@ mod tests {
         );
         let s = all("a b{}").unwrap();
         assert!(
-            matches!(&s[0], Statement::Directive { opens_block: true, words, .. } if words.len() == 2)
+            matches!(&s[0], Statement::Directive { opens_block: true, args, .. } if args.len() == 1)
         );
     }
 
@@ -579,13 +594,13 @@ mod tests {
     fn columns() {
         let s = all("ab  cd;\n  \"e\";").unwrap();
         match &s[1] {
-            Statement::Directive { words, .. } => {
-                assert_eq!((words[0].span.line, words[0].span.col), (2, 3))
+            Statement::Directive { name, .. } => {
+                assert_eq!((name.span.line, name.span.col), (2, 3))
             }
             other => panic!("unexpected {other:?}"),
         }
         match &s[0] {
-            Statement::Directive { words, .. } => assert_eq!(words[1].span.col, 5),
+            Statement::Directive { args, .. } => assert_eq!(args[0].span.col, 5),
             other => panic!("unexpected {other:?}"),
         }
     }

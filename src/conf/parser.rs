@@ -107,6 +107,7 @@ impl<'o> Parser<'o> {
         while let Some(open) = self.blocks.pop() {
             self.children().push(open);
         }
+        self.top.shrink_to_fit();
         Parsed {
             directives: self.top,
             files: self.files,
@@ -180,18 +181,23 @@ impl<'o> Parser<'o> {
                     if self.blocks.len() <= base_depth {
                         return Err(self.error_at(source, "unexpected \"}\"", &file, line));
                     }
-                    if let Some(done) = self.blocks.pop() {
+                    if let Some(mut done) = self.blocks.pop() {
+                        // Blocks grow by doubling; give back the slack of finished ones.
+                        if let Some(children) = done.block.as_mut() {
+                            children.shrink_to_fit();
+                        }
                         self.children().push(done);
                     }
                 }
                 Statement::Directive {
-                    words,
+                    name,
+                    args,
                     opens_block,
                     line,
                 } => {
-                    if words.first().is_some_and(|w| w.value == "include") {
-                        let span = Span::new(file.clone(), line, words[0].span.col);
-                        let paths = self.include_paths(source, &words, opens_block, &span)?;
+                    if name.value == "include" {
+                        let span = Span::new(file.clone(), line, name.span.col);
+                        let paths = self.include_paths(source, &args, opens_block, &span)?;
                         if let Some(frame) = stack.last_mut() {
                             frame.pending = paths.into_iter().rev().collect();
                             frame.include_span = Some(span);
@@ -206,7 +212,7 @@ impl<'o> Parser<'o> {
                             line,
                         ));
                     }
-                    let directive = make_directive(words, opens_block, &file, line);
+                    let directive = make_directive(name, args, opens_block, &file, line);
                     if opens_block {
                         if self.blocks.len() >= MAX_DEPTH {
                             return Err(self.error_at(
@@ -231,7 +237,7 @@ impl<'o> Parser<'o> {
     fn include_paths(
         &self,
         source: Source,
-        words: &[Word],
+        args: &[Word],
         opens_block: bool,
         span: &Span,
     ) -> Result<Vec<PathBuf>, ConfError> {
@@ -239,7 +245,7 @@ impl<'o> Parser<'o> {
         if opens_block {
             return Err(at("directive \"include\" is not terminated by \";\"".into()));
         }
-        if words.len() != 2 {
+        if args.len() != 1 {
             return Err(at(
                 "invalid number of arguments in \"include\" directive".into()
             ));
@@ -248,7 +254,7 @@ impl<'o> Parser<'o> {
             Source::Param => Origin::CommandLine,
             Source::File => Origin::At(span.clone()),
         };
-        include::expand(&words[1].value, &self.opts.conf_prefix).map_err(|m| m.into_error(origin))
+        include::expand(&args[0].value, &self.opts.conf_prefix).map_err(|m| m.into_error(origin))
     }
 
     fn open_include(
@@ -313,25 +319,20 @@ fn new_frame(
 }
 
 fn make_directive(
-    mut words: Vec<Word>,
+    name: Word,
+    args: Vec<Word>,
     opens_block: bool,
     file: &Arc<str>,
     line: u32,
 ) -> Directive {
-    // The lexer never returns a statement without words; the arguments reuse its vector.
-    let (name, col) = if words.is_empty() {
-        (String::new(), 0)
-    } else {
-        let first = words.remove(0);
-        (first.value, first.span.col)
-    };
     Directive {
-        name,
-        args: words,
+        name: name.value,
+        args,
         block: opens_block.then(Vec::new),
-        span: Span::new(file.clone(), line, col),
+        span: Span::new(file.clone(), line, name.span.col),
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
