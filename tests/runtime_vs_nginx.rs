@@ -204,10 +204,11 @@ async fn valid_requests_reach_the_backend_as_nginx_sends_them() {
 /// Malformed input and nginx's status. `Some(code)` in the third column: nginx-rs answers this
 /// instead because hyper's parser decides first (documented in `runtime::server`).
 const MALFORMED: &[(&str, Option<u16>)] = &[
-    ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", Some(400)),
+    ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", None),
+    ("GET / HTTP/3.1\r\nHost: a\r\n\r\n", None),
     ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", None),
     ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", None),
-    ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", Some(400)),
+    ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", None),
     ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", None),
     ("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n  folded\r\n\r\n", None),
     ("GET /%00 HTTP/1.1\r\nHost: a\r\n\r\n", None),
@@ -231,8 +232,10 @@ const MALFORMED: &[(&str, Option<u16>)] = &[
     ("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", None),
     ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", None),
     ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\n", None),
-    // Both reject; hyper drops the length and closes, nginx says 400.
-    ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", Some(200)),
+    ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", None),
+    ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n0\r\n\r\n", None),
+    ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na", None),
+    // hyper's parser answers first: a line without a colon (nginx ignores it: not in this corpus).
 ];
 
 #[tokio::test]

@@ -32,6 +32,7 @@ pub mod body;
 pub mod ctx;
 pub mod errors;
 pub mod finish;
+pub mod guard;
 pub mod log;
 pub mod proxy;
 pub mod reqbody;

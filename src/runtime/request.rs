@@ -29,6 +29,16 @@ pub async fn handle(
 ) -> Result<Response<Body>, CloseSilently> {
     let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let live = conn.live.load_full();
+    if let Some(code) = req.headers().get(super::guard::reject_header()) {
+        // The head guard replaced a head nginx rejects (see `guard`): answer with its status.
+        let code = std::str::from_utf8(code.as_bytes())
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(400);
+        let tokens = default_tokens(&live, &conn);
+        tracing::info!(target: "nginx_rs::error_log", "client sent invalid request while reading client request headers, client: {}", conn.info.remote.ip());
+        return Ok(errors::response(code, tokens, true, false));
+    }
     let head_only = req.method() == Method::HEAD;
     let (mut resp, ctx) = match serve(req, &conn, &live, n).await {
         Ok(r) => r,
@@ -409,4 +419,16 @@ impl http_body::Body for DiscardAfter {
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// `server_tokens` of the default server of the connection's address.
+fn default_tokens(live: &Live, conn: &ConnState) -> ServerTokens {
+    let listen = live.router.listen_index(&conn.listen).unwrap_or(0);
+    let s = live.router.select_server(listen, None).server;
+    live.plan
+        .http
+        .servers
+        .get(s)
+        .map(|s| s.conf.server_tokens)
+        .unwrap_or_default()
 }
