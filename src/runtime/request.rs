@@ -40,6 +40,7 @@ pub async fn handle(
         return Ok(errors::response(code, tokens, true, false));
     }
     let head_only = req.method() == Method::HEAD;
+    let client_keepalive = wants_keepalive(&req);
     let (mut resp, ctx) = match serve(req, &conn, &live, n).await {
         Ok(r) => r,
         Err((code, msg, tokens, ctx)) => {
@@ -64,9 +65,18 @@ pub async fn handle(
         Some(c) => c.client.clone(),
         None => conn.limits_for_keepalive(&live),
     };
-    if limits.keepalive_timeout.is_none() || n >= limits.keepalive_requests {
+    // nginx always says which it is: `Connection: keep-alive` or `Connection: close`.
+    if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        let close = !client_keepalive
+            || limits.keepalive_timeout.is_none()
+            || n >= limits.keepalive_requests
+            || resp
+                .headers()
+                .get(header::CONNECTION)
+                .is_some_and(|v| v == "close");
+        let value = if close { "close" } else { "keep-alive" };
         resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            .insert(header::CONNECTION, HeaderValue::from_static(value));
     }
     if let (Some(hook), Some(mut ctx)) = (&live.on_done, ctx) {
         ctx.status = resp.status().as_u16();
@@ -431,4 +441,21 @@ fn default_tokens(live: &Live, conn: &ConnState) -> ServerTokens {
         .get(s)
         .map(|s| s.conf.server_tokens)
         .unwrap_or_default()
+}
+
+/// Whether the client asked to keep the connection: HTTP/1.1 unless `Connection: close`, HTTP/1.0
+/// only with `Connection: keep-alive`.
+fn wants_keepalive<B>(req: &Request<B>) -> bool {
+    let has = |token: &str| {
+        req.headers().get_all(header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    };
+    match req.version() {
+        Version::HTTP_11 => !has("close"),
+        Version::HTTP_10 => has("keep-alive"),
+        _ => false,
+    }
 }
