@@ -754,5 +754,6 @@ pub mod conf_api {
 
 pub mod backend;
 pub mod client;
+pub mod known;
 pub mod mini;
 pub mod nginx;
