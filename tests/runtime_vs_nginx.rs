@@ -113,8 +113,11 @@ async fn start_ours(backend: SocketAddr) -> Proxy {
     Proxy::start(plan(vec![s], 0, vec![up])).await
 }
 
+/// Request line, sorted (name, value) pairs, body.
+type Seen = (String, Vec<(String, String)>, String);
+
 /// What the backend saw, in a comparable form: request line and sorted (name, value) pairs.
-fn seen(b: &Backend, before: usize) -> Option<(String, Vec<(String, String)>, String)> {
+fn seen(b: &Backend, before: usize) -> Option<Seen> {
     let reqs = b.requests();
     let r = reqs.get(before)?;
     let (line, mut h) = head_of(r);
@@ -175,7 +178,7 @@ async fn valid_requests_reach_the_backend_as_nginx_sends_them() {
         let sn = send(ng.addr, req.as_bytes()).await;
         let so = send(ours.addr, req.as_bytes()).await;
         // Backend ports differ, so the Host value ($proxy_host) differs by the port only.
-        let norm = |s: Option<(String, Vec<(String, String)>, String)>, port: u16| {
+        let norm = |s: Option<Seen>, port: u16| {
             s.map(|(l, h, b)| {
                 let h: Vec<_> = h
                     .into_iter()

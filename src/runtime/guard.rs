@@ -197,10 +197,7 @@ fn check(head: &mut [u8], buffers: (usize, usize)) -> Result<State, u16> {
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
-        Err(httparse::Error::Version) => {
-            drop(req);
-            return version_fallback(head, buffers);
-        }
+        Err(httparse::Error::Version) => return version_fallback(head, buffers),
         // hyper answers the rest itself (400, 431) and closes.
         _ => return Ok(State::PassThrough),
     }
