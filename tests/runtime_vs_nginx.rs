@@ -438,3 +438,66 @@ async fn routing_matches_nginx() {
         diffs.join("\n")
     );
 }
+
+/// `proxy_redirect default` on upstream `Location`s, compared with nginx.
+#[tokio::test]
+async fn location_rewrite_matches_nginx() {
+    let targets = [
+        "/foo",
+        "http://SELF/two/bar",
+        "http://SELF/other",
+        "http://elsewhere/x",
+    ];
+    let mut diffs = Vec::new();
+    for target in targets {
+        let bn = Backend::spawn("n", Behaviour::Redirect(target.into())).await;
+        let bo = Backend::spawn("o", Behaviour::Redirect(target.into())).await;
+        let http = format!(
+            "  server {{\n    listen 127.0.0.1:PORT;\n    server_name localhost;\n    location /one/ {{ proxy_pass http://{b}/two/; }}\n    location / {{ proxy_pass http://{b}; }}\n  }}\n",
+            b = bn.addr
+        );
+        let Some(ng) = start_nginx_with(&http).await else {
+            return;
+        };
+        let up = Arc::new(Upstream {
+            implicit: true,
+            ..Arc::try_unwrap(upstream(&bo.addr.to_string(), &[bo.addr])).expect("fresh")
+        });
+        let s = server(
+            vec![ServerName::Exact("localhost".into())],
+            vec![
+                loc(
+                    prefix("/one/"),
+                    Some(proxy_conf(&up, Some("/two/"))),
+                    vec![],
+                ),
+                loc(prefix("/"), Some(proxy_conf(&up, None)), vec![]),
+            ],
+        );
+        let ours = Proxy::start(plan(vec![s], 0, vec![up])).await;
+        for path in ["/one/x", "/x"] {
+            let req =
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            let get = |a: SocketAddr, b: SocketAddr| {
+                let req = req.clone();
+                async move {
+                    raw(a, req.as_bytes()).await.map(|r| {
+                        r.header("location")
+                            .unwrap_or("")
+                            .replace(&a.port().to_string(), "PORT")
+                            .replace(&b.port().to_string(), "BPORT")
+                    })
+                }
+            };
+            let ln = get(ng.addr, bn.addr).await;
+            let lo = get(ours.addr, bo.addr).await;
+            if ln != lo {
+                diffs.push(format!(
+                    "{target} via {path}: nginx {ln:?}, nginx-rs {lo:?}"
+                ));
+            }
+        }
+        ours.stop().await;
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}

@@ -275,7 +275,9 @@ pub async fn proxy(
                 if status == 101 {
                     return switch_protocols(ctx, resp, head, tokens);
                 }
-                return client_response(ctx, resp, conf, tokens);
+                let mut resp = client_response(ctx, resp, conf, tokens);
+                rewrite_location(ctx, conf, loc, &mut resp);
+                return resp;
             }
             Err((failure, msg, request_sent)) => {
                 let upstream_url = format!("http://{}{}", peer_addr, target.uri);
@@ -739,5 +741,85 @@ impl HttpBody for ReleaseOnEnd {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// `proxy_redirect`: rewrite the upstream's `Location` (nginx's `default`: the `proxy_pass` URL is
+/// replaced by the location prefix; explicit `FROM TO` prefix rules in order, first match wins).
+/// A rewritten value starting with `/` is made absolute as nginx's header filter does; a value no
+/// rule matches passes untouched, even when relative.
+fn rewrite_location(
+    ctx: &RequestCtx,
+    conf: &ProxyConf,
+    loc: Option<&Location>,
+    resp: &mut Response<Body>,
+) {
+    let Some(value) = resp
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return;
+    };
+    let rewritten = match &conf.redirect {
+        plan::ProxyRedirect::Off => None,
+        plan::ProxyRedirect::Default => match &conf.pass {
+            ProxyPass::Static {
+                proxy_host, uri, ..
+            } => {
+                let from = format!("http://{proxy_host}{}", uri.as_deref().unwrap_or("/"));
+                let to = match uri {
+                    Some(_) => loc.map(router::matched_path).unwrap_or("/"),
+                    None => "/",
+                };
+                value
+                    .strip_prefix(from.as_str())
+                    .map(|rest| format!("{to}{rest}"))
+            }
+            ProxyPass::Dynamic(_) => None,
+        },
+        plan::ProxyRedirect::Rules(rules) => rules.iter().find_map(|(from, to)| match from {
+            plan::RedirectFrom::Prefix(t) => {
+                let prefix = String::from_utf8_lossy(&ctx.render(t)).into_owned();
+                value.strip_prefix(prefix.as_str()).map(|rest| {
+                    let mut s = String::from_utf8_lossy(&ctx.render(to)).into_owned();
+                    s.push_str(rest);
+                    s
+                })
+            }
+            plan::RedirectFrom::Regex(re) => {
+                let (caps, _) = router::regex_match(re, value)?;
+                // `$1`.. in the replacement refer to this match.
+                let mut out = String::new();
+                for seg in &to.segments {
+                    match seg {
+                        plan::Segment::Literal(l) => out.push_str(l),
+                        plan::Segment::Var(plan::Var::Capture(n)) => {
+                            out.push_str(caps.get(*n as usize).unwrap_or(""))
+                        }
+                        plan::Segment::Var(v) => {
+                            let t = plan::Template {
+                                segments: vec![plan::Segment::Var(v.clone())],
+                            };
+                            out.push_str(&String::from_utf8_lossy(&ctx.render(&t)));
+                        }
+                    }
+                }
+                Some(out)
+            }
+        }),
+    };
+    let Some(mut new) = rewritten else { return };
+    if new.starts_with('/') {
+        let lc = ctx.loc_conf.as_deref();
+        let mut abs = String::with_capacity(new.len() + 32);
+        if let Some(lc) = lc {
+            super::request::redirect_base(ctx, lc, &mut abs);
+        }
+        abs.push_str(&new);
+        new = abs;
+    }
+    if let Ok(v) = HeaderValue::from_str(&new) {
+        resp.headers_mut().insert(header::LOCATION, v);
     }
 }

@@ -268,7 +268,7 @@ async fn serve(
     }
     ctx.loc_conf = Some(conf.clone());
     if let Some(path) = redirect_to {
-        let r = slash_redirect(&ctx, conn, &path, &conf);
+        let r = slash_redirect(&ctx, &path, &conf);
         return Ok((r, Some(ctx)));
     }
 
@@ -349,28 +349,9 @@ fn drop_invalid_headers(h: &mut HeaderMap, limits: &ClientLimits) {
 /// The 301 for nginx's `auto_redirect`: `Location` is the location's path plus the arguments, made
 /// absolute as nginx's header filter does (`absolute_redirect`, `port_in_redirect`,
 /// `server_name_in_redirect`).
-fn slash_redirect(
-    ctx: &RequestCtx,
-    conn: &ConnState,
-    path: &str,
-    conf: &crate::plan::LocConf,
-) -> Response<Body> {
+fn slash_redirect(ctx: &RequestCtx, path: &str, conf: &crate::plan::LocConf) -> Response<Body> {
     let mut location = String::with_capacity(path.len() + ctx.args.len() + 32);
-    if conf.absolute_redirect {
-        location.push_str("http://");
-        if conf.server_name_in_redirect {
-            location.push_str(ctx.server_name());
-        } else if ctx.headers.contains_key(header::HOST) {
-            location.push_str(&ctx.host);
-        } else {
-            location.push_str(&conn.info.local.ip().to_string());
-        }
-        let port = conn.info.local.port();
-        if conf.port_in_redirect && port != 80 {
-            location.push(':');
-            location.push_str(&port.to_string());
-        }
-    }
+    redirect_base(ctx, conf, &mut location);
     location.push_str(path);
     if !ctx.args.is_empty() {
         location.push('?');
@@ -457,5 +438,27 @@ fn wants_keepalive<B>(req: &Request<B>) -> bool {
         Version::HTTP_11 => !has("close"),
         Version::HTTP_10 => has("keep-alive"),
         _ => false,
+    }
+}
+
+/// `scheme://host[:port]` nginx's header filter puts before a `Location` it made relative
+/// (`absolute_redirect`, `server_name_in_redirect`, `port_in_redirect`); nothing when
+/// `absolute_redirect off`.
+pub fn redirect_base(ctx: &RequestCtx, conf: &crate::plan::LocConf, out: &mut String) {
+    if !conf.absolute_redirect {
+        return;
+    }
+    out.push_str("http://");
+    if conf.server_name_in_redirect {
+        out.push_str(ctx.server_name());
+    } else if ctx.headers.contains_key(header::HOST) {
+        out.push_str(&ctx.host);
+    } else {
+        out.push_str(&ctx.conn.local.ip().to_string());
+    }
+    let port = ctx.conn.local.port();
+    if conf.port_in_redirect && port != 80 {
+        out.push(':');
+        out.push_str(&port.to_string());
     }
 }
