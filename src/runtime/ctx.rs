@@ -29,6 +29,9 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// nginx's `$connection`: a serial number per connection.
     pub id: u64,
+    /// TLS and PROXY protocol facts learnt before the first request (`$ssl_*`, `$scheme`,
+    /// `$proxy_protocol_addr`).
+    pub handshake: super::handshake::Edge,
 }
 
 /// One attempt at an upstream peer, for `$upstream_addr`, `$upstream_status`, `$upstream_response_time`.
@@ -75,6 +78,8 @@ pub struct RequestCtx {
     /// The configuration that served the request (the location's, else the server's): its
     /// `access_log` list applies when the request is logged.
     pub loc_conf: Option<Arc<crate::plan::LocConf>>,
+    /// Map cache and real-IP facts of the edge phases (`runtime::edge`).
+    pub edge: super::map::EdgeCtx,
 }
 
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
@@ -153,8 +158,12 @@ impl RequestCtx {
                     out.extend_from_slice(v)
                 }
             }
-            Var::RemoteAddr | Var::RealipRemoteAddr => {
+            Var::RemoteAddr => {
                 let _ = write!(out, "{}", self.conn.remote.ip());
+            }
+            Var::RealipRemoteAddr => {
+                let peer = self.edge.realip_remote.unwrap_or(self.conn.remote);
+                let _ = write!(out, "{}", peer.ip());
             }
             Var::RemotePort => {
                 let _ = write!(out, "{}", self.conn.remote.port());
@@ -173,8 +182,15 @@ impl RequestCtx {
                 }
                 let _ = write!(out, "{}", self.conn.remote.ip());
             }
-            Var::Scheme => out.extend_from_slice(b"http"),
-            Var::Https => {}
+            Var::Scheme => match self.conn.handshake.tls {
+                Some(_) => out.extend_from_slice(b"https"),
+                None => out.extend_from_slice(b"http"),
+            },
+            Var::Https => {
+                if self.conn.handshake.tls.is_some() {
+                    out.extend_from_slice(b"on")
+                }
+            }
             Var::RequestUri => out.extend_from_slice(self.request_uri.as_bytes()),
             Var::Uri | Var::DocumentUri => out.extend_from_slice(self.uri.as_bytes()),
             Var::Args | Var::QueryString => out.extend_from_slice(self.args.as_bytes()),
@@ -272,20 +288,43 @@ impl RequestCtx {
                     out.extend_from_slice(b"close")
                 }
             }
-            Var::SslProtocol | Var::SslCipher | Var::SslServerName => {}
-            Var::ProxyProtocolAddr | Var::ProxyProtocolPort => {}
+            Var::SslProtocol | Var::SslCipher | Var::SslServerName => {
+                if let Some(t) = &self.conn.handshake.tls {
+                    match v {
+                        Var::SslProtocol => out.extend_from_slice(t.protocol.as_bytes()),
+                        Var::SslCipher => out.extend_from_slice(t.cipher.as_bytes()),
+                        _ => {
+                            if let Some(n) = &t.server_name {
+                                out.extend_from_slice(n.as_bytes())
+                            }
+                        }
+                    }
+                }
+            }
+            Var::ProxyProtocolAddr | Var::ProxyProtocolPort => {
+                if let Some(src) = self.conn.handshake.proxy_protocol.and_then(|h| h.source) {
+                    if matches!(v, Var::ProxyProtocolAddr) {
+                        let _ = write!(out, "{}", src.ip());
+                    } else {
+                        let _ = write!(out, "{}", src.port());
+                    }
+                }
+            }
             Var::Capture(n) => {
                 if let Some(s) = self.captures.as_ref().and_then(|c| c.get(*n as usize)) {
                     out.extend_from_slice(s.as_bytes())
                 }
             }
-            Var::Slot(i) => {
-                if let Some(Some(s)) = self.slots.get(*i as usize) {
-                    out.extend_from_slice(s.as_bytes())
+            Var::Slot(i) => match self.slots.get(*i as usize) {
+                Some(Some(s)) => out.extend_from_slice(s.as_bytes()),
+                // A named capture of a `map` regex evaluated earlier in this request.
+                _ => {
+                    if let Some(s) = self.edge.captured(*i) {
+                        out.extend_from_slice(s.as_bytes())
+                    }
                 }
-            }
-            // Maps are evaluated by the edge-directives work (issue 6); empty until then.
-            Var::Map(_) => {}
+            },
+            Var::Map(i) => super::map::map_into(self, *i, out),
         }
     }
 

@@ -64,6 +64,8 @@ pub fn page(code: u16, tokens: ServerTokens) -> Option<String> {
             "400 Bad Request",
             "<center>Request Header Or Cookie Too Large</center>\r\n",
         )),
+        // nginx's 302 page says "Found" while its status line says "Moved Temporarily".
+        302 => Some(head("302 Found", "302 Found", "")),
         _ if code >= 300 && code != 304 => {
             let title = format!("{code} {}", reason(code)?);
             Some(head(&title, &title, ""))
@@ -71,6 +73,10 @@ pub fn page(code: u16, tokens: ServerTokens) -> Option<String> {
         _ => None,
     }
 }
+
+/// Marks a response nginx-rs made itself (not an upstream's), so `error_page` applies to it.
+#[derive(Clone, Copy, Debug)]
+pub struct Generated;
 
 /// A complete error response as nginx sends it. `close` adds `Connection: close` (hyper then closes
 /// the connection after writing it), as nginx does after a client error it cannot recover from.
@@ -92,6 +98,7 @@ pub fn response(code: u16, tokens: ServerTokens, close: bool, head_only: bool) -
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     set_reason(&mut resp, status_code);
+    resp.extensions_mut().insert(Generated);
     resp
 }
 

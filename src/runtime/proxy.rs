@@ -77,7 +77,7 @@ pub async fn proxy(
     conf: &ProxyConf,
     loc: Option<&Location>,
     head: &http::request::Parts,
-    incoming: Incoming,
+    incoming: Option<Incoming>,
 ) -> Response<Body> {
     let tokens = ctx.server.conf.server_tokens;
     let target = match resolve_target(ctx, live, conf, loc) {
@@ -90,21 +90,31 @@ pub async fn proxy(
 
     let limits = &ctx.server.conf.client;
     let limits = loc.map(|l| &l.conf.client).unwrap_or(limits).clone();
+    // An HTTP/2 request body may come without Content-Length: DATA frames until END_STREAM.
+    let h2_unsized = head.version == Version::HTTP_2
+        && !ctx.headers.contains_key(header::CONTENT_LENGTH)
+        && incoming
+            .as_ref()
+            .is_some_and(|b| !hyper::body::Body::is_end_stream(b));
     let has_body = (ctx.headers.contains_key(header::TRANSFER_ENCODING)
-        || ctx.headers.contains_key(header::CONTENT_LENGTH))
+        || ctx.headers.contains_key(header::CONTENT_LENGTH)
+        || h2_unsized)
         && conf.pass_request_body;
     // nginx buffers anyway when it must send a length it does not know (chunked to HTTP/1.0).
-    let chunked = ctx.headers.contains_key(header::TRANSFER_ENCODING);
+    let chunked = ctx.headers.contains_key(header::TRANSFER_ENCODING) || h2_unsized;
     let buffer = conf.request_buffering || (chunked && conf.http_version == HttpVersion::Http10);
-    let mut req_body = if let Some(t) = &conf.set_body {
-        // `proxy_set_body`: the rendered value replaces the client's body.
-        drop(incoming);
-        ReqBody::Buffered(Buffered::Memory(Bytes::from(ctx.render(t))))
-    } else if !has_body {
-        drop(incoming);
-        ReqBody::None
-    } else if buffer {
-        match reqbody::read_all(
+    // `None`: the body was already discarded (an error_page redirect fetches its page without it).
+    let mut req_body = match incoming {
+        _ if conf.set_body.is_some() => {
+            // `proxy_set_body`: the rendered value replaces the client's body.
+            let t = conf
+                .set_body
+                .as_ref()
+                .map(|t| ctx.render(t))
+                .unwrap_or_default();
+            ReqBody::Buffered(Buffered::Memory(Bytes::from(t)))
+        }
+        Some(incoming) if has_body && buffer => match reqbody::read_all(
             incoming,
             limits.max_body_size,
             limits.body_buffer_size,
@@ -114,13 +124,13 @@ pub async fn proxy(
         {
             Ok(b) => ReqBody::Buffered(b),
             Err(e) => return body_error(ctx, e, tokens),
-        }
-    } else {
-        ReqBody::Streaming(Some(reqbody::streaming(
+        },
+        Some(incoming) if has_body => ReqBody::Streaming(Some(reqbody::streaming(
             incoming,
             limits.max_body_size,
             limits.body_timeout,
-        )))
+        ))),
+        _ => ReqBody::None,
     };
 
     // Built once; an attempt takes it, a retry (rare) renders it again.
@@ -148,6 +158,13 @@ pub async fn proxy(
         }
         _ => SelectKey::None,
     };
+    let upstream_tls = match super::tls::upstream_tls(ctx, live, conf) {
+        Ok(t) => t,
+        Err(msg) => {
+            errors::log_error(ctx, &msg, None);
+            return errors::response(502, tokens, false, ctx.method == Method::HEAD);
+        }
+    };
     let mut tried = Tried::new();
     let mut attempts = 0u32;
     let mut last_failure: Option<Failure> = None;
@@ -170,7 +187,11 @@ pub async fn proxy(
         let outcome: Result<Response<ReleaseOnEnd>, (Failure, String, bool)>;
         let mut sent_body = false;
         loop {
-            let conn = match target.group.connect(&peer, conf.connect_timeout).await {
+            let conn = match target
+                .group
+                .connect_with(&peer, conf.connect_timeout, upstream_tls.as_ref())
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     let (f, msg) = connect_message(&e, peer.addr());
@@ -273,11 +294,9 @@ pub async fn proxy(
                 }
                 peer.success();
                 if status == 101 {
-                    return switch_protocols(ctx, resp, head, tokens);
+                    return switch_protocols(ctx, resp, head, tokens, conf.read_timeout);
                 }
-                let mut resp = client_response(ctx, resp, conf, tokens);
-                rewrite_location(ctx, conf, loc, &mut resp);
-                return resp;
+                return client_response(ctx, resp, conf, tokens);
             }
             Err((failure, msg, request_sent)) => {
                 let upstream_url = format!("http://{}{}", peer_addr, target.uri);
@@ -357,6 +376,7 @@ fn switch_protocols(
     mut resp: Response<ReleaseOnEnd>,
     head: &http::request::Parts,
     tokens: plan::ServerTokens,
+    idle: std::time::Duration,
 ) -> Response<Body> {
     let Some(client_up) = head.extensions.get::<hyper::upgrade::OnUpgrade>().cloned() else {
         return failure_response(ctx, Some(Failure::Error), tokens);
@@ -368,7 +388,8 @@ fn switch_protocols(
         };
         let mut c = hyper_util::rt::TokioIo::new(c);
         let mut u = hyper_util::rt::TokioIo::new(u);
-        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+        // proxy_read_timeout applies to an idle tunnel, as nginx's.
+        let _ = super::handshake::tunnel(&mut c, &mut u, idle).await;
     });
     let (mut parts, _) = resp.into_parts();
     let h = &mut parts.headers;
@@ -741,85 +762,5 @@ impl HttpBody for ReleaseOnEnd {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-/// `proxy_redirect`: rewrite the upstream's `Location` (nginx's `default`: the `proxy_pass` URL is
-/// replaced by the location prefix; explicit `FROM TO` prefix rules in order, first match wins).
-/// A rewritten value starting with `/` is made absolute as nginx's header filter does; a value no
-/// rule matches passes untouched, even when relative.
-fn rewrite_location(
-    ctx: &RequestCtx,
-    conf: &ProxyConf,
-    loc: Option<&Location>,
-    resp: &mut Response<Body>,
-) {
-    let Some(value) = resp
-        .headers()
-        .get(header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return;
-    };
-    let rewritten = match &conf.redirect {
-        plan::ProxyRedirect::Off => None,
-        plan::ProxyRedirect::Default => match &conf.pass {
-            ProxyPass::Static {
-                proxy_host, uri, ..
-            } => {
-                let from = format!("http://{proxy_host}{}", uri.as_deref().unwrap_or("/"));
-                let to = match uri {
-                    Some(_) => loc.map(router::matched_path).unwrap_or("/"),
-                    None => "/",
-                };
-                value
-                    .strip_prefix(from.as_str())
-                    .map(|rest| format!("{to}{rest}"))
-            }
-            ProxyPass::Dynamic(_) => None,
-        },
-        plan::ProxyRedirect::Rules(rules) => rules.iter().find_map(|(from, to)| match from {
-            plan::RedirectFrom::Prefix(t) => {
-                let prefix = String::from_utf8_lossy(&ctx.render(t)).into_owned();
-                value.strip_prefix(prefix.as_str()).map(|rest| {
-                    let mut s = String::from_utf8_lossy(&ctx.render(to)).into_owned();
-                    s.push_str(rest);
-                    s
-                })
-            }
-            plan::RedirectFrom::Regex(re) => {
-                let (caps, _) = router::regex_match(re, value)?;
-                // `$1`.. in the replacement refer to this match.
-                let mut out = String::new();
-                for seg in &to.segments {
-                    match seg {
-                        plan::Segment::Literal(l) => out.push_str(l),
-                        plan::Segment::Var(plan::Var::Capture(n)) => {
-                            out.push_str(caps.get(*n as usize).unwrap_or(""))
-                        }
-                        plan::Segment::Var(v) => {
-                            let t = plan::Template {
-                                segments: vec![plan::Segment::Var(v.clone())],
-                            };
-                            out.push_str(&String::from_utf8_lossy(&ctx.render(&t)));
-                        }
-                    }
-                }
-                Some(out)
-            }
-        }),
-    };
-    let Some(mut new) = rewritten else { return };
-    if new.starts_with('/') {
-        let lc = ctx.loc_conf.as_deref();
-        let mut abs = String::with_capacity(new.len() + 32);
-        if let Some(lc) = lc {
-            super::request::redirect_base(ctx, lc, &mut abs);
-        }
-        abs.push_str(&new);
-        new = abs;
-    }
-    if let Ok(v) = HeaderValue::from_str(&new) {
-        resp.headers_mut().insert(header::LOCATION, v);
     }
 }

@@ -16,7 +16,6 @@ use hyper::body::Incoming;
 use super::body::Body;
 use super::ctx::RequestCtx;
 use super::errors;
-use super::proxy;
 use super::router::{self, validate_host};
 use super::server::ConnState;
 use super::Live;
@@ -41,6 +40,7 @@ pub async fn handle(
     }
     let head_only = req.method() == Method::HEAD;
     let client_keepalive = wants_keepalive(&req);
+    let http1 = matches!(req.version(), Version::HTTP_10 | Version::HTTP_11);
     let (mut resp, ctx) = match serve(req, &conn, &live, n).await {
         Ok(r) => r,
         Err((code, msg, tokens, ctx)) => {
@@ -66,7 +66,8 @@ pub async fn handle(
         None => conn.limits_for_keepalive(&live),
     };
     // nginx always says which it is: `Connection: keep-alive` or `Connection: close`.
-    if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+    // (HTTP/1 only: HTTP/2 has no connection-specific headers.)
+    if http1 && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
         let close = !client_keepalive
             || limits.keepalive_timeout.is_none()
             || n >= limits.keepalive_requests
@@ -238,6 +239,7 @@ async fn serve(
         bytes_sent: 0,
         response_headers: None,
         loc_conf: None,
+        edge: Default::default(),
     });
     ctx.host = host.unwrap_or_else(|| ctx.server_name().to_string());
     ctx.set_captures(sm.captures);
@@ -254,55 +256,8 @@ async fn serve(
     };
     ctx.uri = String::from_utf8(uri)
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-    let lm = router::find_location(&server, &ctx.uri);
-    let (loc, conf) = match &lm {
-        Some(m) => (Some(m.location.clone()), m.location.conf.clone()),
-        None => (None, server.conf.clone()),
-    };
-    let mut redirect_to = None;
-    if let Some(m) = lm {
-        if m.redirect_slash {
-            redirect_to = Some(router::matched_path(&m.location).to_string());
-        }
-        ctx.set_captures(m.captures);
-    }
-    ctx.loc_conf = Some(conf.clone());
-    if let Some(path) = redirect_to {
-        let r = slash_redirect(&ctx, &path, &conf);
-        return Ok((r, Some(ctx)));
-    }
-
-    if let Some(len) = content_length {
-        let max = conf.client.max_body_size;
-        if max != 0 && len > max {
-            let msg = format!("client intended to send too large body: {len} bytes");
-            errors::log_error(&ctx, &msg, None);
-            ctx.status = 413;
-            // nginx answers `Connection: close`, then reads and drops what the client still sends
-            // (lingering close: until 5 s pass without data, at most 30 s) so the answer is not lost
-            // to a reset. The discard starts once hyper has taken the answer: polling the body
-            // earlier would make hyper send `100 Continue` to an `Expect: 100-continue` client.
-            let r = errors::response(413, tokens, true, ctx.method == Method::HEAD);
-            let r = r.map(|b| {
-                http_body_util::BodyExt::boxed_unsync(DiscardAfter {
-                    inner: b,
-                    incoming: Some(incoming),
-                })
-            });
-            return Ok((r, Some(ctx)));
-        }
-    }
-
-    // `internal` locations answer external requests with 404; static files and the other content
-    // handlers are not part of the proxy runtime (404 too).
-    let proxy_conf = match &conf.proxy {
-        Some(p) if !conf.internal => p,
-        _ => {
-            let r = errors::response(404, conf.server_tokens, false, ctx.method == Method::HEAD);
-            return Ok((r, Some(ctx)));
-        }
-    };
-    let resp = proxy::proxy(&mut ctx, live, proxy_conf, loc.as_deref(), &head, incoming).await;
+    // Rewrite, location, access, content, error_page, header filter: runtime::edge.
+    let resp = super::edge::handle(&mut ctx, live, head, incoming, content_length).await;
     Ok((resp, Some(ctx)))
 }
 
@@ -346,24 +301,6 @@ fn drop_invalid_headers(h: &mut HeaderMap, limits: &ClientLimits) {
     }
 }
 
-/// The 301 for nginx's `auto_redirect`: `Location` is the location's path plus the arguments, made
-/// absolute as nginx's header filter does (`absolute_redirect`, `port_in_redirect`,
-/// `server_name_in_redirect`).
-fn slash_redirect(ctx: &RequestCtx, path: &str, conf: &crate::plan::LocConf) -> Response<Body> {
-    let mut location = String::with_capacity(path.len() + ctx.args.len() + 32);
-    redirect_base(ctx, conf, &mut location);
-    location.push_str(path);
-    if !ctx.args.is_empty() {
-        location.push('?');
-        location.push_str(&ctx.args);
-    }
-    let mut resp = errors::response(301, conf.server_tokens, false, ctx.method == Method::HEAD);
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp
-}
-
 /// Read and drop a request body the client sends anyway (nginx's lingering close after an error
 /// answer): stop after `lingering_timeout` (5 s) without data or `lingering_time` (30 s) in all.
 async fn discard_body(mut incoming: Incoming) {
@@ -379,9 +316,9 @@ async fn discard_body(mut incoming: Incoming) {
 }
 
 /// A response body that, once hyper is done with it, discards the request body ([`discard_body`]).
-struct DiscardAfter {
-    inner: Body,
-    incoming: Option<Incoming>,
+pub(super) struct DiscardAfter {
+    pub(super) inner: Body,
+    pub(super) incoming: Option<Incoming>,
 }
 
 impl Drop for DiscardAfter {
@@ -438,27 +375,5 @@ fn wants_keepalive<B>(req: &Request<B>) -> bool {
         Version::HTTP_11 => !has("close"),
         Version::HTTP_10 => has("keep-alive"),
         _ => false,
-    }
-}
-
-/// `scheme://host[:port]` nginx's header filter puts before a `Location` it made relative
-/// (`absolute_redirect`, `server_name_in_redirect`, `port_in_redirect`); nothing when
-/// `absolute_redirect off`.
-pub fn redirect_base(ctx: &RequestCtx, conf: &crate::plan::LocConf, out: &mut String) {
-    if !conf.absolute_redirect {
-        return;
-    }
-    out.push_str("http://");
-    if conf.server_name_in_redirect {
-        out.push_str(ctx.server_name());
-    } else if ctx.headers.contains_key(header::HOST) {
-        out.push_str(&ctx.host);
-    } else {
-        out.push_str(&ctx.conn.local.ip().to_string());
-    }
-    let port = ctx.conn.local.port();
-    if conf.port_in_redirect && port != 80 {
-        out.push(':');
-        out.push_str(&port.to_string());
     }
 }
