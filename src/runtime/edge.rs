@@ -91,6 +91,7 @@ pub async fn handle(
 
 /// Every phase, internal redirects by `error_page` included, until a response is final.
 async fn run_phases(ctx: &mut RequestCtx, run: &mut Run<'_>) -> Response<Body> {
+
     let mut entry = Entry::Server;
     // `Some(Some(code))`: an error_page replaced the status; `Some(None)`: `=` keeps the target's.
     let mut status_override: Option<Option<u16>> = None;
