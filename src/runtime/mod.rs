@@ -22,11 +22,18 @@
 //! - [`bind`] returns plain std listeners (non-blocking, `SOCK_STREAM`), so the supervisor can pass
 //!   them on (SCM_RIGHTS) or keep the ones that survive a reload.
 //! - `worker_connections` caps open client connections (per worker thread × threads).
+//! - [`Live::with_request_done`] installs the per-request completion hook (the access log):
+//!   it runs with the final [`ctx::RequestCtx`] (which implements [`log::VarSource`]).
+//! - [`server::accept_loop`] is the per-listener accept loop for callers managing listeners
+//!   themselves (reload keeps, adds, closes sockets one by one).
 //!
 //! # Modules
-//! [`server`] (accept loop, hyper connection), [`request`] (head checks, server + location choice),
-//! [`router`], [`ctx`] (variables), [`proxy`] (upstream request, retries, response), [`reqbody`],
-//! [`errors`] (pages and error-log lines), [`upstream`] (balancers and pools).
+//! [`server`] (accept loop, hyper connection, `send_timeout`), [`guard`] (request-head checks
+//! before hyper: framing conflicts, versions, sizes), [`request`] (head checks, server choice, `$uri`
+//! normalisation, `Connection`), [`router`] (server_name and location matching),
+//! [`ctx`] (variables), [`proxy`] (upstream request, retries, response), [`reqbody`] (buffered and
+//! streamed bodies, temp-file spill), [`finish`] (request-done hook), [`errors`] (pages and
+//! error-log lines), [`upstream`] (balancers and pools).
 //! The phases around the content handler (issue 6) are [`edge`]: [`realip`], [`rewrite`],
 //! [`access`], [`map`] (lazy `map` variables), [`redirect`] (`proxy_redirect`), [`respond`] (`return`, `Location`, `add_header`).
 //! Before HTTP: [`handshake`] (PROXY protocol, TLS handshake, HTTP/2 choice), [`tls`] (rustls
@@ -38,6 +45,7 @@ pub mod ctx;
 pub mod edge;
 pub mod errors;
 pub mod finish;
+pub mod guard;
 pub mod handshake;
 pub mod log;
 pub mod map;

@@ -28,7 +28,19 @@ pub async fn handle(
 ) -> Result<Response<Body>, CloseSilently> {
     let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let live = conn.live.load_full();
+    if let Some(code) = req.headers().get(super::guard::reject_header()) {
+        // The head guard replaced a head nginx rejects (see `guard`): answer with its status.
+        let code = std::str::from_utf8(code.as_bytes())
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(400);
+        let tokens = default_tokens(&live, &conn);
+        tracing::info!(target: "nginx_rs::error_log", "client sent invalid request while reading client request headers, client: {}", conn.info.remote.ip());
+        return Ok(errors::response(code, tokens, true, false));
+    }
     let head_only = req.method() == Method::HEAD;
+    let client_keepalive = wants_keepalive(&req);
+    let http1 = matches!(req.version(), Version::HTTP_10 | Version::HTTP_11);
     let (mut resp, ctx) = match serve(req, &conn, &live, n).await {
         Ok(r) => r,
         Err((code, msg, tokens, ctx)) => {
@@ -53,9 +65,19 @@ pub async fn handle(
         Some(c) => c.client.clone(),
         None => conn.limits_for_keepalive(&live),
     };
-    if limits.keepalive_timeout.is_none() || n >= limits.keepalive_requests {
+    // nginx always says which it is: `Connection: keep-alive` or `Connection: close`.
+    // (HTTP/1 only: HTTP/2 has no connection-specific headers.)
+    if http1 && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        let close = !client_keepalive
+            || limits.keepalive_timeout.is_none()
+            || n >= limits.keepalive_requests
+            || resp
+                .headers()
+                .get(header::CONNECTION)
+                .is_some_and(|v| v == "close");
+        let value = if close { "close" } else { "keep-alive" };
         resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            .insert(header::CONNECTION, HeaderValue::from_static(value));
     }
     if let (Some(hook), Some(mut ctx)) = (&live.on_done, ctx) {
         ctx.status = resp.status().as_u16();
@@ -324,5 +346,34 @@ impl http_body::Body for DiscardAfter {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// `server_tokens` of the default server of the connection's address.
+fn default_tokens(live: &Live, conn: &ConnState) -> ServerTokens {
+    let listen = live.router.listen_index(&conn.listen).unwrap_or(0);
+    let s = live.router.select_server(listen, None).server;
+    live.plan
+        .http
+        .servers
+        .get(s)
+        .map(|s| s.conf.server_tokens)
+        .unwrap_or_default()
+}
+
+/// Whether the client asked to keep the connection: HTTP/1.1 unless `Connection: close`, HTTP/1.0
+/// only with `Connection: keep-alive`.
+fn wants_keepalive<B>(req: &Request<B>) -> bool {
+    let has = |token: &str| {
+        req.headers().get_all(header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    };
+    match req.version() {
+        Version::HTTP_11 => !has("close"),
+        Version::HTTP_10 => has("keep-alive"),
+        _ => false,
     }
 }

@@ -1,20 +1,18 @@
 //! Listeners, the accept loop and the client-side HTTP/1 connection (hyper's server half).
 //!
-//! # What hyper rejects before nginx-rs sees a request
-//! hyper (httparse) answers these itself and closes the connection; nginx's status is in brackets
-//! where it differs:
+//! # Who rejects what
+//! The head guard ([`super::guard`]) runs first and gives nginx's status for framing conflicts
+//! (`Content-Length` + `Transfer-Encoding`, `Content-Length` twice: 400; unknown
+//! `Transfer-Encoding`: 501), `HTTP/2.0`+ on HTTP/1 (505), `HTTP/1.2`.. (read as 1.1) and heads over
+//! `large_client_header_buffers` (400/414). hyper (httparse) then answers these itself and closes;
+//! nginx's status in brackets where it differs:
 //! - malformed request line, bad method token, bad URI characters: 400 (nginx 400);
-//! - a version other than `HTTP/1.0` / `HTTP/1.1` (e.g. `HTTP/1.2`, `HTTP/2.0`): 400
-//!   (nginx accepts `HTTP/1.2` as 1.x and answers 505 for `HTTP/2.0`+);
-//! - space or NUL in a header name, obs-fold continuation lines, missing colon: 400 (nginx 400);
-//! - `Transfer-Encoding` whose last coding is not `chunked`: 400 (nginx 501), `Transfer-Encoding` in
-//!   HTTP/1.0: 400 (nginx 400); bad chunk sizes: the body read fails, 400 (nginx 400);
-//! - negative or non-numeric or conflicting `Content-Length`: 400 (nginx 400);
-//! - `Content-Length` together with `Transfer-Encoding`: hyper drops the length, reads chunked and
-//!   closes the connection after the response, so nothing can be smuggled (nginx: 400);
-//!   a repeated identical `Content-Length` is merged by hyper (nginx: 400);
-//! - a head larger than the whole header buffer (`large_client_header_buffers` N×SIZE) or more than
-//!   100 header lines: 431 (nginx 400/414).
+//! - space or NUL in a header name, obs-fold continuation lines, empty name: 400 (nginx 400); a
+//!   line without a colon: 400 (nginx ignores the line);
+//! - bad chunk sizes: the body read fails, 400 (nginx 400); negative or non-numeric
+//!   `Content-Length`: 400 (nginx 400);
+//! - more than 100 header lines: 431 (nginx has no count limit, only the buffer sizes);
+//! - HTTP/0.9 (`GET /` alone): 400 (nginx answers in HTTP/0.9).
 //!
 //! hyper's automatic responses have an empty body instead of nginx's HTML page.
 //! Everything else nginx checks is done in `request.rs` with nginx's status and page.
@@ -165,7 +163,10 @@ async fn serve_connection(
         .max_buf_size((num * size).max(8192) + size);
     let st = state.clone();
     let service = service_fn(move |req| super::request::handle(req, st.clone()));
-    let io = SendTimeout::new(stream, limits.send_timeout);
+    let io = SendTimeout::new(
+        super::guard::Guard::new(stream, limits.large_header_buffers),
+        limits.send_timeout,
+    );
     let conn = builder
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();

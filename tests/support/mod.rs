@@ -364,6 +364,8 @@ pub enum Behaviour {
     Big(usize),
     /// Answer bytes that are not HTTP.
     Garbage,
+    /// 302 with this `Location` (`SELF` = the backend's own address).
+    Redirect(String),
 }
 
 pub struct Backend {
@@ -430,6 +432,14 @@ async fn backend_conn(mut s: TcpStream, rx: Arc<Mutex<Vec<Vec<u8>>>>, name: Stri
             && !req.windows(8).any(|w| w == b"HTTP/1.0");
         let conn_hdr = if keep { "" } else { "Connection: close\r\n" };
         let out = match &b {
+            Behaviour::Redirect(to) => {
+                let me = s.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {}\r\nContent-Length: 0\r\n{conn_hdr}\r\n",
+                    to.replace("SELF", &me)
+                )
+                .into_bytes()
+            }
             Behaviour::Garbage => {
                 let _ = s.write_all(b"SSH-2.0-OpenSSH\r\n\r\n").await;
                 return;

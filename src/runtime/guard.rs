@@ -1,0 +1,520 @@
+//! The request-head guard: a read-side filter in front of hyper that holds back each request head
+//! until it is complete and checks what hyper's parser would otherwise decide differently from
+//! nginx, above all the framing ambiguities behind request smuggling:
+//!
+//! - `Content-Length` together with `Transfer-Encoding`, or `Content-Length` twice: 400;
+//! - `Transfer-Encoding` other than exactly `chunked`: 501 (400 in HTTP/1.0, or when repeated);
+//! - `HTTP/2.0` and above on HTTP/1: 505; `HTTP/1.2`..`HTTP/1.99` are read as HTTP/1.1 (nginx);
+//! - a head larger than `large_client_header_buffers` N×SIZE in all: 400 (Request Header Or Cookie
+//!   Too Large), or 414 when the request line alone does not fit.
+//!
+//! A rejected head never reaches hyper as is: it is replaced by a synthetic request carrying a
+//! per-process secret header with the status, so the answer (nginx's page, `Connection: close`)
+//! goes out in order after earlier pipelined responses; everything after it is read and dropped.
+//! Bodies pass straight through; the guard only follows their framing (length, chunks) to find
+//! the next head. After a request asking for `Upgrade`, it steps aside for the connection.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The header the synthetic request carries: `x-nginx-rs-reject-<random>: <status>`.
+pub fn reject_header() -> &'static http::HeaderName {
+    static NAME: OnceLock<http::HeaderName> = OnceLock::new();
+    NAME.get_or_init(|| {
+        let name = format!("x-nginx-rs-reject-{:016x}", fastrand::u64(..));
+        // Lowercase letters, digits and '-' only: always a valid header name.
+        http::HeaderName::from_bytes(name.as_bytes()).unwrap_or(http::header::WARNING)
+    })
+}
+
+enum State {
+    Head,
+    Body(u64),
+    Chunked(Chunk),
+    /// After an upgrade request or input the guard does not follow: hyper decides alone.
+    PassThrough,
+    /// After a rejection: read and drop.
+    Dead,
+}
+
+enum Chunk {
+    /// Reading the size line (hex digits, then anything up to LF).
+    Size {
+        size: u64,
+        digits: bool,
+        ext: bool,
+    },
+    Data(u64),
+    /// The CRLF after a chunk's data.
+    DataEnd(u8),
+    /// Trailer lines up to an empty line; `len` = bytes on the current line.
+    Trailer {
+        len: usize,
+    },
+}
+
+pub struct Guard<T> {
+    inner: T,
+    state: State,
+    /// Bytes released to hyper but not yet read by it.
+    out: BytesMut,
+    /// The head being collected.
+    head: Vec<u8>,
+    /// `large_client_header_buffers`: (number, size).
+    buffers: (usize, usize),
+    eof: bool,
+}
+
+impl<T> Guard<T> {
+    pub fn new(inner: T, buffers: (usize, usize)) -> Self {
+        Guard {
+            inner,
+            state: State::Head,
+            out: BytesMut::new(),
+            head: Vec::new(),
+            buffers,
+            eof: false,
+        }
+    }
+
+    /// Run newly read bytes through the state machine.
+    fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            match &mut self.state {
+                State::PassThrough => {
+                    self.out.extend_from_slice(data);
+                    return;
+                }
+                State::Dead => return,
+                State::Body(n) => {
+                    let k = (*n).min(data.len() as u64) as usize;
+                    self.out.extend_from_slice(&data[..k]);
+                    *n -= k as u64;
+                    data = &data[k..];
+                    if *n == 0 {
+                        self.state = State::Head;
+                    }
+                }
+                State::Chunked(c) => {
+                    let (used, done) = chunk_step(c, data);
+                    self.out.extend_from_slice(&data[..used]);
+                    data = &data[used..];
+                    match done {
+                        Some(true) => self.state = State::Head,
+                        Some(false) => self.state = State::PassThrough,
+                        None => {}
+                    }
+                }
+                State::Head => {
+                    let start = self.head.len().saturating_sub(3);
+                    self.head.extend_from_slice(data);
+                    data = &[];
+                    match find_head_end(&self.head, start) {
+                        Some(end) => {
+                            let rest = self.head.split_off(end);
+                            let head = std::mem::take(&mut self.head);
+                            self.release(head);
+                            // The rest belongs to the body or the next request.
+                            self.feed(&rest);
+                            return;
+                        }
+                        None => {
+                            let (num, size) = self.buffers;
+                            if self.head.len() > num * size {
+                                let code = if !self.head.contains(&b'\n') {
+                                    414
+                                } else {
+                                    494
+                                };
+                                self.reject(code);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A complete head: check it and pass it on (or the synthetic rejection).
+    fn release(&mut self, mut head: Vec<u8>) {
+        match check(&mut head, self.buffers) {
+            Ok(next) => {
+                self.out.extend_from_slice(&head);
+                self.state = next;
+            }
+            Err(code) => self.reject(code),
+        }
+    }
+
+    fn reject(&mut self, code: u16) {
+        self.head.clear();
+        let synthetic = format!(
+            "GET / HTTP/1.1\r\nHost: localhost\r\n{}: {code}\r\nConnection: close\r\n\r\n",
+            reject_header()
+        );
+        self.out.extend_from_slice(synthetic.as_bytes());
+        self.state = State::Dead;
+    }
+}
+
+/// Position just after the blank line ending a head (CRLF CRLF or bare LF LF), searching from `from`.
+fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    // Leading empty lines before the request line are allowed (and skipped by the parser).
+    let mut i = from;
+    while i < buf.len() {
+        if buf[i] == b'\n' {
+            let prev_lf = if i >= 1 && buf[i - 1] == b'\n' {
+                Some(i - 1)
+            } else if i >= 2 && buf[i - 1] == b'\r' && buf[i - 2] == b'\n' {
+                Some(i - 2)
+            } else {
+                None
+            };
+            // A blank line only ends the head once something other than blank lines came first.
+            if let Some(p) = prev_lf {
+                if buf[..p].iter().any(|&b| b != b'\r' && b != b'\n') {
+                    return Some(i + 1);
+                }
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// nginx's checks on a complete head. `Ok(state)` = how to read what follows.
+fn check(head: &mut [u8], buffers: (usize, usize)) -> Result<State, u16> {
+    let (num, size) = buffers;
+    if head.len() > num * size {
+        return Err(494);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Err(httparse::Error::Version) => return version_fallback(head, buffers),
+        // hyper answers the rest itself (400, 431) and closes.
+        _ => return Ok(State::PassThrough),
+    }
+    let http10 = req.version == Some(0);
+    let mut cl: Option<&[u8]> = None;
+    let mut cl_count = 0;
+    let mut te: Option<&[u8]> = None;
+    let mut te_count = 0;
+    let mut upgrade = false;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            cl_count += 1;
+            cl = Some(h.value);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            te_count += 1;
+            te = Some(h.value);
+        } else if h.name.eq_ignore_ascii_case("upgrade") {
+            upgrade = true;
+        }
+    }
+    if cl_count > 1 {
+        return Err(400);
+    }
+    if let Some(te) = te {
+        if http10 || te_count > 1 {
+            return Err(400);
+        }
+        if !trim(te).eq_ignore_ascii_case(b"chunked") {
+            return Err(501);
+        }
+        if cl.is_some() {
+            return Err(400);
+        }
+        return Ok(if upgrade {
+            State::PassThrough
+        } else {
+            State::Chunked(Chunk::Size {
+                size: 0,
+                digits: false,
+                ext: false,
+            })
+        });
+    }
+    if upgrade {
+        return Ok(State::PassThrough);
+    }
+    match cl {
+        None => Ok(State::Head),
+        Some(v) => match std::str::from_utf8(trim(v))
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            Some(0) => Ok(State::Head),
+            Some(n) => Ok(State::Body(n)),
+            // hyper rejects it (400) and closes.
+            None => Ok(State::PassThrough),
+        },
+    }
+}
+
+/// httparse knows only HTTP/1.0 and 1.1. nginx answers 505 from HTTP/2.0 up and reads
+/// HTTP/1.2..1.99 as HTTP/1.1.
+fn version_fallback(head: &mut [u8], buffers: (usize, usize)) -> Result<State, u16> {
+    let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    let line = &head[..line_end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Some(at) = line.windows(6).rposition(|w| w == b" HTTP/") else {
+        return Ok(State::PassThrough);
+    };
+    let version = &line[at + 6..];
+    let Some(dot) = version.iter().position(|&b| b == b'.') else {
+        return Ok(State::PassThrough);
+    };
+    let (major, minor) = (&version[..dot], &version[dot + 1..]);
+    let digits = |s: &[u8]| !s.is_empty() && s.len() <= 3 && s.iter().all(u8::is_ascii_digit);
+    if !digits(major) || !digits(minor) {
+        return Ok(State::PassThrough);
+    }
+    let major: u32 = std::str::from_utf8(major)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if major >= 2 {
+        return Err(505);
+    }
+    // "1.0"/"1.1" failing here means the line is bad elsewhere: hyper answers 400.
+    if major == 1 && minor.len() == 1 && minor[0] > b'1' {
+        // Same length: rewrite "1.x" to "1.1" in place and check again.
+        let pos = at + 6 + dot + 1;
+        head[pos] = b'1';
+        return check(head, buffers);
+    }
+    Ok(State::PassThrough)
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// Follow chunked framing over `data`. Returns (bytes consumed, `Some(true)` at the end of the
+/// body, `Some(false)` on framing the guard does not follow).
+fn chunk_step(c: &mut Chunk, data: &[u8]) -> (usize, Option<bool>) {
+    let mut i = 0;
+    while i < data.len() {
+        match c {
+            Chunk::Size { size, digits, ext } => {
+                let b = data[i];
+                i += 1;
+                if b == b'\n' {
+                    if !*digits {
+                        return (i, Some(false));
+                    }
+                    *c = if *size == 0 {
+                        Chunk::Trailer { len: 0 }
+                    } else {
+                        Chunk::Data(*size)
+                    };
+                } else if !*ext && b.is_ascii_hexdigit() {
+                    let Some(v) = size
+                        .checked_mul(16)
+                        .and_then(|s| s.checked_add((b as char).to_digit(16).unwrap_or(0) as u64))
+                    else {
+                        return (i, Some(false));
+                    };
+                    *size = v;
+                    *digits = true;
+                } else {
+                    // `;ext`, spaces, CR: anything up to the LF.
+                    *ext = true;
+                }
+            }
+            Chunk::Data(n) => {
+                let k = (*n).min((data.len() - i) as u64) as usize;
+                i += k;
+                *n -= k as u64;
+                if *n == 0 {
+                    *c = Chunk::DataEnd(0);
+                }
+            }
+            Chunk::DataEnd(seen) => {
+                let b = data[i];
+                i += 1;
+                match (b, *seen) {
+                    (b'\r', 0) => *seen = 1,
+                    (b'\n', _) => {
+                        *c = Chunk::Size {
+                            size: 0,
+                            digits: false,
+                            ext: false,
+                        }
+                    }
+                    _ => return (i, Some(false)),
+                }
+            }
+            Chunk::Trailer { len } => {
+                let b = data[i];
+                i += 1;
+                if b == b'\n' {
+                    if *len == 0 {
+                        return (i, Some(true));
+                    }
+                    *len = 0;
+                } else if b != b'\r' {
+                    *len += 1;
+                }
+            }
+        }
+    }
+    (i, None)
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Guard<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if !this.out.is_empty() {
+                let k = this.out.len().min(buf.remaining());
+                buf.put_slice(&this.out.split_to(k));
+                return Poll::Ready(Ok(()));
+            }
+            if this.eof {
+                return Poll::Ready(Ok(()));
+            }
+            let mut scratch = [0u8; 16 * 1024];
+            let mut rb = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    if n == 0 {
+                        // EOF: whatever partial head there is goes to hyper, which reports it.
+                        this.eof = true;
+                        if matches!(this.state, State::Head) {
+                            let head = std::mem::take(&mut this.head);
+                            this.out.extend_from_slice(&head);
+                        }
+                        continue;
+                    }
+                    let data = scratch[..n].to_vec();
+                    this.feed(&data);
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Guard<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(input: &[u8]) -> (Vec<u8>, bool) {
+        let mut g = Guard::new((), (4, 1024));
+        // Feed byte by byte as well as whole, to exercise every split point.
+        for b in input {
+            g.feed(std::slice::from_ref(b));
+        }
+        let dead = matches!(g.state, State::Dead);
+        (g.out.to_vec(), dead)
+    }
+
+    fn rejected(input: &[u8]) -> Option<u16> {
+        let (out, dead) = run(input);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let marker = format!("{}: ", reject_header());
+        dead.then(|| {
+            text.split(&marker)
+                .nth(1)
+                .and_then(|r| r.get(..3))
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0)
+        })
+    }
+
+    #[test]
+    fn framing_conflicts_are_rejected() {
+        assert_eq!(rejected(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"), Some(400));
+        assert_eq!(rejected(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n"), Some(400));
+        assert_eq!(
+            rejected(
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"
+            ),
+            Some(400)
+        );
+        assert_eq!(
+            rejected(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            Some(501)
+        );
+        assert_eq!(rejected(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), Some(505));
+        assert_eq!(rejected(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn pipelined_bodies_are_followed() {
+        let input = b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloPOST /b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n";
+        let (out, dead) = run(input);
+        assert!(dead, "third request must be rejected");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text
+            .starts_with("POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloPOST /b "));
+        assert!(text.contains("0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\nHost: localhost\r\n"));
+        // A body that looks like a head is not mistaken for one.
+        let (_, dead) = run(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 60\r\n\r\nGET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
+        assert!(!dead);
+    }
+
+    #[test]
+    fn bad_request_lines_go_to_hyper() {
+        let (out, dead) = run(b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(!dead);
+        assert_eq!(out, b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n");
+    }
+
+    #[test]
+    fn http_1_2_reads_as_1_1() {
+        let (out, dead) = run(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n");
+        assert!(!dead);
+        assert_eq!(out, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    }
+}
