@@ -138,15 +138,14 @@ pub async fn handle(
                     }
                 }
                 ctx.edge.clear_maps();
-                run.to_get(ctx);
+                run.refetch_with_get(ctx);
                 entry = Entry::Server;
                 continue;
             }
             // A URL: a redirect, 302 unless `=301|302|303|307|308` says otherwise.
-            let code = match overwrite {
-                Some(c @ (301 | 302 | 303 | 307 | 308)) => c,
-                _ => 302,
-            };
+            let code = overwrite
+                .filter(|c| matches!(c, 301 | 302 | 303 | 307 | 308))
+                .unwrap_or(302);
             let reply = Reply::Page {
                 code,
                 location: Some(target),
@@ -187,7 +186,7 @@ impl Run<'_> {
                 }
                 None => match self.find_config(ctx) {
                     Ok(found) => found,
-                    Err(early) => return early,
+                    Err(early) => return *early,
                 },
             };
             let mut fx = Effects::default();
@@ -245,7 +244,7 @@ impl Run<'_> {
     fn find_config(
         &mut self,
         ctx: &mut RequestCtx,
-    ) -> Result<(Option<Arc<Location>>, Arc<LocConf>), (Outcome, Arc<LocConf>)> {
+    ) -> Result<(Option<Arc<Location>>, Arc<LocConf>), Box<(Outcome, Arc<LocConf>)>> {
         let server = ctx.server.clone();
         let Some(m) = router::find_location(&server, &ctx.uri) else {
             return Ok((None, server.conf.clone()));
@@ -253,7 +252,7 @@ impl Run<'_> {
         let conf = m.location.conf.clone();
         ctx.set_captures(m.captures);
         if conf.internal && !ctx.edge.internal {
-            return Err((reply(Reply::page(404)), conf));
+            return Err(Box::new((reply(Reply::page(404)), conf)));
         }
         if m.redirect_slash {
             let mut location = router::matched_path(&m.location).to_string();
@@ -261,7 +260,7 @@ impl Run<'_> {
                 location.push('?');
                 location.push_str(&ctx.args);
             }
-            return Err((redirect(301, location), conf));
+            return Err(Box::new((redirect(301, location), conf)));
         }
         if let Some(len) = self.content_length {
             let max = conf.client.max_body_size;
@@ -272,7 +271,7 @@ impl Run<'_> {
                     location: None,
                     close: true,
                 };
-                return Err((reply(page), conf));
+                return Err(Box::new((reply(page), conf)));
             }
         }
         Ok((Some(m.location), conf))
@@ -312,7 +311,7 @@ impl Run<'_> {
     }
 
     /// An error page URI is fetched with GET (HEAD stays HEAD) and without the request body.
-    fn to_get(&mut self, ctx: &mut RequestCtx) {
+    fn refetch_with_get(&mut self, ctx: &mut RequestCtx) {
         if ctx.method != Method::HEAD {
             ctx.method = Method::GET;
             self.head.method = Method::GET;
