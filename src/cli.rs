@@ -295,6 +295,7 @@ pub fn load(paths: &Paths, global: Option<&str>) -> Result<Loaded, Box<Failed>> 
         prefix: paths.prefix.clone(),
         conf_prefix: paths.conf_prefix.clone(),
         default_listen_port: if is_root() { 80 } else { 8000 },
+        superuser: is_root(),
         resolver: Arc::new(SystemResolver),
         ..Default::default()
     };
@@ -350,7 +351,7 @@ fn apply_error_log_flag(plan: &mut Plan, paths: &Paths) {
 }
 
 fn is_root() -> bool {
-    // SAFETY-free: geteuid has no preconditions and cannot fail.
+    // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
 
@@ -366,6 +367,19 @@ impl plan::Resolve for SystemResolver {
             .collect();
         v.dedup();
         Ok(v)
+    }
+
+    fn user_exists(&self, name: &str) -> Option<bool> {
+        let c = std::ffi::CString::new(name).ok()?;
+        // SAFETY: `c` is a valid NUL-terminated string; the returned pointer is only tested for
+        // NULL, never dereferenced.
+        Some(!unsafe { libc::getpwnam(c.as_ptr()) }.is_null())
+    }
+
+    fn group_exists(&self, name: &str) -> Option<bool> {
+        let c = std::ffi::CString::new(name).ok()?;
+        // SAFETY: as above, with getgrnam.
+        Some(!unsafe { libc::getgrnam(c.as_ptr()) }.is_null())
     }
 }
 

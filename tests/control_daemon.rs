@@ -21,6 +21,9 @@ use nginx_rs::control::{send_signal, Signal};
 
 const CHILD_ENV: &str = "NGINX_RS_TEST_DAEMON_CHILD";
 
+/// Listen ports are picked by binding and releasing; one test at a time keeps them from colliding.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The child: serve `$DIR/nginx-rs.conf` until a signal stops it.
 #[test]
 fn daemon_child_entry() {
@@ -30,6 +33,7 @@ fn daemon_child_entry() {
     let conf = PathBuf::from(&dir).join("nginx-rs.conf");
     let paths = nginx_rs::cli::Paths {
         prefix: PathBuf::from(&dir),
+        error_log: None,
         conf_file: conf.clone(),
         conf_prefix: PathBuf::from(&dir),
     };
@@ -164,7 +168,13 @@ struct Daemon {
 impl Daemon {
     fn start(conf: impl Fn(&Path) -> String) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
-        fs::write(dir.path().join("nginx-rs.conf"), conf(dir.path())).expect("write conf");
+        let conf_path = dir.path().join("nginx-rs.conf");
+        fs::write(&conf_path, conf(dir.path())).expect("write conf");
+        // Root-only configuration, as the issue asks (0600 file in a 0700 directory). nginx-rs does
+        // not drop privileges yet, so this passes as root without the supervisor.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).expect("chmod dir");
+        fs::set_permissions(&conf_path, fs::Permissions::from_mode(0o600)).expect("chmod conf");
         let child = Command::new(std::env::current_exe().expect("test binary"))
             .args([
                 "--exact",
@@ -222,6 +232,7 @@ fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
 
 #[test]
 fn reload_under_load_loses_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let (one, two) = (backend("one"), backend("two"));
     let (p, p2) = (free_addr(), free_addr());
     let (b1, b2) = (one.addr, two.addr);
@@ -317,6 +328,7 @@ fn reload_under_load_loses_nothing() {
 
 #[test]
 fn graceful_quit_finishes_slow_requests() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let one = backend("one");
     let p = free_addr();
     let b1 = one.addr;
@@ -339,6 +351,7 @@ fn graceful_quit_finishes_slow_requests() {
 
 #[test]
 fn fast_stop() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let one = backend("one");
     let p = free_addr();
     let b1 = one.addr;

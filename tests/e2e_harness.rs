@@ -173,3 +173,26 @@ fn nginx_with_master_process_starts_serves_and_stops() {
         "something still listens on {addr} after drop"
     );
 }
+
+#[test]
+fn known_differences_are_checked_both_ways() {
+    use support::known::{assert_only_known, Difference};
+    let found = |cases: &[&str]| -> Vec<Difference> {
+        cases
+            .iter()
+            .map(|c| Difference {
+                case: c.to_string(),
+                detail: format!("case {c}"),
+            })
+            .collect()
+    };
+    let known = [("a", "why a")];
+    assert_only_known(&found(&["a"]), &known, "");
+    let new = std::panic::catch_unwind(|| assert_only_known(&found(&["a", "b"]), &known, ""));
+    assert!(new.is_err(), "a difference not on the list must fail");
+    let fixed = std::panic::catch_unwind(|| assert_only_known(&found(&[]), &known, ""));
+    assert!(
+        fixed.is_err(),
+        "a listed case that no longer differs must fail"
+    );
+}

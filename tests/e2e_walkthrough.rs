@@ -61,7 +61,7 @@ fn walkthrough_round_robin_one_two_three() {
         Ok(p) => p,
         Err(e) if !nginx_rs_must_serve() => {
             print_skip(&format!(
-                "nginx-rs does not serve yet (NGINX_RS_MUST_SERVE=1 makes this a failure): {e}"
+                "nginx-rs does not serve (skipped because NGINX_RS_ALLOW_SKIP=1): {e}"
             ));
             return;
         }

@@ -105,6 +105,9 @@ fn lines(path: &Path, n: usize) -> Vec<Vec<u8>> {
     panic!("{} never got {n} lines", path.display());
 }
 
+/// (request line, Referer, User-Agent) as sent.
+type SentRequest<'a> = (&'a [u8], Option<&'a [u8]>, Option<&'a [u8]>);
+
 struct Req {
     vars: Vec<(Var, Vec<u8>)>,
 }
@@ -160,7 +163,7 @@ fn combined_line_matches_nginx() {
 
     let got = lines(&ngx.dir.path().join("access.log"), 2);
     let mut ours = Vec::new();
-    let reqs: [(&[u8], Option<&[u8]>, Option<&[u8]>); 2] = [
+    let reqs: [SentRequest; 2] = [
         (REQUEST_LINE, Some(REFERER), Some(AGENT)),
         (b"GET /none HTTP/1.0", None, None),
     ];

@@ -62,6 +62,9 @@ fn verdict(text: &str, rel: &str) -> String {
         },
         resolver: Arc::new(nginx_rs::cli::SystemResolver),
         default_listen_port: 80,
+        // nginx checks `user` only as root, and so do we: match how nginx ran the goldens.
+        // SAFETY: geteuid has no preconditions.
+        superuser: unsafe { libc::geteuid() } == 0,
         ..Default::default()
     };
     match plan::compile(&parsed, &opts) {

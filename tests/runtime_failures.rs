@@ -244,3 +244,23 @@ async fn send_timeout_closes_a_client_that_stops_reading() {
     assert!(total < size, "whole body delivered despite send_timeout");
     p.stop().await;
 }
+
+#[tokio::test]
+async fn invalid_header_is_502_and_not_retried_by_default() {
+    let log = Captured::default();
+    let _g = log.install();
+    let bad = Backend::spawn("bad", Behaviour::Garbage).await;
+    let ok = Backend::spawn("ok", Behaviour::Echo).await;
+    let up = upstream("backend", &[bad.addr, ok.addr]);
+    let p = Proxy::start(one_location(proxy_conf(&up, None), &up)).await;
+    let r = get(p.addr, "localhost", "/").await;
+    assert_eq!(r.status, 502);
+    assert!(
+        ok.requests().is_empty(),
+        "invalid_header is not in the default proxy_next_upstream"
+    );
+    assert!(log.text().contains(
+        "upstream sent no valid HTTP/1.0 header while reading response header from upstream"
+    ));
+    p.stop().await;
+}

@@ -184,11 +184,18 @@ async fn keepalive_requests_and_keepalive_timeout_zero_close_the_connection() {
         let mut c = base_loc_conf();
         c.client.keepalive_timeout = limits.0;
         c.client.keepalive_requests = limits.1;
-        let s = server_with_conf(
-            vec![],
-            vec![loc(prefix("/"), Some(proxy_conf(&up, None)), vec![])],
-            c,
-        );
+        // Both levels, as the compiler's merge leaves them: the server's decides the connection's
+        // idle timeout, the location's the per-request keepalive decision.
+        let mut lc = base_loc_conf();
+        lc.client = c.client.clone();
+        lc.proxy = Some(proxy_conf(&up, None));
+        let l = Arc::new(Location {
+            matcher: prefix("/"),
+            conf: Arc::new(lc),
+            children: vec![],
+            span: span(),
+        });
+        let s = server_with_conf(vec![], vec![l], c);
         let p = Proxy::start(plan(vec![s], 0, vec![up])).await;
         let mut conn = tokio::net::TcpStream::connect(p.addr)
             .await

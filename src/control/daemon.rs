@@ -14,7 +14,8 @@
 //!   keep the others ([`super::reload`]). Connections accepted on a socket that a reload removes are
 //!   drained gracefully (in-flight requests finish; idle keepalive connections close).
 //! - SIGHUP: [`super::reload::reload`] with the `loader` (re-read + compile). SIGUSR1: reopen the
-//!   error log (and access logs via the [`crate::runtime::log::LogWriter`] when one is attached).
+//!   error log and every access log (one [`crate::runtime::log::LogWriter`] thread owns them; each
+//!   `Live` gets the access-log hook from [`crate::runtime::log::hook::request_logger`]).
 //!   SIGQUIT: stop accepting, drain, exit 0, bounded by `worker_shutdown_timeout`. SIGTERM/SIGINT:
 //!   exit 0 at once. The pid file is removed on every exit path.
 //! - Runtime errors reach the error log through [`crate::runtime::log::layer::ErrorLogLayer`].
@@ -30,6 +31,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::conf::{ConfError, Level};
 use crate::plan::{ListenAddr, ListenOpts, Plan};
+use crate::runtime::log::hook::request_logger;
 use crate::runtime::log::layer::ErrorLogLayer;
 use crate::runtime::log::{ErrorLog, LogWriter};
 use crate::runtime::{server, Live};
@@ -63,6 +65,7 @@ struct DaemonHost<F> {
     done: mpsc::Sender<()>,
     permits: Arc<Semaphore>,
     error_log: Arc<ArcSwap<ErrorLog>>,
+    writer: Arc<LogWriter>,
 }
 
 impl<F: FnMut() -> Result<Plan, ConfError>> Host for DaemonHost<F> {
@@ -97,7 +100,9 @@ impl<F: FnMut() -> Result<Plan, ConfError>> Host for DaemonHost<F> {
         // Open the new error logs first: a log that cannot be opened fails the reload, as in nginx.
         let log =
             ErrorLog::open(&plan.main.error_logs).map_err(|e| ConfError::nowhere(e.to_string()))?;
-        let live = Live::new(Arc::new(plan), Some(&old.upstreams));
+        let hook =
+            request_logger(&plan, &self.writer).map_err(|e| ConfError::nowhere(e.to_string()))?;
+        let live = Live::new(Arc::new(plan), Some(&old.upstreams)).with_request_done(hook);
         self.error_log.store(Arc::new(log));
         Ok(live)
     }
@@ -192,14 +197,6 @@ pub fn run<F>(plan: Plan, loader: F) -> i32
 where
     F: FnMut() -> Result<Plan, ConfError> + Send + 'static,
 {
-    run_with(plan, loader, None)
-}
-
-/// [`run`] with the access-log writer the runtime logs through, so SIGUSR1 reopens its files.
-pub fn run_with<F>(plan: Plan, loader: F, access_logs: Option<Arc<LogWriter>>) -> i32
-where
-    F: FnMut() -> Result<Plan, ConfError> + Send + 'static,
-{
     let error_log = match ErrorLog::open(&plan.main.error_logs) {
         Ok(l) => Arc::new(ArcSwap::from_pointee(l)),
         Err(e) => return emerg(&e.to_string()),
@@ -254,7 +251,23 @@ where
     }
     let pid_path = plan.main.pid.clone();
     let limit = shutdown_limit(&plan);
-    let live = Arc::new(ArcSwap::from_pointee(Live::new(Arc::new(plan), None)));
+    let writer = match LogWriter::new() {
+        Ok(w) => Arc::new(w),
+        Err(e) => {
+            return emerg(&format!(
+                "cannot start the log writer {}",
+                super::errno_text(&e)
+            ))
+        }
+    };
+    let hook = match request_logger(&plan, &writer) {
+        Ok(h) => h,
+        Err(e) => return emerg(&e.to_string()),
+    };
+    let live = Arc::new(ArcSwap::from_pointee(
+        Live::new(Arc::new(plan), None).with_request_done(hook),
+    ));
+    let access_logs = Some(Arc::clone(&writer));
 
     rt.block_on(async move {
         let mut signals = match Signals::install() {
@@ -272,6 +285,7 @@ where
             done: done_tx,
             permits,
             error_log: error_log.clone(),
+            writer,
         };
         let mut set = ListenerSet::new(initial);
         for (addr, s) in set.iter() {

@@ -45,9 +45,13 @@
 //! and containers want; the supervisor split is decided by privileges, not by `master_process`.
 //!
 //! # Status
-//! Implemented here: the [`Bundle`] wire format and [`read_bundle`], the supervisor's file-reading step
-//! (read as root, send as bytes). The fork/exec/setuid and the in-memory compile are not wired yet:
-//! they need `cli` and `plan` to take file contents from a [`Bundle`].
+//! Implemented: the SCM_RIGHTS primitive ([`super::fdpass`]), the [`Bundle`] wire format and
+//! [`read_bundle`] (the supervisor's read-as-root step), and the in-place reload itself
+//! ([`super::reload`], [`super::daemon`]). Not implemented yet: the fork/exec of the serving process,
+//! the privilege drop (setgroups/setgid/setuid), and compiling from a Bundle (the `conf` loader reads
+//! `include`d files from disk and needs an in-memory source). Until then [`super::daemon`] runs as a
+//! single process and does **not** drop privileges: started as root it stays root, so root-only
+//! files and new ports below 1024 reload fine, but request handling is not confined to `user`.
 
 use std::io;
 use std::path::{Path, PathBuf};

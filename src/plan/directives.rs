@@ -100,10 +100,27 @@ impl Walker<'_> {
                 };
                 once!(self.main.worker_processes, v)
             }
-            "user" => once!(
-                self.main.user,
-                (a(0).to_string(), d.args.get(1).map(|x| x.value.clone()))
-            ),
+            "user" => {
+                if self.main.user.is_some() {
+                    return Err(dup());
+                }
+                if !self.opts.superuser {
+                    self.warn("the \"user\" directive makes sense only if the master process runs with super-user privileges, ignored", sp);
+                } else {
+                    // nginx: the group defaults to the user's name.
+                    let group = d.args.get(1).map_or(a(0), |g| g.value.as_str());
+                    if self.resolver.user_exists(a(0)) == Some(false) {
+                        return Err(ec.e(format!("getpwnam(\"{}\") failed", a(0)), sp));
+                    }
+                    if self.resolver.group_exists(group) == Some(false) {
+                        return Err(ec.e(format!("getgrnam(\"{group}\") failed"), sp));
+                    }
+                }
+                once!(
+                    self.main.user,
+                    (a(0).to_string(), d.args.get(1).map(|x| x.value.clone()))
+                )
+            }
             "worker_rlimit_nofile" => once!(self.main.worker_rlimit_nofile, num()?),
             "worker_shutdown_timeout" => once!(self.main.worker_shutdown_timeout, time()?),
             "worker_connections" => {

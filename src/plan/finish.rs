@@ -458,7 +458,8 @@ impl<'w, 'a> Finisher<'w, 'a> {
 
     /// A location and its children, merged from `parent`.
     pub fn location(&mut self, l: &RawLoc, parent: &Lvl, server: usize) -> Res<Arc<Location>> {
-        let m = merge(&l.lvl, parent);
+        let empty = Lvl::default();
+        let m = merge(l.lvl.as_deref().unwrap_or(&empty), parent);
         let conf = Arc::new(self.loc_conf(&m, &l.ops, server, true)?);
         let mut children = Vec::new();
         for c in &l.children {

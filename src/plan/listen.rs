@@ -72,7 +72,27 @@ impl Walker<'_> {
                             .ok_or_else(|| ec.e(format!("invalid {} \"{n}\"", &v[..6]), sp))?;
                     } else if v.starts_with("so_keepalive=") || v.starts_with("fastopen=") {
                     } else {
-                        return Err(bad(self));
+                        const PARAMS: &[&str] = &[
+                            "default_server",
+                            "ssl",
+                            "http2",
+                            "proxy_protocol",
+                            "reuseport",
+                            "backlog",
+                            "ipv6only",
+                            "rcvbuf",
+                            "sndbuf",
+                            "deferred",
+                            "bind",
+                            "so_keepalive",
+                            "fastopen",
+                        ];
+                        let key = v.split_once('=').map_or(v, |(k, _)| k);
+                        let mut e = bad(self);
+                        if let Some(h) = values::did_you_mean(key, PARAMS.iter().copied()) {
+                            e = e.with_hint(format!("did you mean \"{h}\"?"));
+                        }
+                        return Err(e);
                     }
                 }
             }

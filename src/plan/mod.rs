@@ -56,6 +56,16 @@ use crate::conf::{ConfError, Directive, Level};
 pub trait Resolve {
     /// All addresses of `host` (no port); `Err` with the OS message when the name does not resolve.
     fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String>;
+
+    /// Does the system know this user (for `user`)? `None` = cannot tell, so no check (tests).
+    fn user_exists(&self, _name: &str) -> Option<bool> {
+        None
+    }
+
+    /// Does the system know this group? `None` = cannot tell.
+    fn group_exists(&self, _name: &str) -> Option<bool> {
+        None
+    }
 }
 
 /// A resolver that knows only `localhost` (for tests and tools that must not touch the network).
@@ -89,6 +99,9 @@ pub struct CompileOptions {
     pub conf_prefix: PathBuf,
     /// Port of a `server` without `listen` (nginx: 80 as root, else 8000).
     pub default_listen_port: u16,
+    /// Running as root: `user` is checked against the system (`getpwnam("x") failed`); otherwise
+    /// nginx warns that it is ignored.
+    pub superuser: bool,
     /// Directives from `-g`, read in the main context before the file.
     pub global: Vec<Directive>,
     pub resolver: Arc<dyn Resolve + Send + Sync>,
@@ -111,6 +124,7 @@ impl Default for CompileOptions {
             prefix: PathBuf::from(crate::cli::DEFAULT_PREFIX),
             conf_prefix: PathBuf::from(crate::cli::DEFAULT_PREFIX).join("conf"),
             default_listen_port: 80,
+            superuser: false,
             global: Vec::new(),
             resolver: Arc::new(NoNetwork),
         }
@@ -244,7 +258,17 @@ fn compile_into(
         let tls = f.tls(s, &m)?;
         servers.push(Arc::new(Server {
             names: s.names.clone(),
-            listens: s.listens.clone(),
+            listens: s
+                .listens
+                .iter()
+                .map(|(a, o)| {
+                    // `http2 on` (nginx >= 1.25.1) enables HTTP/2 on the server's addresses, as
+                    // `listen ... http2` does.
+                    let mut o = o.clone();
+                    o.http2 |= m.http2 == Some(true);
+                    (a.clone(), o)
+                })
+                .collect(),
             locations,
             named,
             conf,

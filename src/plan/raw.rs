@@ -142,7 +142,9 @@ pub struct RawLoc {
     pub matcher: LocMatch,
     /// The name as written, for `duplicate location` messages.
     pub name: String,
-    pub lvl: Lvl,
+    /// Allocated on the first setting (a `Lvl` is large, and most locations set little: a
+    /// 300,000-line file of `location { return ...; }` must not hold one per location).
+    pub lvl: Option<Box<Lvl>>,
     pub ops: Vec<RawOp>,
     pub children: Vec<RawLoc>,
     pub span: Span,

@@ -281,3 +281,34 @@ fn if_blocks_get_their_own_merged_conf() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn hints_for_misspelled_directives_and_parameters() {
+    let hint = |text: &str| {
+        let parsed = mini::parse(text, "t.conf");
+        compile(&parsed, &opts())
+            .err()
+            .map(|e| e.hints)
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        hint("server { listen 80 defaultserver; }"),
+        ["did you mean \"default_server\"?"]
+    );
+    assert_eq!(
+        hint("upstream u { server 127.0.0.1 wieght=2; }"),
+        ["did you mean \"weight\"?"]
+    );
+    assert_eq!(
+        hint("server { proxy_pas x; }"),
+        ["did you mean \"proxy_pass\"?"]
+    );
+    assert!(hint("server { zzzzzzzz 1; }").is_empty());
+}
+
+#[test]
+fn http2_directive_enables_h2_on_the_servers_addresses() {
+    let (plan, _) = ok("http2 on; server { listen 8443; } server { listen 8444; http2 off; }");
+    assert!(plan.http.listens[0].opts.http2);
+    assert!(!plan.http.listens[1].opts.http2);
+}

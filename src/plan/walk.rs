@@ -456,7 +456,7 @@ impl<'a> Walker<'a> {
         let mut loc = RawLoc {
             matcher,
             name: name.to_string(),
-            lvl: Lvl::default(),
+            lvl: None,
             ops: Vec::new(),
             children: Vec::new(),
             span: d.span.clone(),
@@ -602,7 +602,7 @@ impl<'a> Walker<'a> {
         match tgt {
             Target::Http => Some(&mut self.http),
             Target::Server(s) => Some(&mut s.lvl),
-            Target::Loc(l) => Some(&mut l.lvl),
+            Target::Loc(l) => Some(l.lvl.get_or_insert_with(Box::default)),
             Target::If { lvl, .. } => Some(lvl),
             _ => None,
         }

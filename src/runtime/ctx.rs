@@ -51,6 +51,9 @@ pub struct RequestCtx {
     pub version: Version,
     /// `$request_uri`: the request target as sent (path and query; for absolute-form, from the path).
     pub request_uri: String,
+    /// The absolute-form target as sent (`GET http://host/x HTTP/1.1`), for `$request`; `None` for
+    /// the usual origin form, where it equals `request_uri`.
+    pub absolute_target: Option<String>,
     /// `$uri`: decoded and normalised path.
     pub uri: String,
     /// `$args`: the raw query string, without `?`.
@@ -127,7 +130,7 @@ impl RequestCtx {
         format!(
             "{} {} {}",
             self.method.as_str(),
-            self.request_uri,
+            self.absolute_target.as_deref().unwrap_or(&self.request_uri),
             version_str(self.version)
         )
     }

@@ -153,7 +153,14 @@ pub async fn handle(
             };
             return finish(ctx, &conf, Outcome::Reply(reply), None);
         }
-        return finish(ctx, &conf, outcome, status_override.flatten());
+        let resp = finish(ctx, &conf, outcome, status_override.flatten());
+        // A 413 closes the connection after nginx's lingering discard of the unread body.
+        return match run.incoming.take() {
+            Some(incoming) if resp.status() == http::StatusCode::PAYLOAD_TOO_LARGE => {
+                super::request::discard_after(resp, incoming)
+            }
+            _ => resp,
+        };
     }
 }
 
@@ -265,7 +272,8 @@ impl Run<'_> {
         if let Some(len) = self.content_length {
             let max = conf.client.max_body_size;
             if max != 0 && len > max {
-                errors::log_error(ctx, "client intended to send too large body", None);
+                let msg = format!("client intended to send too large body: {len} bytes");
+                errors::log_error(ctx, &msg, None);
                 let page = Reply::Page {
                     code: 413,
                     location: None,

@@ -66,6 +66,8 @@ struct Target {
 enum Failure {
     Error,
     Timeout,
+    /// The upstream's response head did not parse (`proxy_next_upstream invalid_header`).
+    InvalidHeader,
 }
 
 /// Proxy the request. `head` is the client request head (already checked), `incoming` its body.
@@ -234,7 +236,12 @@ pub async fn proxy(
                 }
                 Err(SendError::Failed(e)) => {
                     sent_body = true;
-                    outcome = Err((Failure::Error, read_message(&e), true));
+                    let class = if e.is_parse() {
+                        Failure::InvalidHeader
+                    } else {
+                        Failure::Error
+                    };
+                    outcome = Err((class, read_message(&e), true));
                     break;
                 }
                 Err(SendError::Timeout) => {
@@ -291,6 +298,7 @@ pub async fn proxy(
                 let allowed = match failure {
                     Failure::Error => conf.next_upstream.error,
                     Failure::Timeout => conf.next_upstream.timeout,
+                    Failure::InvalidHeader => conf.next_upstream.invalid_header,
                 };
                 let non_idempotent_block = (request_sent || sent_body)
                     && !idempotent
@@ -453,7 +461,12 @@ fn body_error(ctx: &mut RequestCtx, e: ReadError, tokens: plan::ServerTokens) ->
     };
     errors::log_error(ctx, &msg, None);
     ctx.status = code;
-    errors::response(code, tokens, true, head)
+    let mut resp = errors::response(code, tokens, true, head);
+    if code == 408 {
+        // nginx answers a body timeout by closing the connection, with nothing sent.
+        resp.extensions_mut().insert(super::request::CloseSilently);
+    }
+    resp
 }
 
 /// nginx's words for a connect failure and its failure class.
@@ -473,6 +486,11 @@ fn read_message(e: &hyper::Error) -> String {
         return "upstream prematurely closed connection while reading response header from upstream".into();
     }
     if e.is_parse() {
+        // hyper's text names the part that failed; nginx words the status line and headers apart.
+        let text = e.to_string();
+        if text.contains("version") || text.contains("status") {
+            return "upstream sent no valid HTTP/1.0 header while reading response header from upstream".into();
+        }
         return "upstream sent invalid header while reading response header from upstream".into();
     }
     let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<io::Error>());

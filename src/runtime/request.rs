@@ -5,7 +5,6 @@
 //! What hyper's parser rejects before we see the request, and with which status, is documented in
 //! `server.rs`; the checks here cover the rest of nginx's `ngx_http_process_request_header`.
 
-use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -26,7 +25,7 @@ use crate::plan::{ClientLimits, ServerTokens};
 pub async fn handle(
     req: Request<Incoming>,
     conn: Arc<ConnState>,
-) -> Result<Response<Body>, Infallible> {
+) -> Result<Response<Body>, CloseSilently> {
     let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let live = conn.live.load_full();
     let head_only = req.method() == Method::HEAD;
@@ -45,7 +44,15 @@ pub async fn handle(
             (errors::response(code, tokens, true, head_only), ctx)
         }
     };
-    let limits = conn.limits_for_keepalive(&live);
+    if resp.extensions().get::<CloseSilently>().is_some() {
+        // nginx closes without an answer (e.g. client_body_timeout); hyper does so on a service error.
+        return Err(CloseSilently);
+    }
+    // Keepalive limits of the location that served the request, as nginx's clcf.
+    let limits = match ctx.as_ref().and_then(|c| c.loc_conf.as_ref()) {
+        Some(c) => c.client.clone(),
+        None => conn.limits_for_keepalive(&live),
+    };
     if limits.keepalive_timeout.is_none() || n >= limits.keepalive_requests {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -56,6 +63,18 @@ pub async fn handle(
     }
     Ok(resp)
 }
+
+/// The connection is to be closed without a response (also a response extension asking for it).
+#[derive(Clone, Copy, Debug)]
+pub struct CloseSilently;
+
+impl std::fmt::Display for CloseSilently {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection closed without a response")
+    }
+}
+
+impl std::error::Error for CloseSilently {}
 
 type Reject = (u16, &'static str, ServerTokens, Option<Box<RequestCtx>>);
 type Served = (Response<Body>, Option<Box<RequestCtx>>);
@@ -170,9 +189,9 @@ async fn serve(
     let Some(server) = live.plan.http.servers.get(sm.server).cloned() else {
         return Err(bad(500, "no server"));
     };
-    let (path_raw, args) = match request_uri.split_once('?') {
-        Some((p, a)) => (p, a),
-        None => (request_uri.as_str(), ""),
+    let (path_len, args) = match request_uri.split_once('?') {
+        Some((p, a)) => (p.len(), a.to_string()),
+        None => (request_uri.len(), String::new()),
     };
     let mut ctx = Box::new(RequestCtx {
         conn: conn.info.clone(),
@@ -181,9 +200,10 @@ async fn serve(
         start_wall: SystemTime::now(),
         method: head.method.clone(),
         version: head.version,
-        request_uri: request_uri.clone(),
+        request_uri,
+        absolute_target: uri_host.as_ref().map(|_| head.uri.to_string()),
         uri: String::new(),
-        args: args.to_string(),
+        args,
         headers: HeaderMap::new(),
         host: String::new(),
         server: server.clone(),
@@ -205,7 +225,8 @@ async fn serve(
     let tokens = server.conf.server_tokens;
 
     // URI normalisation, then location.
-    let uri = match router::normalize_path(path_raw.as_bytes(), server.conf.merge_slashes) {
+    let path_raw = &ctx.request_uri.as_bytes()[..path_len];
+    let uri = match router::normalize_path(path_raw, server.conf.merge_slashes) {
         Ok(u) => u,
         Err(_) => {
             return Err((400, "client sent invalid request", tokens, Some(ctx)));
@@ -255,5 +276,64 @@ fn drop_invalid_headers(h: &mut HeaderMap, limits: &ClientLimits) {
                 h.append(n.clone(), value);
             }
         }
+    }
+}
+
+/// The 413 answer for a body over `client_max_body_size`, with nginx's lingering close: the rest of
+/// the request body is read and dropped once hyper has taken the answer ([`DiscardAfter`]).
+pub(super) fn discard_after(resp: Response<Body>, incoming: Incoming) -> Response<Body> {
+    resp.map(|b| {
+        http_body_util::BodyExt::boxed_unsync(DiscardAfter {
+            inner: b,
+            incoming: Some(incoming),
+        })
+    })
+}
+
+/// Read and drop a request body the client sends anyway (nginx's lingering close after an error
+/// answer): stop after `lingering_timeout` (5 s) without data or `lingering_time` (30 s) in all.
+async fn discard_body(mut incoming: Incoming) {
+    use http_body_util::BodyExt;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let quiet = std::time::Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(quiet, incoming.frame()).await {
+            Ok(Some(Ok(_))) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// A response body that, once hyper is done with it, discards the request body ([`discard_body`]).
+struct DiscardAfter {
+    inner: Body,
+    incoming: Option<Incoming>,
+}
+
+impl Drop for DiscardAfter {
+    fn drop(&mut self) {
+        if let Some(incoming) = self.incoming.take() {
+            tokio::spawn(discard_body(incoming));
+        }
+    }
+}
+
+impl http_body::Body for DiscardAfter {
+    type Data = bytes::Bytes;
+    type Error = super::body::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -362,6 +362,8 @@ pub enum Behaviour {
     Upgrade,
     /// 200 with a body of this many bytes.
     Big(usize),
+    /// Answer bytes that are not HTTP.
+    Garbage,
 }
 
 pub struct Backend {
@@ -428,6 +430,10 @@ async fn backend_conn(mut s: TcpStream, rx: Arc<Mutex<Vec<Vec<u8>>>>, name: Stri
             && !req.windows(8).any(|w| w == b"HTTP/1.0");
         let conn_hdr = if keep { "" } else { "Connection: close\r\n" };
         let out = match &b {
+            Behaviour::Garbage => {
+                let _ = s.write_all(b"SSH-2.0-OpenSSH\r\n\r\n").await;
+                return;
+            }
             Behaviour::Big(n) => {
                 let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n{conn_hdr}\r\n");
                 if s.write_all(head.as_bytes()).await.is_err() {
@@ -748,5 +754,6 @@ pub mod conf_api {
 
 pub mod backend;
 pub mod client;
+pub mod known;
 pub mod mini;
 pub mod nginx;

@@ -13,8 +13,8 @@
 //! under /var/lib/nginx), directives nginx-rs does not take. stderr (and so the error log) goes to
 //! DIR/stderr.log. The process is killed when the [`Server`] is dropped.
 //!
-//! nginx-rs that does not serve yet (the runtime is not wired in) is a skip, printed with its
-//! stderr, unless `NGINX_RS_MUST_SERVE=1` turns it into a failure.
+//! nginx-rs that does not start serving is a test failure (with its stderr). While a piece is
+//! missing, `NGINX_RS_ALLOW_SKIP=1` turns that into a printed skip instead.
 //!
 //! ```ignore
 //! let started = start_nginx(|port| format!("server {{ listen 127.0.0.1:{port}; }}"));
@@ -354,13 +354,14 @@ fn spawn_and_wait(mut cmd: Command, stderr: &Path, addr: SocketAddr) -> Result<C
     }
 }
 
-/// Whether a server that does not serve must fail the test instead of skipping it.
+/// Whether nginx-rs that does not serve must fail the test (the default) instead of skipping it
+/// (`NGINX_RS_ALLOW_SKIP=1`).
 pub fn nginx_rs_must_serve() -> bool {
-    std::env::var("NGINX_RS_MUST_SERVE").is_ok_and(|v| v == "1")
+    !std::env::var("NGINX_RS_ALLOW_SKIP").is_ok_and(|v| v == "1")
 }
 
 /// `Some(server)`, or None after printing why the test is skipped: nginx absent, or nginx-rs
-/// not serving (a failure instead when `NGINX_RS_MUST_SERVE=1`). Any other nginx failure panics:
+/// not serving when `NGINX_RS_ALLOW_SKIP=1`. Any other failure to start panics:
 /// that is a broken harness or config, not a missing piece.
 pub fn skip_unless(started: Result<Server, StartError>, flavor: Flavor) -> Option<Server> {
     match (started, flavor) {
@@ -371,7 +372,7 @@ pub fn skip_unless(started: Result<Server, StartError>, flavor: Flavor) -> Optio
         }
         (Err(e), Flavor::NginxRs) if !nginx_rs_must_serve() => {
             print_skip(&format!(
-                "nginx-rs does not serve yet (NGINX_RS_MUST_SERVE=1 makes this a failure): {e}"
+                "nginx-rs does not serve (skipped because NGINX_RS_ALLOW_SKIP=1): {e}"
             ));
             None
         }

@@ -285,4 +285,24 @@ mod tests {
         assert!(!log.enabled(Level::Notice));
         assert!(!log.enabled(Level::Debug));
     }
+
+    #[test]
+    fn reopen_after_rename_creates_a_new_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("error.log");
+        let log = ErrorLog::new(vec![ErrorSink::file(&p, Level::Error).expect("open")]);
+        log.log(Level::Error, None, "first", None);
+        std::fs::rename(&p, dir.path().join("error.log.1")).expect("rename");
+        log.log(Level::Error, None, "still old", None);
+        assert!(log.reopen().is_empty());
+        log.log(Level::Error, None, "second", None);
+        let old = std::fs::read_to_string(dir.path().join("error.log.1")).expect("old");
+        let new = std::fs::read_to_string(&p).expect("new");
+        assert!(
+            old.contains(": first\n") && old.contains(": still old\n"),
+            "{old}"
+        );
+        assert_eq!(new.lines().count(), 1);
+        assert!(new.ends_with(": second\n"), "{new}");
+    }
 }

@@ -98,6 +98,10 @@ impl<S: Subscriber> Layer<S> for ErrorLogLayer {
         }
         let log = self.log.load();
         let level = nginx_level(meta.level());
+        // Skip formatting when no sink wants the level (unless a `level` field may override it).
+        if !log.enabled(level) && meta.fields().field("level").is_none() {
+            return;
+        }
         let mut f = Fields::default();
         event.record(&mut f);
         let level = f.level.unwrap_or(level);
@@ -129,7 +133,7 @@ mod tests {
         assert_eq!(lines.len(), 2, "{text}");
         let pid = std::process::id();
         assert!(
-            lines[0].ends_with("] *17 upstream timed out, client: 127.0.0.1"),
+            lines[0].ends_with(": *17 upstream timed out, client: 127.0.0.1"),
             "{}",
             lines[0]
         );

@@ -8,6 +8,8 @@
 //!   request finishes, call [`AccessSink::log`] with a [`VarSource`] giving the request's variable values
 //!   (`None` = not found, which the default format writes as `-`). Formatting happens on the calling
 //!   task (microseconds); the write happens on the writer thread, so the request never waits on disk.
+//! - The runtime's `RequestCtx` implements [`VarSource`]; [`hook::request_logger`] builds the
+//!   per-request hook (`Live::with_request_done`) that writes every location's access logs.
 //! - [`format::combined`] is nginx's predefined `combined` format; [`format::render_line`] formats one line.
 //! - [`ErrorLog`] ([`ErrorLog::open`] from `plan`'s `error_log` list; [`ErrorLog::stderr`] before a
 //!   config is read): [`ErrorLog::log`]`(level, connection number, message, request info)` writes
@@ -22,6 +24,7 @@ pub mod access;
 pub mod errorlog;
 pub mod escape;
 pub mod format;
+pub mod hook;
 pub mod layer;
 pub mod time;
 pub mod writer;

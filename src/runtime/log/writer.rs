@@ -304,3 +304,63 @@ fn run(rx: Receiver<Msg>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffered_lines_are_written_on_flush_reopen_and_drop() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("a.log");
+        let w = LogWriter::new().expect("writer");
+        let f = w.open(&p, Some(64), None).expect("open");
+        f.write(b"0123456789\n".to_vec());
+        w.flush();
+        assert_eq!(std::fs::read_to_string(&p).expect("read"), "0123456789\n");
+        // A line below the buffer size stays buffered; reopen writes it out before reopening, as
+        // nginx flushes before it reopens.
+        f.write(b"abc\n".to_vec());
+        assert!(w.reopen().is_empty());
+        assert_eq!(
+            std::fs::read_to_string(&p).expect("read"),
+            "0123456789\nabc\n"
+        );
+        // Whatever is still buffered when the writer goes away is written.
+        let unflushed = w
+            .open(&dir.path().join("b.log"), Some(8), None)
+            .expect("open b");
+        unflushed.write(b"12345678\n".to_vec());
+        drop(w); // drop flushes everything and joins the thread
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("b.log")).expect("read b"),
+            "12345678\n"
+        );
+    }
+
+    #[test]
+    fn same_path_shares_one_handle() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("a.log");
+        let w = LogWriter::new().expect("writer");
+        let a = w.open(&p, None, None).expect("open");
+        let b = w.open(&p, None, None).expect("open again");
+        assert_eq!(a.id, b.id);
+        a.write(b"1\n".to_vec());
+        b.write(b"2\n".to_vec());
+        w.flush();
+        assert_eq!(std::fs::read_to_string(&p).expect("read"), "1\n2\n");
+    }
+
+    #[test]
+    fn open_error_wording() {
+        let w = LogWriter::new().expect("writer");
+        let e = w
+            .open(Path::new("/nonexistent-dir/a.log"), None, None)
+            .expect_err("must fail");
+        assert_eq!(
+            e.to_string(),
+            "open() \"/nonexistent-dir/a.log\" failed (2: No such file or directory)"
+        );
+    }
+}
