@@ -73,6 +73,8 @@ const CONFIG: &str = r#"
         location /e403url { error_page 403 http://errors.test/forbidden; deny all; }
         location /e500 { error_page 500 502 = /errpage; return 500; }
         location /e301 { error_page 404 =301 http://errors.test/moved; return 404; }
+        location /echain { error_page 404 /nothing/x; return 404; }
+        location /nothing { error_page 404 /errpage; }
         location /errpage { return 200 "errpage uri=$uri args=$args method=$request_method\n"; }
         location @fallback { return 200 "named fallback uri=$uri\n"; }
         location /int { internal; return 200 "internal uri=$uri\n"; }
@@ -129,6 +131,8 @@ const CONFIG: &str = r#"
             return 200 "never\n";
         }
         location /args { rewrite ^ /new/x?a=1; }
+        location ~ ^/cap/(\w+)/(\d+)$ { rewrite ^/cap/(.*)$ /new/$1-x last; }
+        location ~ ^/cap2/(\w+)/(\d+)$ { rewrite ^ /new/[$2-$1] last; }
         location /noargs { rewrite ^ /new/y? last; }
         location /redir { rewrite ^/redir/(.*)$ /new/$1 redirect; }
         location /perm { rewrite ^/perm/(.*)$ http://elsewhere.test/$1 permanent; }
@@ -165,6 +169,9 @@ fn requests() -> Vec<(Option<&'static str>, &'static str, &'static str)> {
         (Some("unknown.test"), "/u", ""),
         (None, "/nohost", ""),
         (None, "/r?a=1", ""),
+        // Absolute-form targets: the host comes from the request line (also for `Location`).
+        (None, "http://example.com/r301", ""),
+        (None, "http://Example.COM/vars?a=2", ""),
         // Locations.
         (e, "/index.html", ""),
         (e, "/docs/", ""),
@@ -217,6 +224,9 @@ fn requests() -> Vec<(Option<&'static str>, &'static str, &'static str)> {
         (e, "/e301", ""),
         (e, "/int", ""),
         (e, "/toint", ""),
+        // The loop guard: an error page whose own request fails gets no second error_page.
+        (e, "/echain", ""),
+        (e, "/nothing/y", ""),
         // Access.
         (e, "/deny", ""),
         (e, "/allow", ""),
@@ -231,6 +241,8 @@ fn requests() -> Vec<(Option<&'static str>, &'static str, &'static str)> {
         (rw, "/brk/q", ""),
         (rw, "/setbrk", ""),
         (rw, "/args?b=2", ""),
+        (rw, "/cap/abc/12", ""),
+        (rw, "/cap2/abc/12", ""),
         (rw, "/noargs?b=2", ""),
         (rw, "/redir/p?b=2", ""),
         (rw, "/perm/p", ""),

@@ -419,6 +419,7 @@ pub(crate) mod testing {
             method: Method::GET,
             version: Version::HTTP_11,
             request_uri: uri.to_string(),
+            absolute_target: None,
             uri: uri.to_string(),
             args: args.to_string(),
             headers,

@@ -126,7 +126,7 @@ pub fn absolutize(ctx: &RequestCtx, conf: &LocConf, location: &str) -> Option<St
     out.push_str("http://");
     if conf.server_name_in_redirect {
         out.push_str(ctx.server_name());
-    } else if ctx.headers.contains_key(header::HOST) {
+    } else if ctx.headers.contains_key(header::HOST) || ctx.absolute_target.is_some() {
         out.push_str(&ctx.host);
     } else {
         match ctx.conn.local.ip() {
