@@ -105,6 +105,12 @@ fn config(b: &Backends, port: u16) -> String {
             error_page 404 =410 /fallback;
             proxy_pass http://{missing};
         }}
+        location /icptproxy/ {{
+            proxy_intercept_errors on;
+            error_page 404 = /viaproxy/;
+            proxy_pass http://{missing};
+        }}
+        location /viaproxy/ {{ proxy_pass http://{other}; }}
         location /noicpt/ {{ error_page 404 /fallback; proxy_pass http://{missing}; }}
         location /dead/ {{ error_page 502 = @dead; proxy_pass http://{dead}; }}
         location /dead2/ {{ error_page 502 /fallback; proxy_pass http://{dead}; }}
@@ -141,6 +147,8 @@ const REQUESTS: &[&str] = &[
     "GET /icpt/a HTTP/1.1\r\nHost: px.test\r\nConnection: close\r\n\r\n",
     "GET /icpt500/a HTTP/1.1\r\nHost: px.test\r\nConnection: close\r\n\r\n",
     "GET /icptcode/a HTTP/1.1\r\nHost: px.test\r\nConnection: close\r\n\r\n",
+    "GET /icptproxy/a HTTP/1.1\r\nHost: px.test\r\nConnection: close\r\n\r\n",
+    "POST /icptproxy/a HTTP/1.1\r\nHost: px.test\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
     "GET /noicpt/a HTTP/1.1\r\nHost: px.test\r\nConnection: close\r\n\r\n",
     "GET /dead/a HTTP/1.1\r\nHost: px.test\r\nConnection: close\r\n\r\n",
     "POST /dead/a HTTP/1.1\r\nHost: px.test\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
@@ -207,6 +215,17 @@ fn proxy_edge_directives_match_nginx() {
             )
         })
         .collect();
+    // The error page request behind `error_page 404 = /viaproxy/` went up as GET, also for the POST.
+    let methods: Vec<String> = b
+        .other
+        .received()
+        .iter()
+        .map(|r| r.method().to_string())
+        .collect();
+    assert!(
+        methods.len() >= 4 && methods.iter().all(|m| m == "GET"),
+        "{methods:?}"
+    );
     assert!(
         diffs.is_empty(),
         "{} of {} differ:\n{}",
