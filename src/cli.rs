@@ -311,7 +311,16 @@ pub fn load(paths: &Paths, global: Option<&str>) -> Result<Loaded, Box<Failed>> 
         }
         opts.global = gp.directives;
     }
-    match plan::compile_collecting(&parsed, &opts) {
+    // Certificates are loaded as nginx loads them while reading the configuration: a bad one fails
+    // `-t`, start and reload alike (`cannot load certificate "..."`).
+    let compiled = match plan::compile_collecting(&parsed, &opts) {
+        (Ok(plan), warnings) => match crate::runtime::tls::TlsSet::load(&plan) {
+            Ok(_) => (Ok(plan), warnings),
+            Err(e) => (Err(e), warnings),
+        },
+        other => other,
+    };
+    match compiled {
         (Ok(mut plan), warnings) => Ok(Loaded {
             plan: {
                 apply_error_log_flag(&mut plan, paths);

@@ -102,7 +102,8 @@ impl<F: FnMut() -> Result<Plan, ConfError>> Host for DaemonHost<F> {
             ErrorLog::open(&plan.main.error_logs).map_err(|e| ConfError::nowhere(e.to_string()))?;
         let hook =
             request_logger(&plan, &self.writer).map_err(|e| ConfError::nowhere(e.to_string()))?;
-        let live = Live::new(Arc::new(plan), Some(&old.upstreams)).with_request_done(hook);
+        // Certificates too: a reload whose certificate cannot be loaded keeps the old ones serving.
+        let live = Live::try_new(Arc::new(plan), Some(&old.upstreams))?.with_request_done(hook);
         self.error_log.store(Arc::new(log));
         Ok(live)
     }

@@ -451,7 +451,11 @@ impl<'w, 'a> Finisher<'w, 'a> {
             ssl_server_name: m.proxy_ssl_server_name.unwrap_or(false),
             ssl_name: m.proxy_ssl_name.clone(),
             ssl_verify: m.proxy_ssl_verify.unwrap_or(false),
-            ssl_trusted_certificate: m.proxy_ssl_trusted_certificate.clone(),
+            // Relative to the conf prefix, as nginx's ngx_conf_full_name (like ssl_certificate).
+            ssl_trusted_certificate: m
+                .proxy_ssl_trusted_certificate
+                .as_ref()
+                .map(|p| self.abs_conf(p)),
             span: span.clone(),
         })
     }
@@ -506,6 +510,8 @@ impl<'w, 'a> Finisher<'w, 'a> {
                 .unwrap_or_else(|| vec!["TLSv1.2".into(), "TLSv1.3".into()]),
             ciphers: m.ssl_ciphers.clone(),
             session_timeout: m.ssl_session_timeout.unwrap_or(Duration::from_secs(300)),
+            prefer_server_ciphers: m.ssl_prefer_server_ciphers.unwrap_or(false),
+            http2: m.http2.unwrap_or(false),
         })))
     }
 

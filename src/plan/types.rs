@@ -519,4 +519,8 @@ pub struct ServerTls {
     pub protocols: Vec<String>,
     pub ciphers: Option<String>,
     pub session_timeout: Duration,
+    /// `ssl_prefer_server_ciphers` (rustls: `ignore_client_order`).
+    pub prefer_server_ciphers: bool,
+    /// `http2 on` in this server (nginx 1.25.1+): offer ALPN `h2` even without `listen ... http2`.
+    pub http2: bool,
 }

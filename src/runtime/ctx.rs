@@ -29,6 +29,9 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// nginx's `$connection`: a serial number per connection.
     pub id: u64,
+    /// TLS and PROXY protocol facts learnt before the first request (`$ssl_*`, `$scheme`,
+    /// `$proxy_protocol_addr`).
+    pub handshake: super::handshake::Edge,
 }
 
 /// One attempt at an upstream peer, for `$upstream_addr`, `$upstream_status`, `$upstream_response_time`.
@@ -179,8 +182,15 @@ impl RequestCtx {
                 }
                 let _ = write!(out, "{}", self.conn.remote.ip());
             }
-            Var::Scheme => out.extend_from_slice(b"http"),
-            Var::Https => {}
+            Var::Scheme => match self.conn.handshake.tls {
+                Some(_) => out.extend_from_slice(b"https"),
+                None => out.extend_from_slice(b"http"),
+            },
+            Var::Https => {
+                if self.conn.handshake.tls.is_some() {
+                    out.extend_from_slice(b"on")
+                }
+            }
             Var::RequestUri => out.extend_from_slice(self.request_uri.as_bytes()),
             Var::Uri | Var::DocumentUri => out.extend_from_slice(self.uri.as_bytes()),
             Var::Args | Var::QueryString => out.extend_from_slice(self.args.as_bytes()),
@@ -278,8 +288,28 @@ impl RequestCtx {
                     out.extend_from_slice(b"close")
                 }
             }
-            Var::SslProtocol | Var::SslCipher | Var::SslServerName => {}
-            Var::ProxyProtocolAddr | Var::ProxyProtocolPort => {}
+            Var::SslProtocol | Var::SslCipher | Var::SslServerName => {
+                if let Some(t) = &self.conn.handshake.tls {
+                    match v {
+                        Var::SslProtocol => out.extend_from_slice(t.protocol.as_bytes()),
+                        Var::SslCipher => out.extend_from_slice(t.cipher.as_bytes()),
+                        _ => {
+                            if let Some(n) = &t.server_name {
+                                out.extend_from_slice(n.as_bytes())
+                            }
+                        }
+                    }
+                }
+            }
+            Var::ProxyProtocolAddr | Var::ProxyProtocolPort => {
+                if let Some(src) = self.conn.handshake.proxy_protocol.and_then(|h| h.source) {
+                    if matches!(v, Var::ProxyProtocolAddr) {
+                        let _ = write!(out, "{}", src.ip());
+                    } else {
+                        let _ = write!(out, "{}", src.port());
+                    }
+                }
+            }
             Var::Capture(n) => {
                 if let Some(s) = self.captures.as_ref().and_then(|c| c.get(*n as usize)) {
                     out.extend_from_slice(s.as_bytes())

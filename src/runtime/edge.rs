@@ -72,7 +72,25 @@ pub async fn handle(
     };
     let server_realip = ctx.server.conf.real_ip.clone();
     run.realip(ctx, server_realip.as_deref());
+    let resp = run_phases(ctx, &mut run).await;
+    // nginx answers 413 with `Connection: close`, then reads and drops what the client still sends
+    // (lingering close) so the answer is not lost to a reset. The discard starts once hyper has
+    // taken the answer: polling the body earlier would send `100 Continue` to an `Expect` client.
+    if resp.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+        if let Some(incoming) = run.incoming.take() {
+            return resp.map(|inner| {
+                http_body_util::BodyExt::boxed_unsync(super::request::DiscardAfter {
+                    inner,
+                    incoming: Some(incoming),
+                })
+            });
+        }
+    }
+    resp
+}
 
+/// Every phase, internal redirects by `error_page` included, until a response is final.
+async fn run_phases(ctx: &mut RequestCtx, run: &mut Run<'_>) -> Response<Body> {
     let mut entry = Entry::Server;
     // `Some(Some(code))`: an error_page replaced the status; `Some(None)`: `=` keeps the target's.
     let mut status_override: Option<Option<u16>> = None;
@@ -153,14 +171,7 @@ pub async fn handle(
             };
             return finish(ctx, &conf, Outcome::Reply(reply), None);
         }
-        let resp = finish(ctx, &conf, outcome, status_override.flatten());
-        // A 413 closes the connection after nginx's lingering discard of the unread body.
-        return match run.incoming.take() {
-            Some(incoming) if resp.status() == http::StatusCode::PAYLOAD_TOO_LARGE => {
-                super::request::discard_after(resp, incoming)
-            }
-            _ => resp,
-        };
+        return finish(ctx, &conf, outcome, status_override.flatten());
     }
 }
 
@@ -294,12 +305,14 @@ impl Run<'_> {
         }
         self.realip_done = true;
         let peer = ctx.conn.remote;
-        if let Some(addr) = realip::real_addr(conf, peer, &ctx.headers) {
+        let proxied = ctx.conn.handshake.proxy_protocol.and_then(|h| h.source);
+        if let Some(addr) = realip::real_addr(conf, peer, &ctx.headers, proxied) {
             ctx.edge.realip_remote = Some(peer);
             ctx.conn = Arc::new(ConnInfo {
                 remote: addr,
                 local: ctx.conn.local,
                 id: ctx.conn.id,
+                handshake: ctx.conn.handshake.clone(),
             });
             ctx.edge.clear_maps();
         }
@@ -412,6 +425,7 @@ pub(crate) mod testing {
                 remote,
                 local,
                 id: 1,
+                handshake: Default::default(),
             }),
             conn_requests: 1,
             start: Instant::now(),

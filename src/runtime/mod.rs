@@ -29,6 +29,8 @@
 //! [`errors`] (pages and error-log lines), [`upstream`] (balancers and pools).
 //! The phases around the content handler (issue 6) are [`edge`]: [`realip`], [`rewrite`],
 //! [`access`], [`map`] (lazy `map` variables), [`redirect`] (`proxy_redirect`), [`respond`] (`return`, `Location`, `add_header`).
+//! Before HTTP: [`handshake`] (PROXY protocol, TLS handshake, HTTP/2 choice), [`tls`] (rustls
+//! configurations from the Plan), [`proxy_protocol`].
 
 pub mod access;
 pub mod body;
@@ -36,9 +38,11 @@ pub mod ctx;
 pub mod edge;
 pub mod errors;
 pub mod finish;
+pub mod handshake;
 pub mod log;
 pub mod map;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod realip;
 pub mod redirect;
 pub mod reqbody;
@@ -48,6 +52,7 @@ pub mod rewrite;
 pub mod router;
 pub mod server;
 pub mod status;
+pub mod tls;
 pub mod upstream;
 
 use std::fmt;
@@ -71,6 +76,8 @@ pub struct Live {
     pub upstreams: Arc<upstream::Upstreams>,
     /// server_name tables per listen address, built from `plan`.
     pub router: Arc<router::Router>,
+    /// Certificates and rustls configurations (`ssl_*`), loaded from the files `plan` names.
+    pub tls: Arc<tls::TlsSet>,
     /// The per-request completion hook (access log); `None` costs nothing per request.
     pub on_done: Option<OnRequestDone>,
 }
@@ -79,14 +86,38 @@ impl Live {
     /// Build the run-time state for `plan`; `previous` carries upstream state (peer health, pools)
     /// over for groups that did not change.
     pub fn new(plan: Arc<Plan>, previous: Option<&upstream::Upstreams>) -> Live {
+        // `try_new` is the checked path (start, reload); here a certificate that cannot be loaded
+        // leaves its server without TLS (its handshakes fail) rather than stopping everything.
+        let tls = match tls::TlsSet::load(&plan) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!("{}", e.message);
+                tls::TlsSet::default()
+            }
+        };
+        Live::with_tls(plan, previous, tls)
+    }
+
+    fn with_tls(plan: Arc<Plan>, previous: Option<&upstream::Upstreams>, tls: tls::TlsSet) -> Live {
         let upstreams = Arc::new(upstream::Upstreams::new(&plan, previous));
         let router = Arc::new(router::Router::new(&plan));
         Live {
             plan,
             upstreams,
             router,
+            tls: Arc::new(tls),
             on_done: None,
         }
+    }
+
+    /// As [`Live::new`], but certificates that cannot be loaded are an error (nginx's
+    /// `cannot load certificate "..."`): a reload that fails here keeps the old `Live`.
+    pub fn try_new(
+        plan: Arc<Plan>,
+        previous: Option<&upstream::Upstreams>,
+    ) -> Result<Live, crate::conf::ConfError> {
+        let tls = tls::TlsSet::load(&plan)?;
+        Ok(Live::with_tls(plan, previous, tls))
     }
 
     /// The same, calling `hook` for every finished request.
@@ -248,7 +279,9 @@ pub fn run(plan: Arc<Plan>) -> Result<(), RunError> {
         .map_err(RunError::Io)?;
     let listeners = bind(&plan).map_err(RunError::Bind)?;
     rt.block_on(async move {
-        let live = Arc::new(ArcSwap::from_pointee(Live::new(plan, None)));
+        let live =
+            Live::try_new(plan, None).map_err(|e| RunError::Io(io::Error::other(e.message)))?;
+        let live = Arc::new(ArcSwap::from_pointee(live));
         let (tx, rx) = watch::channel(false);
         let server = tokio::spawn(serve(listeners, live, rx));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

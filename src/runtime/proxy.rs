@@ -90,11 +90,18 @@ pub async fn proxy(
 
     let limits = &ctx.server.conf.client;
     let limits = loc.map(|l| &l.conf.client).unwrap_or(limits).clone();
+    // An HTTP/2 request body may come without Content-Length: DATA frames until END_STREAM.
+    let h2_unsized = head.version == Version::HTTP_2
+        && !ctx.headers.contains_key(header::CONTENT_LENGTH)
+        && incoming
+            .as_ref()
+            .is_some_and(|b| !hyper::body::Body::is_end_stream(b));
     let has_body = (ctx.headers.contains_key(header::TRANSFER_ENCODING)
-        || ctx.headers.contains_key(header::CONTENT_LENGTH))
+        || ctx.headers.contains_key(header::CONTENT_LENGTH)
+        || h2_unsized)
         && conf.pass_request_body;
     // nginx buffers anyway when it must send a length it does not know (chunked to HTTP/1.0).
-    let chunked = ctx.headers.contains_key(header::TRANSFER_ENCODING);
+    let chunked = ctx.headers.contains_key(header::TRANSFER_ENCODING) || h2_unsized;
     let buffer = conf.request_buffering || (chunked && conf.http_version == HttpVersion::Http10);
     // `None`: the body was already discarded (an error_page redirect fetches its page without it).
     let mut req_body = match incoming {
@@ -151,6 +158,13 @@ pub async fn proxy(
         }
         _ => SelectKey::None,
     };
+    let upstream_tls = match super::tls::upstream_tls(ctx, live, conf) {
+        Ok(t) => t,
+        Err(msg) => {
+            errors::log_error(ctx, &msg, None);
+            return errors::response(502, tokens, false, ctx.method == Method::HEAD);
+        }
+    };
     let mut tried = Tried::new();
     let mut attempts = 0u32;
     let mut last_failure: Option<Failure> = None;
@@ -173,7 +187,11 @@ pub async fn proxy(
         let outcome: Result<Response<ReleaseOnEnd>, (Failure, String, bool)>;
         let mut sent_body = false;
         loop {
-            let conn = match target.group.connect(&peer, conf.connect_timeout).await {
+            let conn = match target
+                .group
+                .connect_with(&peer, conf.connect_timeout, upstream_tls.as_ref())
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     let (f, msg) = connect_message(&e, peer.addr());
@@ -276,7 +294,7 @@ pub async fn proxy(
                 }
                 peer.success();
                 if status == 101 {
-                    return switch_protocols(ctx, resp, head, tokens);
+                    return switch_protocols(ctx, resp, head, tokens, conf.read_timeout);
                 }
                 return client_response(ctx, resp, conf, tokens);
             }
@@ -358,6 +376,7 @@ fn switch_protocols(
     mut resp: Response<ReleaseOnEnd>,
     head: &http::request::Parts,
     tokens: plan::ServerTokens,
+    idle: std::time::Duration,
 ) -> Response<Body> {
     let Some(client_up) = head.extensions.get::<hyper::upgrade::OnUpgrade>().cloned() else {
         return failure_response(ctx, Some(Failure::Error), tokens);
@@ -369,7 +388,8 @@ fn switch_protocols(
         };
         let mut c = hyper_util::rt::TokioIo::new(c);
         let mut u = hyper_util::rt::TokioIo::new(u);
-        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+        // proxy_read_timeout applies to an idle tunnel, as nginx's.
+        let _ = super::handshake::tunnel(&mut c, &mut u, idle).await;
     });
     let (mut parts, _) = resp.into_parts();
     let h = &mut parts.headers;

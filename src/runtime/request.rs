@@ -279,17 +279,6 @@ fn drop_invalid_headers(h: &mut HeaderMap, limits: &ClientLimits) {
     }
 }
 
-/// The 413 answer for a body over `client_max_body_size`, with nginx's lingering close: the rest of
-/// the request body is read and dropped once hyper has taken the answer ([`DiscardAfter`]).
-pub(super) fn discard_after(resp: Response<Body>, incoming: Incoming) -> Response<Body> {
-    resp.map(|b| {
-        http_body_util::BodyExt::boxed_unsync(DiscardAfter {
-            inner: b,
-            incoming: Some(incoming),
-        })
-    })
-}
-
 /// Read and drop a request body the client sends anyway (nginx's lingering close after an error
 /// answer): stop after `lingering_timeout` (5 s) without data or `lingering_time` (30 s) in all.
 async fn discard_body(mut incoming: Incoming) {
@@ -305,9 +294,9 @@ async fn discard_body(mut incoming: Incoming) {
 }
 
 /// A response body that, once hyper is done with it, discards the request body ([`discard_body`]).
-struct DiscardAfter {
-    inner: Body,
-    incoming: Option<Incoming>,
+pub(super) struct DiscardAfter {
+    pub(super) inner: Body,
+    pub(super) incoming: Option<Incoming>,
 }
 
 impl Drop for DiscardAfter {

@@ -102,20 +102,32 @@ pub async fn accept_loop(
             Err(_) => continue,
         };
         let _ = stream.set_nodelay(true);
-        let state = Arc::new(ConnState {
-            live: live.clone(),
-            info: Arc::new(ConnInfo {
-                remote,
-                local,
-                id: CONNECTION_SERIAL.fetch_add(1, Ordering::Relaxed),
-            }),
-            listen: addr.clone(),
-            requests: AtomicU64::new(0),
-        });
         let shutdown = shutdown.clone();
         let done = done.clone();
+        let live = live.clone();
+        let addr = addr.clone();
         tokio::spawn(async move {
-            serve_connection(stream, state, shutdown).await;
+            // PROXY protocol header and TLS handshake first (edge.rs), bounded by
+            // client_header_timeout as nginx's handshake.
+            let edge = {
+                let current = live.load();
+                let timeout = default_limits(&current, &addr).header_timeout;
+                super::handshake::accept(stream, &addr, &current, timeout).await
+            };
+            if let Some((io, edge)) = edge {
+                let state = Arc::new(ConnState {
+                    live,
+                    info: Arc::new(ConnInfo {
+                        remote,
+                        local,
+                        id: CONNECTION_SERIAL.fetch_add(1, Ordering::Relaxed),
+                        handshake: edge,
+                    }),
+                    listen: addr,
+                    requests: AtomicU64::new(0),
+                });
+                serve_connection(io, state, shutdown).await;
+            }
             drop(permit);
             drop(done);
         });
@@ -123,7 +135,7 @@ pub async fn accept_loop(
 }
 
 async fn serve_connection(
-    stream: tokio::net::TcpStream,
+    stream: super::handshake::ClientIo,
     state: Arc<ConnState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -131,6 +143,9 @@ async fn serve_connection(
         let live = state.live.load();
         default_limits(&live, &state.listen)
     };
+    if state.info.handshake.h2 != super::handshake::H2::No {
+        return super::handshake::serve_h2(stream, state, shutdown, limits).await;
+    }
     let mut builder = hyper::server::conn::http1::Builder::new();
     let header_timeout = match limits.keepalive_timeout {
         Some(k) => k.min(limits.header_timeout),

@@ -56,6 +56,8 @@ pub enum ConnectError {
     Refused(io::Error),
     Timeout,
     Other(io::Error),
+    /// The TLS handshake with the peer failed (`proxy_pass https://`).
+    Tls(String),
 }
 
 impl ConnectError {
@@ -79,6 +81,7 @@ impl fmt::Display for ConnectError {
                 write!(f, "connect() failed ({})", os_error(e))
             }
             ConnectError::Timeout => f.write_str("upstream timed out (110: Connection timed out)"),
+            ConnectError::Tls(e) => write!(f, "SSL_do_handshake() failed ({e})"),
         }
     }
 }
@@ -101,8 +104,30 @@ fn os_error(e: &io::Error) -> String {
     }
 }
 
-/// Opens a new connection to `addr` and performs the HTTP/1 client handshake.
-pub(crate) async fn open(addr: &PeerAddr, timeout: Duration) -> Result<UpstreamConn, ConnectError> {
+/// TLS towards the peer (`proxy_pass https://`): the rustls client configuration and the name
+/// to send as SNI and to verify (`proxy_ssl_name`, default the `proxy_pass` host).
+#[derive(Clone)]
+pub struct UpstreamTls {
+    pub config: std::sync::Arc<rustls::ClientConfig>,
+    pub server_name: rustls::pki_types::ServerName<'static>,
+}
+
+impl fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens a new connection to `addr` and performs the HTTP/1 client handshake, with a TLS handshake
+/// over the TCP stream first when `tls` is given (within the same `proxy_connect_timeout`).
+pub(crate) async fn open_with(
+    addr: &PeerAddr,
+    timeout: Duration,
+    tls: Option<&UpstreamTls>,
+) -> Result<UpstreamConn, ConnectError> {
+    let started = Instant::now();
     let sender = match addr {
         PeerAddr::Inet(sa) => {
             let stream =
@@ -113,7 +138,19 @@ pub(crate) async fn open(addr: &PeerAddr, timeout: Duration) -> Result<UpstreamC
                 };
             // Small requests and headers must not wait for Nagle.
             stream.set_nodelay(true).map_err(ConnectError::Other)?;
-            handshake(stream).await?
+            match tls {
+                None => handshake(stream).await?,
+                Some(t) => {
+                    let left = timeout.saturating_sub(started.elapsed());
+                    let connector = tokio_rustls::TlsConnector::from(t.config.clone());
+                    let connecting = connector.connect(t.server_name.clone(), stream);
+                    match tokio::time::timeout(left, connecting).await {
+                        Err(_) => return Err(ConnectError::Timeout),
+                        Ok(Err(e)) => return Err(ConnectError::Tls(e.to_string())),
+                        Ok(Ok(s)) => handshake(s).await?,
+                    }
+                }
+            }
         }
         PeerAddr::Unix(path) => {
             let stream =

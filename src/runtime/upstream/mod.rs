@@ -47,7 +47,7 @@ mod pool;
 mod resolve;
 
 pub use balancer::Tried;
-pub use connect::{ConnectError, UpstreamConn};
+pub use connect::{ConnectError, UpstreamConn, UpstreamTls};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -389,7 +389,37 @@ impl Group {
         peer: &PeerRef,
         connect_timeout: Duration,
     ) -> Result<UpstreamConn, ConnectError> {
-        let mut conn = connect::open(peer.addr(), connect_timeout).await?;
+        self.connect_fresh_with(peer, connect_timeout, None).await
+    }
+
+    /// [`Group::connect`] with TLS to the peer when `tls` is given (`proxy_pass https://`).
+    pub async fn connect_with(
+        &self,
+        peer: &PeerRef,
+        connect_timeout: Duration,
+        tls: Option<&connect::UpstreamTls>,
+    ) -> Result<UpstreamConn, ConnectError> {
+        if tls.is_none() {
+            return self.connect(peer, connect_timeout).await;
+        }
+        while let Some(mut conn) = self.pool.take(peer.addr()) {
+            if let Ok(Ok(())) = tokio::time::timeout(connect_timeout, conn.sender.ready()).await {
+                conn.reused = true;
+                conn.requests += 1;
+                return Ok(conn);
+            }
+        }
+        self.connect_fresh_with(peer, connect_timeout, tls).await
+    }
+
+    /// [`Group::connect_fresh`] with TLS to the peer when `tls` is given.
+    pub async fn connect_fresh_with(
+        &self,
+        peer: &PeerRef,
+        connect_timeout: Duration,
+        tls: Option<&connect::UpstreamTls>,
+    ) -> Result<UpstreamConn, ConnectError> {
+        let mut conn = connect::open_with(peer.addr(), connect_timeout, tls).await?;
         conn.requests = 1;
         Ok(conn)
     }
