@@ -67,6 +67,7 @@ const CONFIG: &str = r#"
         location /r307 { return 307 /t?$args; }
         location /gone { return 410; }
         location /r204 { return 204; }
+        location /close { error_page 444 /errpage; return 444; }
         location /r200empty { return 200; }
         location /rvar { return 200 $request_method-$uri; }
         location /custom404 { return 404 "custom not found\n"; }
@@ -216,6 +217,7 @@ fn requests() -> Vec<(Option<&'static str>, &'static str, &'static str)> {
         (e, "/r307?q=1", ""),
         (e, "/gone", ""),
         (e, "/r204", ""),
+        (e, "/close", ""),
         (e, "/r200empty", ""),
         (e, "HEAD /rvar/x", ""),
         (e, "HEAD /gone", ""),

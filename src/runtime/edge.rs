@@ -97,7 +97,8 @@ async fn run_phases(ctx: &mut RequestCtx, run: &mut Run<'_>) -> Response<Body> {
     loop {
         let (outcome, conf) = run.phases(ctx, entry).await;
         let candidate = match &outcome {
-            Outcome::Reply(Reply::Page { code, .. }) => Some(*code),
+            // 444 closes at once: no error page for it.
+            Outcome::Reply(Reply::Page { code, .. }) => Some(*code).filter(|c| *c != 444),
             Outcome::Reply(Reply::Text { .. }) => None,
             Outcome::Proxied(resp, _) => {
                 let status = resp.status().as_u16();

@@ -68,6 +68,10 @@ pub fn build(ctx: &RequestCtx, conf: &LocConf, reply: Reply) -> Response<Body> {
             close,
         } => {
             let mut resp = errors::response(code, conf.server_tokens, close, head_only);
+            if code == 444 {
+                // nginx's `return 444`: close the connection without an answer.
+                resp.extensions_mut().insert(super::request::CloseSilently);
+            }
             if let Some(l) = location {
                 set_location(&mut resp, &l);
             }
