@@ -488,14 +488,14 @@ fn send_signal(paths: &Paths, flags: &Flags, sig: &str) -> anyhow::Result<i32> {
     }
 }
 
-/// Serve in the foreground until SIGINT/SIGTERM.
+/// Serve in the foreground: pid file, SIGHUP reload, SIGUSR1 reopen, SIGQUIT graceful and
+/// SIGTERM/SIGINT fast stop (`control::daemon`).
 fn serve(plan: Plan, paths: &Paths, flags: &Flags) -> anyhow::Result<i32> {
-    let _ = (paths, flags);
-    match crate::runtime::run(Arc::new(plan)) {
-        Ok(()) => Ok(0),
-        Err(e) => {
-            eprintln!("{NAME}: [emerg] {e}");
-            Ok(1)
-        }
-    }
+    // Reload (SIGHUP) reads the files again with the same prefix and `-g` directives.
+    let (paths, global) = (paths.clone(), flags.global.clone());
+    Ok(crate::control::daemon::run(plan, move || {
+        load(&paths, global.as_deref())
+            .map(|l| l.plan)
+            .map_err(|f| f.error)
+    }))
 }

@@ -272,9 +272,12 @@ impl<'w, 'a> Finisher<'w, 'a> {
         let access_logs = match &m.access_logs {
             Some(l) => l.iter().filter(|l| l.path.is_some()).cloned().collect(),
             None => vec![AccessLog {
-                path: Some(Template::literal(
-                    &self.w.opts.prefix.join("logs/access.log").to_string_lossy(),
-                )),
+                // A fragment logs requests to stdout, as the official Docker image does.
+                path: Some(Template::literal(&if self.w.fragment {
+                    "/dev/stdout".into()
+                } else {
+                    self.w.opts.prefix.join("logs/access.log").to_string_lossy().into_owned()
+                })),
                 format: self.combined.clone(),
                 buffer: None,
                 flush: None,

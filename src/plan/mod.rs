@@ -174,6 +174,7 @@ pub fn compile_collecting(
         warnings: Vec::new(),
         listen_seen: Default::default(),
         cmdline: false,
+        fragment: false,
         sources: &parsed.files,
     };
     let result = compile_into(&mut w, parsed, opts);
@@ -190,6 +191,7 @@ fn compile_into(
         Shape::Full => false,
         Shape::Fragment => true,
     };
+    w.fragment = fragment;
     // Map outputs are known before the walk so any template may use them.
     let mut map_index = 0u32;
     let mut register = |dirs: &[Directive], w: &mut walk::Walker| {
@@ -314,6 +316,11 @@ fn compile_into(
     Ok(plan)
 }
 
+fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
 fn main_conf(w: &walk::Walker, opts: &CompileOptions) -> MainConf {
     let m = &w.main;
     let abs = |p: &str| {
@@ -333,8 +340,10 @@ fn main_conf(w: &walk::Walker, opts: &CompileOptions) -> MainConf {
         })
         .collect();
     if error_logs.is_empty() {
+        // A fragment has no main context: like the official Docker image (whose error log is a
+        // link to stderr), it logs errors to stderr rather than to a prefix that may not exist.
         error_logs.push(ErrorLog {
-            path: Some(abs("logs/error.log")),
+            path: (!w.fragment).then(|| abs("logs/error.log")),
             level: crate::conf::Level::Error,
             span: None,
         });
@@ -342,7 +351,12 @@ fn main_conf(w: &walk::Walker, opts: &CompileOptions) -> MainConf {
     MainConf {
         worker_processes: m.worker_processes.unwrap_or(Some(1)),
         worker_connections: m.worker_connections.unwrap_or(512),
-        pid: abs(m.pid.as_deref().unwrap_or("logs/nginx.pid")),
+        pid: match m.pid.as_deref() {
+            Some(p) => abs(p),
+            // A fragment run as root keeps its pid where the Docker image keeps nginx's.
+            None if w.fragment && running_as_root() => PathBuf::from("/run/nginx-rs.pid"),
+            None => abs("logs/nginx.pid"),
+        },
         error_logs,
         daemon: m.daemon.unwrap_or(false),
         master_process: m.master_process.unwrap_or(true),

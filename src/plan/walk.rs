@@ -85,6 +85,9 @@ pub struct Walker<'a> {
     pub listen_seen: HashMap<ListenAddr, (bool, bool)>,
     /// True while walking `-g` directives: errors say `in command line`.
     pub cmdline: bool,
+    /// The file is a `conf.d` fragment: its logs and pid default like the official nginx Docker
+    /// image's main `nginx.conf` (see [`super::main_conf`]).
+    pub fragment: bool,
     /// Source texts, to find the line of a block's closing `}`.
     pub sources: &'a [crate::conf::SourceFile],
 }
