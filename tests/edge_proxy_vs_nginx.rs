@@ -2,7 +2,8 @@
 //! and regex rules) on `Location` and `Refresh`, relative `Location` made absolute,
 //! `proxy_intercept_errors` with `error_page` (URI, `=`, `=code`, `@named`) and `error_page` for the
 //! proxy's own 502, and `add_header` with `always`. Status, `Location`, `Refresh`, the added
-//! headers and the body must be the same from both.
+//! headers and the body must be the same from both. Also `proxy_pass` inside `if`, and `add_header`
+//! inherited from the server level (only where a location has none, only for nginx's statuses).
 
 mod support;
 
@@ -75,6 +76,7 @@ fn config(b: &Backends, port: u16) -> String {
     server {{
         listen 127.0.0.1:{port};
         server_name px.test;
+        add_header X-Edge "server-level";
         location /app/ {{ proxy_pass http://{abs}/inner/; }}
         location /same/ {{ proxy_pass http://{abs}; }}
         location /off/ {{ proxy_redirect off; proxy_pass http://{abs}/inner/; }}
@@ -103,12 +105,22 @@ fn config(b: &Backends, port: u16) -> String {
             error_page 404 =410 /fallback;
             proxy_pass http://{missing};
         }}
+        location /icptproxy/ {{
+            proxy_intercept_errors on;
+            error_page 404 = /viaproxy/;
+            proxy_pass http://{missing};
+        }}
+        location /viaproxy/ {{ proxy_pass http://{other}; }}
         location /noicpt/ {{ error_page 404 /fallback; proxy_pass http://{missing}; }}
         location /dead/ {{ error_page 502 = @dead; proxy_pass http://{dead}; }}
         location /dead2/ {{ error_page 502 /fallback; proxy_pass http://{dead}; }}
         location /deadplain/ {{ proxy_pass http://{dead}; }}
         location @dead {{ return 200 "dead fallback uri=$uri method=$request_method\n"; }}
         location /fallback {{ return 200 "fallback uri=$uri method=$request_method\n"; }}
+        location /ifp/ {{
+            if ($arg_alt) {{ proxy_pass http://{missing}; }}
+            proxy_pass http://{rel};
+        }}
         location /hdr/ {{
             add_header X-Edge "e-$uri";
             add_header X-Always a always;
@@ -135,11 +147,15 @@ const REQUESTS: &[&str] = &[
     "GET /icpt/a HTTP/1.1\r\nHost: px.test\r\nConnection: close\r\n\r\n",
     "GET /icpt500/a HTTP/1.1\r\nHost: px.test\r\nConnection: close\r\n\r\n",
     "GET /icptcode/a HTTP/1.1\r\nHost: px.test\r\nConnection: close\r\n\r\n",
+    "GET /icptproxy/a HTTP/1.1\r\nHost: px.test\r\nConnection: close\r\n\r\n",
+    "POST /icptproxy/a HTTP/1.1\r\nHost: px.test\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
     "GET /noicpt/a HTTP/1.1\r\nHost: px.test\r\nConnection: close\r\n\r\n",
     "GET /dead/a HTTP/1.1\r\nHost: px.test\r\nConnection: close\r\n\r\n",
     "POST /dead/a HTTP/1.1\r\nHost: px.test\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
     "GET /dead2/a HTTP/1.1\r\nHost: px.test\r\nConnection: close\r\n\r\n",
     "GET /deadplain/a HTTP/1.1\r\nHost: px.test\r\nConnection: close\r\n\r\n",
+    "GET /ifp/a HTTP/1.1\r\nHost: px.test\r\nConnection: close\r\n\r\n",
+    "GET /ifp/a?alt=1 HTTP/1.1\r\nHost: px.test\r\nConnection: close\r\n\r\n",
     "GET /hdr/a HTTP/1.1\r\nHost: px.test\r\nConnection: close\r\n\r\n",
     "GET /hdr404/a HTTP/1.1\r\nHost: px.test\r\nConnection: close\r\n\r\n",
 ];
@@ -199,6 +215,17 @@ fn proxy_edge_directives_match_nginx() {
             )
         })
         .collect();
+    // The error page request behind `error_page 404 = /viaproxy/` went up as GET, also for the POST.
+    let methods: Vec<String> = b
+        .other
+        .received()
+        .iter()
+        .map(|r| r.method().to_string())
+        .collect();
+    assert!(
+        methods.len() >= 4 && methods.iter().all(|m| m == "GET"),
+        "{methods:?}"
+    );
     assert!(
         diffs.is_empty(),
         "{} of {} differ:\n{}",

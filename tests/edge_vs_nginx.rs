@@ -66,6 +66,10 @@ const CONFIG: &str = r#"
         location /rurl { return http://secure.test$uri; }
         location /r307 { return 307 /t?$args; }
         location /gone { return 410; }
+        location /r204 { return 204; }
+        location /close { error_page 444 /errpage; return 444; }
+        location /r200empty { return 200; }
+        location /rvar { return 200 $request_method-$uri; }
         location /custom404 { return 404 "custom not found\n"; }
         location /e404 { error_page 404 /errpage; return 404; }
         location /e404eq { error_page 404 =200 /errpage?from=eq; return 404; }
@@ -73,6 +77,8 @@ const CONFIG: &str = r#"
         location /e403url { error_page 403 http://errors.test/forbidden; deny all; }
         location /e500 { error_page 500 502 = /errpage; return 500; }
         location /e301 { error_page 404 =301 http://errors.test/moved; return 404; }
+        location /echain { error_page 404 /nothing/x; return 404; }
+        location /nothing { error_page 404 /errpage; }
         location /errpage { return 200 "errpage uri=$uri args=$args method=$request_method\n"; }
         location @fallback { return 200 "named fallback uri=$uri\n"; }
         location /int { internal; return 200 "internal uri=$uri\n"; }
@@ -129,7 +135,11 @@ const CONFIG: &str = r#"
             return 200 "never\n";
         }
         location /args { rewrite ^ /new/x?a=1; }
+        location ~ ^/cap/(\w+)/(\d+)$ { rewrite ^/cap/(.*)$ /new/$1-x last; }
+        location ~ ^/cap2/(\w+)/(\d+)$ { rewrite ^ /new/[$2-$1] last; }
         location /noargs { rewrite ^ /new/y? last; }
+        location /esc/ { rewrite ^/esc/(.*)$ /new/$1 redirect; }
+        location /escq/ { rewrite ^/escq/(.*)$ /new/$1?a=$1 redirect; }
         location /redir { rewrite ^/redir/(.*)$ /new/$1 redirect; }
         location /perm { rewrite ^/perm/(.*)$ http://elsewhere.test/$1 permanent; }
         location /ifs {
@@ -165,6 +175,9 @@ fn requests() -> Vec<(Option<&'static str>, &'static str, &'static str)> {
         (Some("unknown.test"), "/u", ""),
         (None, "/nohost", ""),
         (None, "/r?a=1", ""),
+        // Absolute-form targets: the host comes from the request line (also for `Location`).
+        (None, "http://example.com/r301", ""),
+        (None, "http://Example.COM/vars?a=2", ""),
         // Locations.
         (e, "/index.html", ""),
         (e, "/docs/", ""),
@@ -203,6 +216,13 @@ fn requests() -> Vec<(Option<&'static str>, &'static str, &'static str)> {
         (e, "/rurl/p", ""),
         (e, "/r307?q=1", ""),
         (e, "/gone", ""),
+        (e, "/r204", ""),
+        (e, "/close", ""),
+        (e, "/r200empty", ""),
+        (e, "HEAD /rvar/x", ""),
+        (e, "HEAD /gone", ""),
+        (e, "POST /rvar/p", ""),
+        (e, "HEAD /e404", ""),
         (e, "/custom404", ""),
         (e, "/absoff", ""),
         (e, "/portoff", ""),
@@ -217,6 +237,9 @@ fn requests() -> Vec<(Option<&'static str>, &'static str, &'static str)> {
         (e, "/e301", ""),
         (e, "/int", ""),
         (e, "/toint", ""),
+        // The loop guard: an error page whose own request fails gets no second error_page.
+        (e, "/echain", ""),
+        (e, "/nothing/y", ""),
         // Access.
         (e, "/deny", ""),
         (e, "/allow", ""),
@@ -231,9 +254,17 @@ fn requests() -> Vec<(Option<&'static str>, &'static str, &'static str)> {
         (rw, "/brk/q", ""),
         (rw, "/setbrk", ""),
         (rw, "/args?b=2", ""),
+        (rw, "/cap/abc/12", ""),
+        (rw, "/cap2/abc/12", ""),
         (rw, "/noargs?b=2", ""),
         (rw, "/redir/p?b=2", ""),
         (rw, "/perm/p", ""),
+        (rw, "/esc/a%20b?c=d", ""),
+        (rw, "/esc/a+b%3F;c", ""),
+        (rw, "/esc/plain;x", ""),
+        (rw, "/esc/a%3Fb%23c%25d%26e", ""),
+        (rw, "/esc/a%C3%A9", ""),
+        (rw, "/escq/x%20y%26z%2B", ""),
         (rw, "/ifs", ""),
         (rw, "/ifs?x=1", ""),
         (rw, "/ifs?x=12", ""),
@@ -242,12 +273,14 @@ fn requests() -> Vec<(Option<&'static str>, &'static str, &'static str)> {
     ]
 }
 
+/// `target` may start with a method (`HEAD /x`); GET otherwise.
 fn request_bytes(host: Option<&str>, target: &str, extra: &str) -> Vec<u8> {
+    let (method, target) = target.split_once(' ').unwrap_or(("GET", target));
     match host {
         Some(h) => {
-            format!("GET {target} HTTP/1.1\r\nHost: {h}\r\n{extra}Connection: close\r\n\r\n")
+            format!("{method} {target} HTTP/1.1\r\nHost: {h}\r\n{extra}Connection: close\r\n\r\n")
         }
-        None => format!("GET {target} HTTP/1.0\r\n{extra}\r\n"),
+        None => format!("{method} {target} HTTP/1.0\r\n{extra}\r\n"),
     }
     .into_bytes()
 }

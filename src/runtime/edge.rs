@@ -91,14 +91,14 @@ pub async fn handle(
 
 /// Every phase, internal redirects by `error_page` included, until a response is final.
 async fn run_phases(ctx: &mut RequestCtx, run: &mut Run<'_>) -> Response<Body> {
-
     let mut entry = Entry::Server;
     // `Some(Some(code))`: an error_page replaced the status; `Some(None)`: `=` keeps the target's.
     let mut status_override: Option<Option<u16>> = None;
     loop {
         let (outcome, conf) = run.phases(ctx, entry).await;
         let candidate = match &outcome {
-            Outcome::Reply(Reply::Page { code, .. }) => Some(*code),
+            // 444 closes at once: no error page for it.
+            Outcome::Reply(Reply::Page { code, .. }) => Some(*code).filter(|c| *c != 444),
             Outcome::Reply(Reply::Text { .. }) => None,
             Outcome::Proxied(resp, _) => {
                 let status = resp.status().as_u16();
@@ -157,15 +157,14 @@ async fn run_phases(ctx: &mut RequestCtx, run: &mut Run<'_>) -> Response<Body> {
                     }
                 }
                 ctx.edge.clear_maps();
-                run.to_get(ctx);
+                run.refetch_with_get(ctx);
                 entry = Entry::Server;
                 continue;
             }
             // A URL: a redirect, 302 unless `=301|302|303|307|308` says otherwise.
-            let code = match overwrite {
-                Some(c @ (301 | 302 | 303 | 307 | 308)) => c,
-                _ => 302,
-            };
+            let code = overwrite
+                .filter(|c| matches!(c, 301 | 302 | 303 | 307 | 308))
+                .unwrap_or(302);
             let reply = Reply::Page {
                 code,
                 location: Some(target),
@@ -206,7 +205,7 @@ impl Run<'_> {
                 }
                 None => match self.find_config(ctx) {
                     Ok(found) => found,
-                    Err(early) => return early,
+                    Err(early) => return *early,
                 },
             };
             let mut fx = Effects::default();
@@ -264,7 +263,7 @@ impl Run<'_> {
     fn find_config(
         &mut self,
         ctx: &mut RequestCtx,
-    ) -> Result<(Option<Arc<Location>>, Arc<LocConf>), (Outcome, Arc<LocConf>)> {
+    ) -> Result<(Option<Arc<Location>>, Arc<LocConf>), Box<(Outcome, Arc<LocConf>)>> {
         let server = ctx.server.clone();
         let Some(m) = router::find_location(&server, &ctx.uri) else {
             return Ok((None, server.conf.clone()));
@@ -272,7 +271,7 @@ impl Run<'_> {
         let conf = m.location.conf.clone();
         ctx.set_captures(m.captures);
         if conf.internal && !ctx.edge.internal {
-            return Err((reply(Reply::page(404)), conf));
+            return Err(Box::new((reply(Reply::page(404)), conf)));
         }
         if m.redirect_slash {
             let mut location = router::matched_path(&m.location).to_string();
@@ -280,18 +279,19 @@ impl Run<'_> {
                 location.push('?');
                 location.push_str(&ctx.args);
             }
-            return Err((redirect(301, location), conf));
+            return Err(Box::new((redirect(301, location), conf)));
         }
         if let Some(len) = self.content_length {
             let max = conf.client.max_body_size;
             if max != 0 && len > max {
-                errors::log_error(ctx, "client intended to send too large body", None);
+                let msg = format!("client intended to send too large body: {len} bytes");
+                errors::log_error(ctx, &msg, None);
                 let page = Reply::Page {
                     code: 413,
                     location: None,
                     close: true,
                 };
-                return Err((reply(page), conf));
+                return Err(Box::new((reply(page), conf)));
             }
         }
         Ok((Some(m.location), conf))
@@ -306,16 +306,8 @@ impl Run<'_> {
         }
         self.realip_done = true;
         let peer = ctx.conn.remote;
-        // `real_ip_header proxy_protocol`: the address comes from the PROXY header (handshake).
-        let addr = match conf.header {
-            crate::plan::RealIpHeader::ProxyProtocol => super::proxy_protocol::real_ip(
-                conf,
-                peer.ip(),
-                ctx.conn.handshake.proxy_protocol.as_ref(),
-            ),
-            _ => realip::real_addr(conf, peer, &ctx.headers),
-        };
-        if let Some(addr) = addr {
+        let proxied = ctx.conn.handshake.proxy_protocol.and_then(|h| h.source);
+        if let Some(addr) = realip::real_addr(conf, peer, &ctx.headers, proxied) {
             ctx.edge.realip_remote = Some(peer);
             ctx.conn = Arc::new(ConnInfo {
                 remote: addr,
@@ -341,7 +333,7 @@ impl Run<'_> {
     }
 
     /// An error page URI is fetched with GET (HEAD stays HEAD) and without the request body.
-    fn to_get(&mut self, ctx: &mut RequestCtx) {
+    fn refetch_with_get(&mut self, ctx: &mut RequestCtx) {
         if ctx.method != Method::HEAD {
             ctx.method = Method::GET;
             self.head.method = Method::GET;

@@ -2,6 +2,7 @@
 //! `allow`/`deny`, `ip_hash` and logs see) becomes the client named by `real_ip_header`;
 //! `$realip_remote_addr` keeps the peer. A header from an untrusted peer is never read.
 //!
+//! `proxy_protocol` takes the source address of the connection's PROXY header.
 //! `X-Forwarded-For` (and X-Real-IP / any other header, parsed the same way) is read from the right:
 //! without `real_ip_recursive` the last address wins; with it, trusted addresses are skipped and the
 //! rightmost untrusted one wins (`ngx_http_get_forwarded_addr`).
@@ -13,16 +14,21 @@ use http::HeaderMap;
 use super::access::{matches, Client};
 use crate::plan::{AccessFrom, RealIp, RealIpHeader};
 
-/// The client address `conf` makes of `peer` and the request headers, or `None` to keep the peer.
-pub fn real_addr(conf: &RealIp, peer: SocketAddr, headers: &HeaderMap) -> Option<SocketAddr> {
+/// The client address `conf` makes of `peer` and the request headers (or, for
+/// `real_ip_header proxy_protocol`, the PROXY header's source `proxied`), or `None` to keep the peer.
+pub fn real_addr(
+    conf: &RealIp,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    proxied: Option<SocketAddr>,
+) -> Option<SocketAddr> {
     if !trusted(&conf.from, peer.ip()) {
         return None;
     }
     let name = match &conf.header {
         RealIpHeader::XRealIp => http::HeaderName::from_static("x-real-ip"),
         RealIpHeader::XForwardedFor => http::HeaderName::from_static("x-forwarded-for"),
-        // The PROXY protocol header is not read by this runtime: nothing to believe.
-        RealIpHeader::ProxyProtocol => return None,
+        RealIpHeader::ProxyProtocol => return proxied,
         RealIpHeader::Other(n) => n.clone(),
     };
     let value = if conf.header == RealIpHeader::XForwardedFor {
@@ -124,13 +130,17 @@ mod tests {
     fn untrusted_peer_is_never_believed() {
         let h = headers(&[("x-real-ip", "1.1.1.1")]);
         let c = conf(RealIpHeader::XRealIp, false);
-        assert_eq!(real_addr(&c, peer("192.168.1.1"), &h), None);
+        assert_eq!(real_addr(&c, peer("192.168.1.1"), &h, None), None);
         assert_eq!(
-            ip(real_addr(&c, peer("127.0.0.2"), &h)),
+            ip(real_addr(&c, peer("127.0.0.2"), &h, None)),
             Some("1.1.1.1".into())
         );
+        let pp = conf(RealIpHeader::ProxyProtocol, false);
+        let src = Some(SocketAddr::from(([198, 51, 100, 1], 4000)));
+        assert_eq!(real_addr(&pp, peer("127.0.0.2"), &h, src), src);
+        assert_eq!(real_addr(&pp, peer("192.168.1.1"), &h, src), None);
         let bad = headers(&[("x-real-ip", "not-an-ip")]);
-        assert_eq!(real_addr(&c, peer("127.0.0.2"), &bad), None);
+        assert_eq!(real_addr(&c, peer("127.0.0.2"), &bad, None), None);
     }
 
     #[test]
@@ -141,22 +151,22 @@ mod tests {
         ]);
         let plain = conf(RealIpHeader::XForwardedFor, false);
         assert_eq!(
-            ip(real_addr(&plain, peer("127.0.0.1"), &h)),
+            ip(real_addr(&plain, peer("127.0.0.1"), &h, None)),
             Some("10.1.1.1".into())
         );
         let rec = conf(RealIpHeader::XForwardedFor, true);
         assert_eq!(
-            ip(real_addr(&rec, peer("127.0.0.1"), &h)),
+            ip(real_addr(&rec, peer("127.0.0.1"), &h, None)),
             Some("2.2.2.2".into())
         );
         let all_trusted = headers(&[("x-forwarded-for", "10.0.0.9, 127.0.0.5")]);
         assert_eq!(
-            ip(real_addr(&rec, peer("127.0.0.1"), &all_trusted)),
+            ip(real_addr(&rec, peer("127.0.0.1"), &all_trusted, None)),
             Some("10.0.0.9".into())
         );
         let v6 = headers(&[("x-forwarded-for", "[2001:db8::1]:443")]);
         assert_eq!(
-            ip(real_addr(&plain, peer("127.0.0.1"), &v6)),
+            ip(real_addr(&plain, peer("127.0.0.1"), &v6, None)),
             Some("2001:db8::1".into())
         );
     }

@@ -68,6 +68,10 @@ pub fn build(ctx: &RequestCtx, conf: &LocConf, reply: Reply) -> Response<Body> {
             close,
         } => {
             let mut resp = errors::response(code, conf.server_tokens, close, head_only);
+            if code == 444 {
+                // nginx's `return 444`: close the connection without an answer.
+                resp.extensions_mut().insert(super::request::CloseSilently);
+            }
             if let Some(l) = location {
                 set_location(&mut resp, &l);
             }
@@ -126,7 +130,7 @@ pub fn absolutize(ctx: &RequestCtx, conf: &LocConf, location: &str) -> Option<St
     out.push_str("http://");
     if conf.server_name_in_redirect {
         out.push_str(ctx.server_name());
-    } else if ctx.headers.contains_key(header::HOST) {
+    } else if ctx.headers.contains_key(header::HOST) || ctx.absolute_target.is_some() {
         out.push_str(&ctx.host);
     } else {
         match ctx.conn.local.ip() {

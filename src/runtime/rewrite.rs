@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::ctx::RequestCtx;
 use super::router::regex_match;
-use crate::plan::{Condition, FileTest, LocConf, RewriteFlag, RewriteOp};
+use crate::plan::{Condition, FileTest, LocConf, RewriteFlag, RewriteOp, Segment, Template, Var};
 
 /// How a run of rewrite directives ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -94,7 +94,13 @@ fn exec(
                     continue;
                 };
                 ctx.set_captures(Some(caps));
-                let mut out = String::from_utf8_lossy(&ctx.render(replacement)).into_owned();
+                let redirect = matches!(flag, RewriteFlag::Redirect | RewriteFlag::Permanent);
+                let rendered = if redirect && quoted_uri(&ctx.request_uri) {
+                    render_escaping_captures(ctx, replacement)
+                } else {
+                    ctx.render(replacement)
+                };
+                let mut out = String::from_utf8_lossy(&rendered).into_owned();
                 // A trailing `?` means "do not append the original arguments".
                 let add_args = !out.ends_with('?');
                 if !add_args {
@@ -133,6 +139,51 @@ fn exec(
         }
     }
     None
+}
+
+/// nginx's `quoted_uri` / `plus_in_uri`: the request path had a `%` escape or a `+`.
+fn quoted_uri(request_uri: &str) -> bool {
+    let path = request_uri.split('?').next().unwrap_or("");
+    path.bytes().any(|b| b == b'%' || b == b'+')
+}
+
+/// Render a redirect's replacement with `$1..$9` escaped again, as nginx does when the request
+/// path was quoted (observed on nginx 1.22.1): before the first `?` of the output, controls, space,
+/// `#`, `%`, DEL and non-ASCII are escaped (a decoded `?` passes and starts the arguments); after
+/// it, also `&`, `+`, `;` and `?`.
+fn render_escaping_captures(ctx: &RequestCtx, t: &Template) -> Vec<u8> {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out: Vec<u8> = Vec::new();
+    for seg in &t.segments {
+        match seg {
+            Segment::Var(Var::Capture(n)) => {
+                let v = ctx.captures.as_ref().and_then(|c| c.get(*n as usize));
+                for &b in v.unwrap_or("").as_bytes() {
+                    let in_args = out.contains(&b'?');
+                    let escape = b <= 0x20
+                        || b >= 0x7f
+                        || matches!(b, b'#' | b'%')
+                        || (in_args && matches!(b, b'&' | b'+' | b';' | b'?'));
+                    if escape {
+                        out.extend_from_slice(&[
+                            b'%',
+                            HEX[(b >> 4) as usize],
+                            HEX[(b & 15) as usize],
+                        ]);
+                    } else {
+                        out.push(b);
+                    }
+                }
+            }
+            other => ctx.render_into(
+                &Template {
+                    segments: vec![other.clone()],
+                },
+                &mut out,
+            ),
+        }
+    }
+    out
 }
 
 /// The new `$uri` and `$args` of an internal rewrite (nginx's `ngx_http_script_regex_end_code`).
