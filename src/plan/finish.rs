@@ -276,7 +276,12 @@ impl<'w, 'a> Finisher<'w, 'a> {
                 path: Some(Template::literal(&if self.w.fragment {
                     "/dev/stdout".into()
                 } else {
-                    self.w.opts.prefix.join("logs/access.log").to_string_lossy().into_owned()
+                    self.w
+                        .opts
+                        .prefix
+                        .join("logs/access.log")
+                        .to_string_lossy()
+                        .into_owned()
                 })),
                 format: self.combined.clone(),
                 buffer: None,

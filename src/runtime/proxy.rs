@@ -301,7 +301,11 @@ pub async fn proxy(
             Err((failure, msg, request_sent)) => {
                 let upstream_url = format!(
                     "{}://{}{}",
-                    if upstream_tls.is_some() { "https" } else { "http" },
+                    if upstream_tls.is_some() {
+                        "https"
+                    } else {
+                        "http"
+                    },
                     peer_addr,
                     target.uri
                 );
