@@ -143,26 +143,7 @@ fn differs_from_nginx_122() -> Vec<(Case, bool)> {
 }
 
 /// Known differences of nginx-rs from nginx 1.22 on this corpus: (case, how it differs).
-const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
-    ("http_2_0_on_h1", "nginx answers 505, nginx-rs 400"),
-    ("http_3_1", "nginx answers 505, nginx-rs 400"),
-    (
-        "unknown_transfer_encoding",
-        "nginx answers 501, nginx-rs 400",
-    ),
-    (
-        "too_many_big_headers",
-        "five 7k headers (35k > 4 x 8k buffers): nginx 400, nginx-rs FORWARDS them (200)",
-    ),
-    (
-        "content_length_and_chunked",
-        "Content-Length with chunked: nginx 400, nginx-rs FORWARDS the request (smuggling risk)",
-    ),
-    (
-        "duplicate_content_length",
-        "two equal Content-Length: nginx 400, nginx-rs FORWARDS the request",
-    ),
-];
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
 
 /// The comparable verdict: the status class (4 for 4xx...) or how the connection ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
