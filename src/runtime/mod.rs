@@ -28,7 +28,8 @@
 //! [`router`], [`ctx`] (variables), [`proxy`] (upstream request, retries, response), [`reqbody`],
 //! [`errors`] (pages and error-log lines), [`upstream`] (balancers and pools).
 //! The phases around the content handler (issue 6) are [`edge`]: [`realip`], [`rewrite`],
-//! [`access`], [`map`] (lazy `map` variables), [`redirect`] (`proxy_redirect`), [`respond`] (`return`, `Location`, `add_header`).
+//! [`access`], [`map`] (lazy `map` variables), [`redirect`] (`proxy_redirect`), [`respond`]
+//! (`return`, `Location`, `add_header`).
 //! Before HTTP: [`handshake`] (PROXY protocol, TLS handshake, HTTP/2 choice), [`tls`] (rustls
 //! configurations from the Plan), [`proxy_protocol`].
 
