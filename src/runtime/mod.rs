@@ -35,7 +35,8 @@
 //! streamed bodies, temp-file spill), [`finish`] (request-done hook), [`errors`] (pages and
 //! error-log lines), [`upstream`] (balancers and pools).
 //! The phases around the content handler (issue 6) are [`edge`]: [`realip`], [`rewrite`],
-//! [`access`], [`map`] (lazy `map` variables), [`redirect`] (`proxy_redirect`), [`respond`] (`return`, `Location`, `add_header`).
+//! [`access`], [`map`] (lazy `map` variables), [`redirect`] (`proxy_redirect`), [`respond`]
+//! (`return`, `Location`, `add_header`).
 //! Before HTTP: [`handshake`] (PROXY protocol, TLS handshake, HTTP/2 choice), [`tls`] (rustls
 //! configurations from the Plan), [`proxy_protocol`].
 
