@@ -361,3 +361,45 @@ fn fast_stop() {
     assert_eq!(d.wait_exit(), Some(0));
     assert!(!d.pid_path().exists(), "pid file removed");
 }
+
+#[test]
+fn reopen_rotates_the_access_log() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let one = backend("one");
+    let p = free_addr();
+    let b1 = one.addr;
+    let d = Daemon::start(|dir| {
+        config(dir, &[p], &[b1], "").replace(
+            "access_log off;",
+            &format!("access_log {}/access.log combined;", dir.display()),
+        )
+    });
+    let log = d.dir.path().join("access.log");
+    let rotated = d.dir.path().join("access.log.1");
+    let lines = |f: &Path| {
+        fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"GET /"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(get_once(p, "/before").expect("served"), "one");
+    wait_for(|| lines(&log).len() == 1, "first access line");
+    fs::rename(&log, &rotated).expect("rotate");
+    send_signal(&d.pid_path(), Signal::Reopen).expect("-s reopen");
+    wait_for(|| log.exists(), "reopened access log");
+    assert_eq!(get_once(p, "/after").expect("served"), "one");
+    wait_for(|| lines(&log).len() == 1, "line in the new file");
+    assert!(
+        lines(&rotated)[0].contains("\"GET /before HTTP/1.1\" 200 3 "),
+        "{:?}",
+        lines(&rotated)
+    );
+    assert!(
+        lines(&log)[0].contains("\"GET /after HTTP/1.1\" 200 3 "),
+        "{:?}",
+        lines(&log)
+    );
+    assert_eq!(lines(&rotated).len(), 1);
+}
