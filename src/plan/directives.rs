@@ -568,6 +568,7 @@ impl Walker<'_> {
                 lvl.internal = true;
             }
             ("stub_status", _) => lvl.stub_status = true,
+            ("metrics", _) => lvl.metrics = true,
             ("real_ip_header", _) => {
                 let v = match a(0).to_ascii_lowercase().as_str() {
                     "x-real-ip" => RealIpHeader::XRealIp,

@@ -338,7 +338,7 @@ impl<'w, 'a> Finisher<'w, 'a> {
             server_name_in_redirect: m.server_name_in_redirect.unwrap_or(false),
             real_ip,
             stub_status: m.stub_status,
-            metrics: false,
+            metrics: m.metrics,
             server,
         })
     }

@@ -110,6 +110,8 @@ pub struct Lvl {
     pub real_ip_header: Option<RealIpHeader>,
     pub real_ip_recursive: Option<bool>,
     pub stub_status: bool,
+    /// `metrics;` (nginx-rs): Prometheus text of the status counters.
+    pub metrics: bool,
     pub internal: bool,
     pub rewrite_log: Option<bool>,
     pub uninitialized_variable_warn: Option<bool>,

@@ -219,6 +219,8 @@ pub static COMMANDS: &[Cmd] = &[
     c("http2", HS, FLAG),
     // status
     c("stub_status", SRV | LOC, Arity::Take(&[0, 1])),
+    // nginx-rs: Prometheus metrics of the same counters (runtime::status).
+    c("metrics", LOC, N0),
 ];
 
 /// Every entry for `name` (usually one).

@@ -22,6 +22,7 @@ use super::redirect;
 use super::respond::{self, Reply};
 use super::rewrite::{self, Effects, Flow};
 use super::router;
+use super::status;
 use super::Live;
 use crate::plan::{LocConf, Location, RealIp};
 
@@ -238,6 +239,26 @@ impl Run<'_> {
         if !access::allowed(&conf.access, Client::Ip(ctx.conn.remote.ip())) {
             errors::log_error(ctx, "access forbidden by rule", None);
             return (reply(Reply::page(403)), conf);
+        }
+        // Content: `stub_status` / `metrics` (GET and HEAD only, as nginx's stub_status), else proxy.
+        let page = if conf.stub_status {
+            Some(status::Page::Stub)
+        } else if conf.metrics {
+            Some(status::Page::Metrics)
+        } else {
+            None
+        };
+        if let Some(page) = page {
+            return match status::response(page, &ctx.method) {
+                Some(mut resp) => {
+                    resp.headers_mut().insert(
+                        http::header::SERVER,
+                        errors::server_header(conf.server_tokens),
+                    );
+                    (Outcome::Proxied(resp, None), conf)
+                }
+                None => (reply(Reply::page(405)), conf),
+            };
         }
         match &conf.proxy {
             Some(p) => {

@@ -274,6 +274,10 @@ pub async fn proxy(
             }
         }
         let elapsed = started.elapsed().as_secs_f64();
+        // Per-peer statistics for `metrics` (runtime::status).
+        let stats = super::status::global().peer(target.group.name(), &peer_addr.to_string());
+        stats.record(outcome.is_err(), outcome.is_ok().then(|| started.elapsed()));
+        stats.set_up(outcome.is_ok());
         match outcome {
             Ok(resp) => {
                 let status = resp.status().as_u16();

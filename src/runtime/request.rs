@@ -26,6 +26,15 @@ pub async fn handle(
     req: Request<Incoming>,
     conn: Arc<ConnState>,
 ) -> Result<Response<Body>, CloseSilently> {
+    // Counts the request; the connection is Writing until the response body is gone (stub_status).
+    let mark = conn.track.begin();
+    handle_request(req, conn).await.map(|r| mark.attach(r))
+}
+
+async fn handle_request(
+    req: Request<Incoming>,
+    conn: Arc<ConnState>,
+) -> Result<Response<Body>, CloseSilently> {
     let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let live = conn.live.load_full();
     if let Some(code) = req.headers().get(super::guard::reject_header()) {

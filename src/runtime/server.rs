@@ -43,6 +43,8 @@ pub struct ConnState {
     /// The listen address this connection was accepted on (selects the ListenGroup).
     pub listen: ListenAddr,
     pub requests: AtomicU64,
+    /// This connection in the `stub_status` counters (Reading/Writing/Waiting).
+    pub track: Arc<super::status::ConnTrack>,
 }
 
 impl ConnState {
@@ -100,6 +102,8 @@ pub async fn accept_loop(
             Err(_) => continue,
         };
         let _ = stream.set_nodelay(true);
+        // accepts, handled, active: from here until the task ends (stub_status).
+        let guard = super::status::global().accept();
         let shutdown = shutdown.clone();
         let done = done.clone();
         let live = live.clone();
@@ -128,8 +132,11 @@ pub async fn accept_loop(
                     }),
                     listen: addr,
                     requests: AtomicU64::new(0),
+                    track: Arc::new(super::status::ConnTrack::new(guard)),
                 });
-                serve_connection(io, state, shutdown).await;
+                serve_connection(io, state.clone(), shutdown).await;
+                // The connection is gone even if a request task still holds `state`.
+                state.track.close();
             }
             drop(permit);
             drop(done);

@@ -2,8 +2,8 @@
 //! nginx-rs only), plus per-upstream-peer statistics.
 //!
 //! # API for the runtime
-//! - One [`Status`] per process, in an `Arc`, kept across reloads (counters never reset on reload, as
-//!   nginx's shared-memory counters do not).
+//! - One [`Status`] per process: [`global`]. It is a process global, so a reload (a new `Live`)
+//!   never resets it, as nginx's shared-memory counters survive a reload.
 //! - On accept: [`Status::accept`] returns a [`ConnGuard`] (counts `accepts`, `handled`, `active`);
 //!   call [`ConnGuard::set`] with [`ConnState::Reading`] while reading a request header,
 //!   [`ConnState::Writing`] while processing/answering, [`ConnState::Idle`] between keepalive requests;
@@ -17,13 +17,29 @@
 //! `nginx_rs_connections_{active,reading,writing,waiting}` (gauges),
 //! `nginx_rs_connections_{accepted,handled}_total`, `nginx_rs_http_requests_total`,
 //! `nginx_rs_upstream_peer_requests_total{upstream,peer}`, `nginx_rs_upstream_peer_failures_total`,
-//! `nginx_rs_upstream_peer_up` (1 = eligible, 0 = marked failed or down), and the histogram
-//! `nginx_rs_upstream_peer_response_seconds` (buckets 5ms..10s).
+//! `nginx_rs_upstream_peer_up` (1 = its last attempt succeeded, 0 = it failed), and the histogram
+//! `nginx_rs_upstream_peer_response_seconds` (time to the response header, buckets 5ms..30s).
+//!
+//! # How connections are counted (nginx's split, approximated)
+//! hyper does not say when it starts reading the next request head, so: a connection is Reading
+//! from accept until its first request reaches the handler; Writing while at least one of its
+//! requests is in the handler or its response body is still being sent; otherwise Waiting
+//! (idle keepalive, including the time hyper spends reading the next head). nginx counts a fresh
+//! connection as Waiting until its first byte arrives; here it is Reading.
 
 use std::fmt::Write as _;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Response, StatusCode};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt;
+
+use super::body::{self, Body, BoxError};
 
 /// (upstream name, peer name, its statistics).
 type PeerEntry = (Arc<str>, Arc<str>, Arc<PeerStats>);
@@ -215,7 +231,7 @@ impl Status {
         family(
             "nginx_rs_upstream_peer_up",
             "gauge",
-            "1 if the peer is eligible for requests, 0 if marked failed or down.",
+            "1 if the last attempt to the peer succeeded, 0 if it failed.",
             &|p| u64::from(p.up.load(Relaxed)),
         );
         let name = "nginx_rs_upstream_peer_response_seconds";
@@ -243,6 +259,139 @@ impl Status {
             let _ = writeln!(out, "{name}_count{{{l}}} {count}");
         }
         out
+    }
+}
+
+/// The process's counters (created on first use; never reset).
+pub fn global() -> &'static Arc<Status> {
+    static GLOBAL: OnceLock<Arc<Status>> = OnceLock::new();
+    GLOBAL.get_or_init(Status::new)
+}
+
+/// Which page a status location serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Page {
+    /// `stub_status`: nginx's text.
+    Stub,
+    /// `metrics`: Prometheus text exposition.
+    Metrics,
+}
+
+/// The content handler of a `stub_status` / `metrics` location: 200 `text/plain` for GET and HEAD,
+/// `None` for other methods (the caller answers 405, as nginx's stub_status handler does).
+pub fn response(page: Page, method: &Method) -> Option<Response<Body>> {
+    if method != Method::GET && method != Method::HEAD {
+        return None;
+    }
+    let (text, content_type) = match page {
+        Page::Stub => (global().stub_status(), "text/plain"),
+        Page::Metrics => (
+            global().prometheus(),
+            "text/plain; version=0.0.4; charset=utf-8",
+        ),
+    };
+    let len = text.len();
+    let mut resp = Response::new(if method == Method::HEAD {
+        body::empty()
+    } else {
+        body::full(text.into_bytes())
+    });
+    *resp.status_mut() = StatusCode::OK;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    Some(resp)
+}
+
+/// The per-connection part: the connection's [`ConnGuard`] and how many of its requests are in
+/// progress (HTTP/2 runs several at once).
+#[derive(Default)]
+pub struct ConnTrack {
+    inner: Mutex<Option<(ConnGuard, u32)>>,
+}
+
+impl ConnTrack {
+    pub fn new(guard: ConnGuard) -> ConnTrack {
+        ConnTrack {
+            inner: Mutex::new(Some((guard, 0))),
+        }
+    }
+
+    /// A request starts: counts it, the connection is Writing until the returned mark is dropped
+    /// (with the response body, see [`RequestMark::attach`]).
+    pub fn begin(self: &Arc<Self>) -> RequestMark {
+        global().request();
+        self.with(|guard, busy| {
+            *busy += 1;
+            guard.set(ConnState::Writing);
+        });
+        RequestMark {
+            track: Arc::clone(self),
+        }
+    }
+
+    /// The connection is closed: it stops counting as active.
+    pub fn close(&self) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.take();
+    }
+
+    fn with(&self, f: impl FnOnce(&mut ConnGuard, &mut u32)) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((guard, busy)) = inner.as_mut() {
+            f(guard, busy);
+        }
+    }
+}
+
+/// One request in progress on a connection; dropping it ends the Writing state when it was the last.
+pub struct RequestMark {
+    track: Arc<ConnTrack>,
+}
+
+impl Drop for RequestMark {
+    fn drop(&mut self) {
+        self.track.with(|guard, busy| {
+            *busy = busy.saturating_sub(1);
+            if *busy == 0 {
+                guard.set(ConnState::Idle);
+            }
+        });
+    }
+}
+
+impl RequestMark {
+    /// Keep the mark until `resp`'s body has been sent (or dropped).
+    pub fn attach(self, resp: Response<Body>) -> Response<Body> {
+        let (parts, inner) = resp.into_parts();
+        let body = Marked { inner, _mark: self }.boxed_unsync();
+        Response::from_parts(parts, body)
+    }
+}
+
+/// A response body that holds a [`RequestMark`] until it is dropped.
+struct Marked {
+    inner: Body,
+    _mark: RequestMark,
+}
+
+impl HttpBody for Marked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
