@@ -14,7 +14,7 @@ use nginx_rs::plan::{self, table, NoNetwork, Shape};
 const NGINX: &str = "/usr/sbin/nginx";
 
 /// Directives nginx 1.22 does not have (newer nginx, or nginx-rs's own).
-const NOT_IN_NGINX_1_22: &[&str] = &["http2", "include"];
+const NOT_IN_NGINX_1_22: &[&str] = &["http2", "include", "metrics"];
 
 fn contexts(name: &str) -> Vec<(&'static str, String)> {
     let p = format!("{name};");
