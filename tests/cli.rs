@@ -203,3 +203,27 @@ fn missing_file_is_nginx_open_error() {
         "nginx-rs: [emerg] open() \"/nonexistent/nginx-rs.conf\" failed (2: No such file or directory)\nnginx-rs: configuration file /nonexistent/nginx-rs.conf test failed\n"
     );
 }
+
+/// nginx only warns when an upstream names two balancing methods; the configuration still passes.
+#[test]
+fn redefined_balancing_method_is_a_warning() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let conf = write(
+        tmp.path(),
+        "lb.conf",
+        "upstream u { server 127.0.0.1:1; least_conn; ip_hash; }\n\
+         server { listen 8080; location / { proxy_pass http://u; } }\n",
+    );
+    let out = nginx_rs(&["-t", "-c", &conf]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!(
+            "nginx-rs: [warn] load balancing method redefined in {conf}:1\n"
+        )),
+        "{err}"
+    );
+    assert!(err.ends_with(&format!(
+        "nginx-rs: configuration file {conf} test is successful\n"
+    )));
+}

@@ -66,6 +66,24 @@ struct DaemonHost<F> {
     permits: Arc<Semaphore>,
     error_log: Arc<ArcSwap<ErrorLog>>,
     writer: Arc<LogWriter>,
+    /// Re-resolves `server ... resolve` names of the current Live's groups.
+    resolver_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How often `server ... resolve` names are looked up again. nginx follows the DNS answer's TTL;
+/// the system resolver does not report it, so a short fixed period stands in for it.
+const RESOLVE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl<F> DaemonHost<F> {
+    /// Re-resolution follows the groups of `live` (the previous Live's task stops).
+    fn follow_names(&mut self, live: &Live) {
+        if let Some(t) = self.resolver_task.take() {
+            t.abort();
+        }
+        self.resolver_task = live
+            .upstreams
+            .spawn_resolver(Arc::new(crate::cli::SystemResolver), RESOLVE_EVERY);
+    }
 }
 
 impl<F: FnMut() -> Result<Plan, ConfError>> Host for DaemonHost<F> {
@@ -105,6 +123,7 @@ impl<F: FnMut() -> Result<Plan, ConfError>> Host for DaemonHost<F> {
         // Certificates too: a reload whose certificate cannot be loaded keeps the old ones serving.
         let live = Live::try_new(Arc::new(plan), Some(&old.upstreams))?.with_request_done(hook);
         self.error_log.store(Arc::new(log));
+        self.follow_names(&live);
         Ok(live)
     }
 
@@ -287,7 +306,9 @@ where
             permits,
             error_log: error_log.clone(),
             writer,
+            resolver_task: None,
         };
+        host.follow_names(&live.load());
         let mut set = ListenerSet::new(initial);
         for (addr, s) in set.iter() {
             host.start(addr, s);

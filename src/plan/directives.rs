@@ -158,7 +158,7 @@ impl Walker<'_> {
             } else {
                 None
             };
-            return super::upstream::upstream_directive(ec, d, u, key);
+            return super::upstream::upstream_directive(ec, d, u, key, &mut self.warnings);
         }
         match name {
             "listen" => {

@@ -1,6 +1,7 @@
 //! Inside `upstream { }`: `server` with its parameters (resolved at load, as nginx does), the
 //! balancing methods, and the keepalive settings.
 
+use crate::conf::ConfError;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -125,6 +126,7 @@ pub(super) fn upstream_directive(
     d: &Directive,
     u: &mut RawUpstream,
     key: Option<super::Template>,
+    warnings: &mut Vec<ConfError>,
 ) -> Res<()> {
     let sp = &d.span;
     let name = d.name.as_str();
@@ -161,7 +163,10 @@ pub(super) fn upstream_directive(
             // nginx warns and keeps going; the backup flag is then rejected at init.
         }
         if u.method.is_some() {
-            return Err(ec.e("load balancing method redefined", sp));
+            // nginx only warns; the method written last is the one used.
+            let mut w = ec.e("load balancing method redefined", sp);
+            w.level = crate::conf::Level::Warn;
+            warnings.push(w);
         }
         u.method = Some((m, sp.clone()));
         return Ok(());

@@ -188,6 +188,11 @@ where
         // upstream header names on as received. (Request names go up in the case recorded in
         // the request's extensions, if any.)
         .preserve_header_case(true)
+        // Names nginx-rs adds itself (`proxy_set_header`, `Connection`, `Content-Length`) have no
+        // recorded case: Title-Case them, which is how they are almost always written in
+        // configs (`X-Forwarded-For`). nginx sends the configured spelling; hyper does not let us
+        // record one, so an acronym such as `X-Real-IP` still goes up as `X-Real-Ip`.
+        .title_case_headers(true)
         .handshake::<_, Body>(TokioIo::new(stream))
         .await
         .map_err(|e| ConnectError::Other(io::Error::other(e)))?;
