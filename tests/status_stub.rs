@@ -215,3 +215,46 @@ fn stub_status_matches_nginx() {
     };
     assert_eq!(masked(&ng), masked(&rs));
 }
+
+#[test]
+fn stub_status_counters_survive_reload() {
+    let Some(rs) = skip_unless(start_nginx_rs(config), Flavor::NginxRs) else {
+        return;
+    };
+    let before = parse(&fetch(&rs, GET_STATUS).text());
+    // The new config marks its responses, so the test knows when the reload took effect.
+    let conf = rs.dir().join("nginx.conf");
+    let text = std::fs::read_to_string(&conf).expect("config readable");
+    let marked = text.replace(
+        "location = /status { stub_status; }",
+        "location = /status { stub_status; add_header X-Gen two; }",
+    );
+    assert_ne!(text, marked, "config template changed");
+    std::fs::write(&conf, marked).expect("config writable");
+    // SAFETY: kill(2) on the pid of the child this test started.
+    assert_eq!(unsafe { libc::kill(rs.pid() as i32, libc::SIGHUP) }, 0);
+    // Bounded wait for the reload (not a timing assertion: only how long we are willing to wait).
+    let mut after = None;
+    let mut fetches = 0;
+    for _ in 0..200 {
+        let r = fetch(&rs, GET_STATUS);
+        fetches += 1;
+        if r.header("x-gen") == Some("two") {
+            after = Some(parse(&r.text()));
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let after = after.expect("reload took effect within 10 s");
+    // Exactly our connections since `before`: nothing was reset or lost by the reload.
+    assert_eq!(
+        after.accepts.checked_sub(before.accepts),
+        Some(fetches),
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(
+        after.requests.checked_sub(before.requests),
+        Some(fetches),
+        "{before:?} -> {after:?}"
+    );
+}
