@@ -33,7 +33,8 @@
 //! normalisation, `Connection`), [`router`] (server_name and location matching),
 //! [`ctx`] (variables), [`proxy`] (upstream request, retries, response), [`reqbody`] (buffered and
 //! streamed bodies, temp-file spill), [`finish`] (request-done hook), [`errors`] (pages and
-//! error-log lines), [`upstream`] (balancers and pools).
+//! error-log lines), [`upstream`] (balancers and pools), [`status`] (`stub_status` and `metrics`
+//! counters and pages; one per process).
 //! The phases around the content handler (issue 6) are [`edge`]: [`realip`], [`rewrite`],
 //! [`access`], [`map`] (lazy `map` variables), [`redirect`] (`proxy_redirect`), [`respond`]
 //! (`return`, `Location`, `add_header`).
