@@ -14,8 +14,16 @@
 //!   file/line/column spans; expands `include`. Errors are [`conf::ConfError`], formatted as nginx's.
 //! - [`plan`]: the directive table (nginx's `ngx_command_t` as data) and the compiler from AST to the
 //!   typed [`plan::Plan`]: servers, locations, upstreams, compiled variable [`plan::Template`]s.
-//! - [`runtime`]: everything that serves traffic, driven by a `Plan`.
-//! - [`cli`]: nginx's command-line flags; [`control`]: pid file, signals, reload.
+//! - [`runtime`]: everything that serves traffic, driven by a `Plan` held in a [`runtime::Live`]
+//!   behind an `ArcSwap`. Per connection: `server` (accept loop) → `handshake` (PROXY protocol, TLS,
+//!   HTTP/2 choice) → hyper → `guard` (raw head checks) → `request` (server choice, URI) → `edge`
+//!   (nginx's phases: realip, rewrite, find-config, access, content: `return`, `stub_status`,
+//!   `metrics` or `proxy`; `error_page`; header filter) → `proxy` (retry loop over
+//!   `upstream`: balancers, peer health, keepalive pools, connect). `log` writes access and error
+//!   logs off the request path; `status` keeps the counters.
+//! - [`cli`]: nginx's command-line flags (`-t`, `-T`, `-s`, ...); [`control`]: `daemon` (the serving
+//!   process: bind, pid file, signal loop, in-place reload), `-s` signal sending, listen-set diffs,
+//!   SCM_RIGHTS fd passing for the privileged-supervisor design.
 //!
 //! # Invariants
 //! - `conf` and `plan` never touch the network and need no async runtime; name resolution is injected
