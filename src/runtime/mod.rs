@@ -64,6 +64,7 @@ pub mod server;
 pub mod status;
 pub mod tls;
 pub mod upstream;
+mod wrap;
 
 use std::fmt;
 use std::io;
