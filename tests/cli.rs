@@ -2,6 +2,8 @@
 //! output, plus nginx-rs's caret and `did you mean` lines. Where nginx is installed, the first error
 //! line is compared with what `nginx -t` prints for the same file.
 
+mod support;
+
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -56,13 +58,7 @@ fn first_error_line_matches_real_nginx() {
     for (i, text) in cases.iter().enumerate() {
         let conf = write(tmp.path(), &format!("c{i}.conf"), text);
         let ours = stderr(&nginx_rs(&["-t", "-c", &conf]));
-        let theirs = Command::new(NGINX)
-            .args(["-t", "-p"])
-            .arg(tmp.path())
-            .args(["-c", &conf, "-g"])
-            .arg(format!("pid {}/nginx.pid;", tmp.path().display()))
-            .output()
-            .expect("nginx runs");
+        let theirs = support::nginx::nginx_t(Path::new(&conf), tmp.path());
         let theirs = stderr(&theirs);
         let pick = |s: &str| -> String {
             let l = s

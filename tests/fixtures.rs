@@ -187,24 +187,9 @@ fn nginx_accepts_every_fixture() {
         let conf = if text.contains("events") {
             path.clone()
         } else {
-            let wrap = tmp.path().join("wrap.conf");
-            fs::write(
-                &wrap,
-                format!("events {{}} http {{ include {}; }}\n", path.display()),
-            )
-            .expect("write");
-            wrap
+            support::nginx::wrap_fragment(&path, tmp.path())
         };
-        let out = Command::new(NGINX)
-            .arg("-t")
-            .arg("-p")
-            .arg(tmp.path())
-            .arg("-c")
-            .arg(&conf)
-            .arg("-g")
-            .arg(format!("pid {}/nginx.pid;", tmp.path().display()))
-            .output()
-            .expect("nginx runs");
+        let out = support::nginx::nginx_t(&conf, tmp.path());
         if !out.status.success() {
             failures.push(format!(
                 "{}: {}",

@@ -11,7 +11,6 @@ mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use nginx_rs::conf::parser::{parse_bytes, LoadOptions, Parsed};
@@ -118,24 +117,9 @@ fn nginx_agrees_with_plan_goldens() {
         let conf = if text.starts_with("# main") {
             path.clone()
         } else {
-            let wrap = tmp.path().join("wrap.conf");
-            fs::write(
-                &wrap,
-                format!("events {{}} http {{ include {}; }}\n", path.display()),
-            )
-            .expect("write");
-            wrap
+            support::nginx::wrap_fragment(&path, tmp.path())
         };
-        let out = Command::new(NGINX)
-            .arg("-t")
-            .arg("-p")
-            .arg(tmp.path())
-            .arg("-c")
-            .arg(&conf)
-            .arg("-g")
-            .arg(format!("pid {}/nginx.pid;", tmp.path().display()))
-            .output()
-            .expect("nginx runs");
+        let out = support::nginx::nginx_t(&conf, tmp.path());
         let stderr = String::from_utf8_lossy(&out.stderr);
         let strip = format!("{}/", root().display());
         let line = stderr

@@ -3,9 +3,10 @@
 //! and nginx-rs agree on whether the directive is allowed there. Each probe is `NAME;` with no
 //! arguments: "is not allowed here" is decided before arguments are looked at, by both.
 
+mod support;
+
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use nginx_rs::conf::parser::{parse_bytes, LoadOptions};
@@ -61,16 +62,7 @@ fn allowed_contexts_match_nginx() {
     for name in names.into_iter().filter(|n| !NOT_IN_NGINX_1_22.contains(n)) {
         for (ctx, text) in contexts(name) {
             fs::write(&conf, &text).expect("write");
-            let out = Command::new(NGINX)
-                .arg("-t")
-                .arg("-p")
-                .arg(tmp.path())
-                .arg("-c")
-                .arg(&conf)
-                .arg("-g")
-                .arg(format!("pid {}/nginx.pid;", tmp.path().display()))
-                .output()
-                .expect("nginx runs");
+            let out = support::nginx::nginx_t(&conf, tmp.path());
             let not_allowed = format!("\"{name}\" directive is not allowed here");
             let theirs = String::from_utf8_lossy(&out.stderr).contains(&not_allowed);
             let parsed = parse_bytes(
@@ -149,16 +141,7 @@ fn argument_counts_match_nginx() {
             };
             let text = wrap_in(cmd.ctx, &stmt);
             fs::write(&conf, &text).expect("write");
-            let out = Command::new(NGINX)
-                .arg("-t")
-                .arg("-p")
-                .arg(tmp.path())
-                .arg("-c")
-                .arg(&conf)
-                .arg("-g")
-                .arg(format!("pid {}/nginx.pid;", tmp.path().display()))
-                .output()
-                .expect("nginx runs");
+            let out = support::nginx::nginx_t(&conf, tmp.path());
             let bad_count = format!("invalid number of arguments in \"{}\" directive", cmd.name);
             let theirs = String::from_utf8_lossy(&out.stderr).contains(&bad_count);
             let parsed = parse_bytes(

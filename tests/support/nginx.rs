@@ -379,3 +379,31 @@ pub fn skip_unless(started: Result<Server, StartError>, flavor: Flavor) -> Optio
         (Err(e), flavor) => panic!("{} did not start: {e}", flavor.name()),
     }
 }
+
+/// `nginx -t` on `conf`, with `prefix` as prefix and pid-file directory, so nothing outside the
+/// temporary directory is read or written. Panics only if nginx cannot be started at all.
+pub fn nginx_t(conf: &Path, prefix: &Path) -> std::process::Output {
+    let nginx = nginx_binary().unwrap_or_else(|e| panic!("nginx_t needs nginx: {e}"));
+    Command::new(nginx)
+        .arg("-t")
+        .arg("-p")
+        .arg(prefix)
+        .arg("-c")
+        .arg(conf)
+        .arg("-g")
+        .arg(format!("pid {}/nginx.pid;", prefix.display()))
+        .output()
+        .expect("nginx runs")
+}
+
+/// Writes `dir/wrap.conf` = `events {} http { include FRAGMENT; }`: the way nginx reads an
+/// http-level fragment with its own file and line numbers kept.
+pub fn wrap_fragment(fragment: &Path, dir: &Path) -> PathBuf {
+    let wrap = dir.join("wrap.conf");
+    fs::write(
+        &wrap,
+        format!("events {{}} http {{ include {}; }}\n", fragment.display()),
+    )
+    .expect("write wrap.conf");
+    wrap
+}
