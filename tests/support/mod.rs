@@ -65,46 +65,15 @@ pub fn tpl(parts: &[&str]) -> Template {
 }
 
 pub fn var(name: &str) -> Var {
-    match name {
-        "host" => Var::Host,
-        "remote_addr" => Var::RemoteAddr,
-        "remote_port" => Var::RemotePort,
-        "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
-        "scheme" => Var::Scheme,
-        "request_uri" => Var::RequestUri,
-        "uri" => Var::Uri,
-        "document_uri" => Var::DocumentUri,
-        "args" => Var::Args,
-        "query_string" => Var::QueryString,
-        "is_args" => Var::IsArgs,
-        "request_method" => Var::RequestMethod,
-        "request" => Var::Request,
-        "server_name" => Var::ServerName,
-        "server_addr" => Var::ServerAddr,
-        "server_port" => Var::ServerPort,
-        "server_protocol" => Var::ServerProtocol,
-        "proxy_host" => Var::ProxyHost,
-        "proxy_port" => Var::ProxyPort,
-        "content_type" => Var::ContentType,
-        "content_length" => Var::ContentLength,
-        "hostname" => Var::Hostname,
-        "pid" => Var::Pid,
-        "nginx_version" => Var::NginxVersion,
-        "msec" => Var::Msec,
-        "time_local" => Var::TimeLocal,
-        "time_iso8601" => Var::TimeIso8601,
-        "request_time" => Var::RequestTime,
-        "connection" => Var::Connection,
-        "connection_requests" => Var::ConnectionRequests,
-        n if n.starts_with("http_") => Var::HttpHeader(Arc::from(n[5..].replace('_', "-"))),
-        n if n.starts_with("arg_") => Var::Arg(Arc::from(&n[4..])),
-        n if n.starts_with("cookie_") => Var::Cookie(Arc::from(&n[7..])),
-        n if n.len() == 1 && n.as_bytes()[0].is_ascii_digit() => {
-            Var::Capture(n.as_bytes()[0] - b'0')
-        }
-        n if n.starts_with("slot") => Var::Slot(n[4..].parse().expect("slot index")),
-        other => panic!("test helper: unknown variable {other}"),
+    // `slotN` names a per-request slot directly; everything else is what the plan compiler knows.
+    if let Some(i) = name.strip_prefix("slot") {
+        return Var::Slot(i.parse().expect("slot index"));
     }
+    if let [d @ b'0'..=b'9'] = name.as_bytes() {
+        return Var::Capture(d - b'0');
+    }
+    nginx_rs::plan::vars::builtin(name)
+        .unwrap_or_else(|| panic!("test helper: unknown variable {name}"))
 }
 
 pub fn regex(src: &str, caseless: bool, named: &[(usize, u32)]) -> Regex {
