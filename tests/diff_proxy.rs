@@ -8,9 +8,9 @@
 //!   an absolute-form target) becomes `{PORT}`: each server listens on its own free port;
 //! - header lines are compared as a sorted multiset of raw lines (`Name: value` byte for byte,
 //!   spacing included), not in order: the order is not part of the contract (it is printed on
-//!   mismatch though). Header names are compared case-insensitively against nginx-rs (HTTP says
-//!   they are); `nginx_rs_keeps_header_name_case` (ignored while it fails) compares them exactly,
-//!   and nginx against nginx is compared exactly.
+//!   mismatch though). `nginx_rs_forwards_like_nginx` compares header names case-insensitively
+//!   (HTTP says they are); `nginx_rs_keeps_header_name_case` compares them exactly, as does
+//!   nginx against nginx.
 //!
 //! Where nginx-rs is known to differ, the case is in [`KNOWN_DIFFERENCES`] with the reason; see
 //! `tests/support/known.rs` for how that list is checked (strictly, both ways).
@@ -241,16 +241,7 @@ struct Observation {
 }
 
 /// Known differences of nginx-rs from nginx 1.22 on this corpus: (case, how it differs).
-const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
-    (
-        "fragment_in_target",
-        "nginx passes `/x#frag` as sent (no URI in proxy_pass); nginx-rs drops `#frag`",
-    ),
-    (
-        "empty_header_value",
-        "nginx writes an empty value as `X-Empty: `, nginx-rs as `X-Empty:`",
-    ),
-];
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
 
 /// How header names are compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -447,7 +438,6 @@ fn nginx_rs_forwards_like_nginx() {
 }
 
 #[test]
-#[ignore = "nginx-rs sends header names in lower case (hyper); nginx keeps them as written"]
 fn nginx_rs_keeps_header_name_case() {
     let backend = Backend::echo();
     let Some(nginx) = start_proxy(Flavor::Nginx, &backend) else {

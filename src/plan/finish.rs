@@ -22,6 +22,7 @@ fn merge(child: &Lvl, parent: &Lvl) -> Lvl {
     }
     inherit!(
         proxy_set_header,
+        proxy_set_header_names,
         proxy_http_version,
         proxy_connect_timeout,
         proxy_read_timeout,
@@ -135,6 +136,30 @@ fn default_proxy_headers(
         }
     }
     out
+}
+
+/// The spelling of every name in `default_proxy_headers(list)`, in the same order: as written
+/// for the configured ones, nginx's for the defaults it adds.
+fn proxy_header_names(
+    written: &[Arc<str>],
+    list: &[(http::HeaderName, Template)],
+) -> Vec<Arc<str>> {
+    default_proxy_headers(list)
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| match written.get(i) {
+            Some(w) if i < list.len() => w.clone(),
+            _ => Arc::from(match name.as_str() {
+                "host" => "Host",
+                "connection" => "Connection",
+                "te" => "TE",
+                "keep-alive" => "Keep-Alive",
+                "expect" => "Expect",
+                "upgrade" => "Upgrade",
+                other => other,
+            }),
+        })
+        .collect()
 }
 
 pub struct Finisher<'w, 'a> {
@@ -435,6 +460,10 @@ impl<'w, 'a> Finisher<'w, 'a> {
         Ok(ProxyConf {
             pass,
             set_headers: Arc::new(default_proxy_headers(
+                m.proxy_set_header.as_deref().unwrap_or(&[]),
+            )),
+            set_header_names: Arc::new(proxy_header_names(
+                m.proxy_set_header_names.as_deref().unwrap_or(&[]),
                 m.proxy_set_header.as_deref().unwrap_or(&[]),
             )),
             http_version: m.proxy_http_version.unwrap_or(HttpVersion::Http11),

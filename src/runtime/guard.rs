@@ -13,6 +13,9 @@
 //! goes out in order after earlier pipelined responses; everything after it is read and dropped.
 //! Bodies pass straight through; the guard only follows their framing (length, chunks) to find
 //! the next head. After a request asking for `Upgrade`, it steps aside for the connection.
+//!
+//! It also records what hyper's parsed request loses (header-name spelling, a `#fragment`) in
+//! secret headers that `request` turns into a [`RawHead`] extension.
 
 use std::io;
 use std::pin::Pin;
@@ -22,14 +25,101 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, ReadBuf};
 
+/// The per-process secret in the names of the headers the guard adds.
+fn secret() -> u64 {
+    static SECRET: OnceLock<u64> = OnceLock::new();
+    *SECRET.get_or_init(|| fastrand::u64(..))
+}
+
+fn secret_name(kind: &str) -> http::HeaderName {
+    let name = format!("x-nginx-rs-{kind}-{:016x}", secret());
+    // Lowercase letters, digits and '-' only: always a valid header name.
+    http::HeaderName::from_bytes(name.as_bytes()).unwrap_or(http::header::WARNING)
+}
+
 /// The header the synthetic request carries: `x-nginx-rs-reject-<random>: <status>`.
 pub fn reject_header() -> &'static http::HeaderName {
     static NAME: OnceLock<http::HeaderName> = OnceLock::new();
-    NAME.get_or_init(|| {
-        let name = format!("x-nginx-rs-reject-{:016x}", fastrand::u64(..));
-        // Lowercase letters, digits and '-' only: always a valid header name.
-        http::HeaderName::from_bytes(name.as_bytes()).unwrap_or(http::header::WARNING)
-    })
+    NAME.get_or_init(|| secret_name("reject"))
+}
+
+/// Carries the client's header names as sent, in order, separated by spaces.
+fn names_header() -> &'static http::HeaderName {
+    static NAME: OnceLock<http::HeaderName> = OnceLock::new();
+    NAME.get_or_init(|| secret_name("names"))
+}
+
+/// Carries the request target as sent when it has a `#fragment` (http::Uri drops it).
+fn target_header() -> &'static http::HeaderName {
+    static NAME: OnceLock<http::HeaderName> = OnceLock::new();
+    NAME.get_or_init(|| secret_name("target"))
+}
+
+/// What hyper's request loses of the head as the client sent it: the spelling of header names
+/// (nginx forwards them as received) and a `#fragment` in the target (nginx passes it on in
+/// `$request_uri`). The guard adds it to the head as secret headers; [`RawHead::take`] removes
+/// them before anything else looks at the request.
+#[derive(Clone, Debug, Default)]
+pub struct RawHead {
+    /// Header names as sent, in order, separated by spaces (`None`: all were lower case).
+    pub names: Option<Box<[u8]>>,
+    /// The request target as sent, when it has a fragment.
+    pub target: Option<String>,
+}
+
+impl RawHead {
+    /// Removes the guard's headers from `headers`; `None` if there were none.
+    pub fn take(headers: &mut http::HeaderMap) -> Option<RawHead> {
+        let names = headers
+            .remove(names_header())
+            .map(|v| Box::from(v.as_bytes()));
+        let target = headers
+            .remove(target_header())
+            .and_then(|v| v.to_str().ok().map(str::to_string));
+        (names.is_some() || target.is_some()).then_some(RawHead { names, target })
+    }
+}
+
+/// Copies the checked `head` to `out`, with the secret headers of [`RawHead`] added before the
+/// empty line when the head needs them.
+fn annotate_into(head: &[u8], out: &mut BytesMut) {
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut headers);
+    let Ok(httparse::Status::Complete(_)) = req.parse(head) else {
+        out.extend_from_slice(head);
+        return;
+    };
+    let upper = req
+        .headers
+        .iter()
+        .any(|h| h.name.bytes().any(|b| b.is_ascii_uppercase()));
+    let fragment = req.path.filter(|p| p.starts_with('/') && p.contains('#'));
+    // Where the empty line starts: the head ends in CRLF CRLF or LF LF (maybe mixed).
+    let blank = if head.ends_with(b"\r\n") { 2 } else { 1 };
+    let at = head.len() - blank;
+    if !upper && fragment.is_none() {
+        out.extend_from_slice(head);
+        return;
+    }
+    out.extend_from_slice(&head[..at]);
+    if upper {
+        out.extend_from_slice(names_header().as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        for (i, h) in req.headers.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b" ");
+            }
+            out.extend_from_slice(h.name.as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(target) = fragment {
+        out.extend_from_slice(target_header().as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(target.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(&head[at..]);
 }
 
 enum State {
@@ -144,7 +234,7 @@ impl<T> Guard<T> {
     fn release(&mut self, mut head: Vec<u8>) {
         match check(&mut head, self.buffers) {
             Ok(next) => {
-                self.out.extend_from_slice(&head);
+                annotate_into(&head, &mut self.out);
                 self.state = next;
             }
             Err(code) => self.reject(code),
@@ -428,7 +518,46 @@ mod tests {
             g.feed(std::slice::from_ref(b));
         }
         let dead = matches!(g.state, State::Dead);
-        (g.out.to_vec(), dead)
+        (strip_raw(&g.out), dead)
+    }
+
+    /// The output without the RawHead lines (tested on their own below).
+    fn strip_raw(out: &[u8]) -> Vec<u8> {
+        let text = String::from_utf8_lossy(out);
+        let prefix = format!("{}: ", names_header());
+        let mut kept = String::new();
+        for line in text.split_inclusive('\n') {
+            if !line.starts_with(&prefix) {
+                kept.push_str(line);
+            }
+        }
+        kept.into_bytes()
+    }
+
+    #[test]
+    fn raw_names_and_fragment_are_recorded() {
+        let mut g = Guard::new((), (4, 1024));
+        g.feed(b"GET /a?b#frag HTTP/1.1\r\nHost: a\r\nX-Real-IP: 1\r\nx-low: 2\r\n\r\n");
+        let text = String::from_utf8_lossy(&g.out).into_owned();
+        let expected = format!(
+            "GET /a?b#frag HTTP/1.1\r\nHost: a\r\nX-Real-IP: 1\r\nx-low: 2\r\n{}: Host X-Real-IP x-low\r\n{}: /a?b#frag\r\n\r\n",
+            names_header(),
+            target_header()
+        );
+        assert_eq!(text, expected);
+        // All lower case and no fragment: nothing added.
+        let mut g = Guard::new((), (4, 1024));
+        g.feed(b"GET / HTTP/1.0\nhost: a\n\n");
+        assert_eq!(&g.out[..], b"GET / HTTP/1.0\nhost: a\n\n");
+        // RawHead::take removes both headers.
+        let mut h = http::HeaderMap::new();
+        h.insert(names_header(), http::HeaderValue::from_static("Host"));
+        h.insert(target_header(), http::HeaderValue::from_static("/#x"));
+        h.insert("host", http::HeaderValue::from_static("a"));
+        let raw = RawHead::take(&mut h).unwrap();
+        assert_eq!(raw.names.as_deref(), Some(&b"Host"[..]));
+        assert_eq!(raw.target.as_deref(), Some("/#x"));
+        assert_eq!(h.len(), 1);
     }
 
     fn rejected(input: &[u8]) -> Option<u16> {

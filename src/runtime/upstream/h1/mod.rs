@@ -1,0 +1,186 @@
+//! nginx-rs's own HTTP/1 client for upstream connections. It writes the request head exactly as
+//! nginx does (header names as configured or as the client sent them, nginx's order), then the
+//! body (buffered with `Content-Length`, or streamed chunked), reads the response head
+//! (`read`), and streams the body with its framing decoded (`body`). A connection goes back to
+//! the keepalive pool only after a complete response on HTTP/1.1 without `Connection: close`.
+//!
+//! - [`write`]: the request head into the connection's reused buffer;
+//! - [`read`]: the response head and its framing; nginx's words for bad heads;
+//! - [`body`]: chunked decoding and the streamed response body.
+
+pub mod body;
+pub mod read;
+pub mod write;
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use http_body::Body as HttpBody;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub use body::ResponseBody;
+pub use read::{Framing, Head, HeadError};
+
+use super::UpstreamConn;
+use crate::runtime::body::{Body, BoxError};
+
+/// Bytes read from the upstream at a time (nginx's `proxy_buffers` are 8 × 4k|8k).
+pub(crate) const READ_CHUNK: usize = 32 * 1024;
+
+/// Body data up to this size is copied behind the head and sent with it in one write.
+const COALESCE: usize = 16 * 1024;
+
+/// What went wrong in one request/response exchange.
+#[derive(Debug)]
+pub enum Error {
+    Write(io::Error),
+    WriteTimeout,
+    /// The client's body failed while streaming it up (too large, timed out, broken).
+    Body(BoxError),
+    Read(io::Error),
+    ReadTimeout,
+    /// The upstream closed before a complete head; `got_bytes`: some of it had arrived.
+    Closed {
+        got_bytes: bool,
+    },
+    Head(HeadError),
+}
+
+impl Error {
+    /// Nothing came back on the connection: on a reused keepalive connection this is the peer
+    /// having closed it meanwhile, and deserves one more try on a fresh one.
+    pub fn stale(&self) -> bool {
+        matches!(
+            self,
+            Error::Write(_) | Error::Closed { got_bytes: false } | Error::Read(_)
+        )
+    }
+}
+
+/// How the request body goes up.
+pub enum BodyFraming {
+    /// Bytes as they come (`Content-Length` is in the head).
+    Raw,
+    /// `Transfer-Encoding: chunked` (a streamed body of unknown length).
+    Chunked,
+}
+
+/// Sends the head in `conn.wbuf` and then `body`. Small bodies go in the same write as the head;
+/// a streamed body is sent as it arrives.
+pub async fn send_request(
+    conn: &mut UpstreamConn,
+    body: Option<Body>,
+    framing: BodyFraming,
+    send_timeout: Duration,
+) -> Result<(), Error> {
+    let mut pending = std::mem::take(&mut conn.wbuf);
+    let result = send_inner(conn, &mut pending, body, framing, send_timeout).await;
+    pending.clear();
+    conn.wbuf = pending;
+    result
+}
+
+async fn send_inner(
+    conn: &mut UpstreamConn,
+    pending: &mut Vec<u8>,
+    body: Option<Body>,
+    framing: BodyFraming,
+    send_timeout: Duration,
+) -> Result<(), Error> {
+    let chunked = matches!(framing, BodyFraming::Chunked);
+    if let Some(mut body) = body {
+        loop {
+            // Poll once without waiting; only when the body has nothing yet does what is
+            // pending go out, so a buffered body leaves with its head in one write.
+            let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+                Poll::Ready(f) => f,
+                Poll::Pending => {
+                    write(conn, pending, send_timeout).await?;
+                    poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+                }
+            };
+            let data = match frame {
+                None => break,
+                Some(Err(e)) => return Err(Error::Body(e)),
+                Some(Ok(f)) => match f.into_data() {
+                    Ok(d) if !d.is_empty() => d,
+                    _ => continue,
+                },
+            };
+            if chunked {
+                write::chunk_size(pending, data.len());
+            }
+            if pending.len() + data.len() <= COALESCE {
+                pending.extend_from_slice(&data);
+            } else {
+                write(conn, pending, send_timeout).await?;
+                timed(send_timeout, conn.io.write_all(&data)).await?;
+            }
+            if chunked {
+                pending.extend_from_slice(b"\r\n");
+            }
+        }
+        if chunked {
+            pending.extend_from_slice(b"0\r\n\r\n");
+        }
+    }
+    write(conn, pending, send_timeout).await?;
+    timed(send_timeout, conn.io.flush()).await
+}
+
+/// Writes and empties `pending`.
+async fn write(conn: &mut UpstreamConn, pending: &mut Vec<u8>, t: Duration) -> Result<(), Error> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    timed(t, conn.io.write_all(pending)).await?;
+    pending.clear();
+    Ok(())
+}
+
+async fn timed(
+    t: Duration,
+    f: impl std::future::Future<Output = io::Result<()>>,
+) -> Result<(), Error> {
+    match tokio::time::timeout(t, f).await {
+        Err(_) => Err(Error::WriteTimeout),
+        Ok(Err(e)) => Err(Error::Write(e)),
+        Ok(Ok(())) => Ok(()),
+    }
+}
+
+/// Reads the response head (skipping interim 1xx responses other than 101), at most `max`
+/// bytes (`proxy_buffer_size`), with `read_timeout` between reads.
+pub async fn read_head(
+    conn: &mut UpstreamConn,
+    head_request: bool,
+    max: usize,
+    read_timeout: Duration,
+) -> Result<Head, Error> {
+    loop {
+        if !conn.rbuf.is_empty() {
+            match read::parse(&mut conn.rbuf, head_request, max) {
+                Ok(Some(h)) if h.status.is_informational() && h.status.as_u16() != 101 => continue,
+                Ok(Some(h)) => return Ok(h),
+                Ok(None) => {}
+                Err(e) => return Err(Error::Head(e)),
+            }
+        }
+        if conn.rbuf.capacity() - conn.rbuf.len() < READ_CHUNK / 4 {
+            conn.rbuf.reserve(READ_CHUNK);
+        }
+        match tokio::time::timeout(read_timeout, conn.io.read_buf(&mut conn.rbuf)).await {
+            Err(_) => return Err(Error::ReadTimeout),
+            Ok(Err(e)) => return Err(Error::Read(e)),
+            Ok(Ok(0)) => {
+                return Err(Error::Closed {
+                    got_bytes: !conn.rbuf.is_empty(),
+                })
+            }
+            Ok(Ok(_)) => {}
+        }
+    }
+}
