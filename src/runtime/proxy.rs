@@ -468,6 +468,12 @@ fn client_response(
     *resp.status_mut() = up.status;
     *resp.version_mut() = up.version;
     *resp.headers_mut() = up.headers;
+    if let Some(reason) = up.reason {
+        // hyper's server writes it in the status line; an invalid one keeps the standard text.
+        if let Ok(r) = hyper::ext::ReasonPhrase::try_from(reason) {
+            resp.extensions_mut().insert(r);
+        }
+    }
     let h = resp.headers_mut();
     // Hop-by-hop: hyper frames the client response itself.
     for name in HOP_BY_HOP.iter() {

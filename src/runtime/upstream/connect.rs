@@ -42,6 +42,11 @@ impl UpstreamConn {
         self.requests
     }
 
+    /// The buffer the next request head is written into (see `h1::write`); sending empties it.
+    pub fn request_buf(&mut self) -> &mut Vec<u8> {
+        &mut self.wbuf
+    }
+
     /// An idle connection is unusable once the peer closed it, reset it, or sent anything
     /// unasked. Checked without waiting: one read attempt that must find nothing.
     pub(crate) fn is_closed(&mut self) -> bool {

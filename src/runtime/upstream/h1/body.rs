@@ -131,13 +131,16 @@ pub struct ResponseBody {
     conn: Option<UpstreamConn>,
     decode: Decode,
     keepalive: bool,
-    group: Arc<Group>,
+    /// Where a reusable connection goes at the end; `None`: kept for [`Self::into_reusable`].
+    group: Option<Arc<Group>>,
+    kept: Option<UpstreamConn>,
     read_timeout: Duration,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl ResponseBody {
-    /// `framing` must be `Length`, `Chunked` or `Close` (the others have no body).
+    /// The body of a response with `framing` (`Upgrade` reads like `Close`); at its end a
+    /// reusable connection goes back to `group`'s pool.
     pub fn new(
         conn: UpstreamConn,
         framing: Framing,
@@ -145,19 +148,38 @@ impl ResponseBody {
         group: Arc<Group>,
         read_timeout: Duration,
     ) -> Self {
+        let mut body = Self::detached(conn, framing, keepalive, read_timeout);
+        body.group = Some(group);
+        body
+    }
+
+    /// Same, keeping a reusable connection for [`Self::into_reusable`] instead.
+    pub fn detached(
+        conn: UpstreamConn,
+        framing: Framing,
+        keepalive: bool,
+        read_timeout: Duration,
+    ) -> Self {
         let decode = match framing {
+            Framing::Empty => Decode::Length(0),
             Framing::Length(n) => Decode::Length(n),
             Framing::Chunked => Decode::Chunked(Chunked::Size),
-            _ => Decode::Close,
+            Framing::Close | Framing::Upgrade => Decode::Close,
         };
         ResponseBody {
             conn: Some(conn),
             decode,
             keepalive,
-            group,
+            group: None,
+            kept: None,
             read_timeout,
             sleep: None,
         }
+    }
+
+    /// After the whole body was read: the connection, if it can carry another request.
+    pub fn into_reusable(self) -> Option<UpstreamConn> {
+        self.kept
     }
 
     /// The body is complete: keep the connection if it can carry another request.
@@ -166,7 +188,10 @@ impl ResponseBody {
             let reusable =
                 self.keepalive && c.rbuf.is_empty() && !matches!(self.decode, Decode::Close);
             if reusable {
-                self.group.release(c);
+                match &self.group {
+                    Some(g) => g.release(c),
+                    None => self.kept = Some(c),
+                }
             }
         }
     }

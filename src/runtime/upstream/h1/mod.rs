@@ -18,7 +18,9 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use http_body::Body as HttpBody;
+use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub use body::ResponseBody;
@@ -183,4 +185,24 @@ pub async fn read_head(
             Ok(Ok(_)) => {}
         }
     }
+}
+
+/// One exchange with the whole response in memory (for checks and tests, not the proxy path):
+/// sends the head already in [`UpstreamConn::request_buf`], no body; returns the response head,
+/// its body, and the connection if it can carry another request.
+pub async fn round_trip(
+    mut conn: UpstreamConn,
+    timeout: Duration,
+) -> Result<(Head, Bytes, Option<UpstreamConn>), Error> {
+    send_request(&mut conn, None, BodyFraming::Raw, timeout).await?;
+    let head = read_head(&mut conn, false, 64 * 1024, timeout).await?;
+    let mut body = ResponseBody::detached(conn, head.framing, head.keepalive, timeout);
+    let mut data = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::Read(io::Error::other(e)))?;
+        if let Ok(d) = frame.into_data() {
+            data.extend_from_slice(&d);
+        }
+    }
+    Ok((head, data.freeze(), body.into_reusable()))
 }

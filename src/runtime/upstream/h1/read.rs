@@ -22,6 +22,9 @@ pub enum Framing {
 #[derive(Debug)]
 pub struct Head {
     pub status: StatusCode,
+    /// The reason phrase when it is not the standard one for the status (nginx passes the
+    /// upstream's status line on).
+    pub reason: Option<Bytes>,
     pub version: Version,
     pub headers: HeaderMap,
     pub framing: Framing,
@@ -114,6 +117,10 @@ fn build(bytes: &Bytes, head_request: bool) -> Result<Option<Head>, HeadError> {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
+    let reason = resp
+        .reason
+        .filter(|r| status.canonical_reason() != Some(*r))
+        .map(|r| bytes.slice_ref(r.as_bytes()));
     let mut headers = HeaderMap::with_capacity(resp.headers.len());
     for h in resp.headers.iter() {
         let name =
@@ -127,6 +134,7 @@ fn build(bytes: &Bytes, head_request: bool) -> Result<Option<Head>, HeadError> {
         version == Version::HTTP_11 && !has_token(&headers, header::CONNECTION, b"close");
     Ok(Some(Head {
         status,
+        reason,
         version,
         headers,
         framing,
@@ -236,6 +244,16 @@ mod tests {
             ),
             Some((Framing::Upgrade, true))
         );
+    }
+
+    #[test]
+    fn unusual_reason_phrases_are_kept() {
+        let reason = |t: &str| head(t, false).ok().flatten().and_then(|h| h.reason);
+        assert_eq!(
+            reason("HTTP/1.1 503 Whatever\r\n\r\n").as_deref(),
+            Some(&b"Whatever"[..])
+        );
+        assert_eq!(reason("HTTP/1.1 503 Service Unavailable\r\n\r\n"), None);
     }
 
     #[test]
