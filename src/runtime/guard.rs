@@ -23,7 +23,7 @@ use std::sync::OnceLock;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The per-process secret in the names of the headers the guard adds.
 fn secret() -> u64 {
@@ -158,6 +158,10 @@ pub struct Guard<T> {
     /// `large_client_header_buffers`: (number, size).
     buffers: (usize, usize),
     eof: bool,
+    /// After an HTTP/0.9 request: how much of the response head's final CRLF CRLF has gone by
+    /// on the write side (4 = all of it). nginx answers HTTP/0.9 with the body alone, so the
+    /// head hyper writes is dropped.
+    strip: Option<u8>,
 }
 
 impl<T> Guard<T> {
@@ -169,6 +173,7 @@ impl<T> Guard<T> {
             head: Vec::new(),
             buffers,
             eof: false,
+            strip: None,
         }
     }
 
@@ -204,6 +209,10 @@ impl<T> Guard<T> {
                     let start = self.head.len().saturating_sub(3);
                     self.head.extend_from_slice(data);
                     data = &[];
+                    if let Some(target) = simple_request(&self.head) {
+                        self.simple_request(target);
+                        return;
+                    }
                     match find_head_end(&self.head, start) {
                         Some(end) => {
                             let rest = self.head.split_off(end);
@@ -238,6 +247,24 @@ impl<T> Guard<T> {
                 self.state = next;
             }
             Err(code) => self.reject(code),
+        }
+    }
+
+    /// HTTP/0.9 (`GET /`): nginx serves it as a GET without headers and answers with the body
+    /// alone; any other method is 400. Nothing after it is read.
+    fn simple_request(&mut self, get: Option<Vec<u8>>) {
+        self.strip = Some(0);
+        match get {
+            Some(target) => {
+                self.head.clear();
+                let mut head = b"GET ".to_vec();
+                head.extend_from_slice(&target);
+                head.extend_from_slice(b" HTTP/1.0\r\n\r\n");
+                // A `#fragment` is recorded as for any head.
+                annotate_into(&head, &mut self.out);
+                self.state = State::Dead;
+            }
+            None => self.reject(400),
         }
     }
 
@@ -278,7 +305,53 @@ fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
 }
 
 /// nginx's checks on a complete head. `Ok(state)` = how to read what follows.
-fn check(head: &mut [u8], buffers: (usize, usize)) -> Result<State, u16> {
+/// The request line of an HTTP/0.9 request (`METHOD URI` and the line end, no version), once
+/// complete: `Some(Some(target))` for GET, `Some(None)` for any other method (nginx: 400).
+fn simple_request(head: &[u8]) -> Option<Option<Vec<u8>>> {
+    let start = head.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let end = start + memchr::memchr(b'\n', &head[start..])?;
+    let line = &head[start..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut parts = line.split(|&b| b == b' ').filter(|p| !p.is_empty());
+    let (method, target) = (parts.next()?, parts.next()?);
+    if parts.next().is_some() || !target.starts_with(b"/") {
+        return None;
+    }
+    Some((method == b"GET").then(|| target.to_vec()))
+}
+
+/// Header lines without a colon that are a bare name (`Name`) read as `Name:` with an empty
+/// value, as nginx's parser does; `None` if there is none.
+fn repair_colonless(head: &[u8]) -> Option<Vec<u8>> {
+    let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    let mut out = Vec::with_capacity(head.len() + 8);
+    let mut changed = false;
+    let mut seen_request_line = false;
+    let mut lines = head.split_inclusive(|&b| b == b'\n');
+    for line in lines.by_ref() {
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if !seen_request_line {
+            seen_request_line = !text.is_empty();
+        } else if text.is_empty() {
+            out.extend_from_slice(line);
+            break;
+        } else if text.iter().all(tchar) {
+            out.extend_from_slice(text);
+            out.push(b':');
+            out.extend_from_slice(&line[text.len()..]);
+            changed = true;
+            continue;
+        }
+        out.extend_from_slice(line);
+    }
+    for line in lines {
+        out.extend_from_slice(line);
+    }
+    changed.then_some(out)
+}
+
+fn check(head: &mut Vec<u8>, buffers: (usize, usize)) -> Result<State, u16> {
     let (num, size) = buffers;
     if head.len() > num * size {
         return Err(494);
@@ -288,6 +361,14 @@ fn check(head: &mut [u8], buffers: (usize, usize)) -> Result<State, u16> {
     match req.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
         Err(httparse::Error::Version) => return version_fallback(head, buffers),
+        Err(httparse::Error::HeaderName) => {
+            if let Some(mut repaired) = repair_colonless(head) {
+                let next = check(&mut repaired, buffers);
+                *head = repaired;
+                return next;
+            }
+            return Ok(State::PassThrough);
+        }
         // hyper answers the rest itself (400, 431) and closes.
         _ => return Ok(State::PassThrough),
     }
@@ -350,7 +431,7 @@ fn check(head: &mut [u8], buffers: (usize, usize)) -> Result<State, u16> {
 
 /// httparse knows only HTTP/1.0 and 1.1. nginx answers 505 from HTTP/2.0 up and reads
 /// HTTP/1.2..1.99 as HTTP/1.1.
-fn version_fallback(head: &mut [u8], buffers: (usize, usize)) -> Result<State, u16> {
+fn version_fallback(head: &mut Vec<u8>, buffers: (usize, usize)) -> Result<State, u16> {
     let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
     let line = &head[..line_end];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -505,7 +586,66 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guard<T> {
     }
 }
 
-super::wrap::forward_async_write!(Guard);
+impl<T: AsyncWrite + Unpin> Guard<T> {
+    /// While the response head to an HTTP/0.9 request goes by: how many bytes of `buf` belong
+    /// to it (they are dropped). `None`: not stripping.
+    fn strip_head(&mut self, buf: &[u8]) -> Option<usize> {
+        let mut m = self.strip.filter(|&m| m < 4)?;
+        let mut i = 0;
+        while i < buf.len() && m < 4 {
+            m = match (m, buf[i]) {
+                (0 | 2, b'\r') | (1 | 3, b'\n') => m + 1,
+                (_, b'\r') => 1,
+                _ => 0,
+            };
+            i += 1;
+        }
+        self.strip = Some(m);
+        Some(i)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Guard<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if !buf.is_empty() {
+            if let Some(n) = self.strip_head(buf) {
+                return Poll::Ready(Ok(n));
+            }
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.strip.is_some_and(|m| m < 4) {
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
+            return self.poll_write(cx, first);
+        }
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -610,6 +750,33 @@ mod tests {
         let (out, dead) = run(b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n");
         assert!(!dead);
         assert_eq!(out, b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n");
+    }
+
+    #[test]
+    fn colonless_header_lines_get_an_empty_value() {
+        let (out, dead) = run(b"GET / HTTP/1.1\r\nHost: a\r\nBadLine\r\nX-A: 1\r\n\r\n");
+        assert!(!dead);
+        assert_eq!(
+            out,
+            b"GET / HTTP/1.1\r\nHost: a\r\nBadLine:\r\nX-A: 1\r\n\r\n"
+        );
+        // Not a bare name (a space, an obs-fold): left for hyper to refuse.
+        let (out, _) = run(b"GET / HTTP/1.1\r\nHost: a\r\nBad Line\r\n\r\n");
+        assert_eq!(out, b"GET / HTTP/1.1\r\nHost: a\r\nBad Line\r\n\r\n");
+    }
+
+    #[test]
+    fn http_09_is_a_get_answered_without_head() {
+        let (out, dead) = run(b"GET /x?y\r\n");
+        assert!(dead);
+        assert!(String::from_utf8_lossy(&out).starts_with("GET /x?y HTTP/1.0\r\n"));
+        assert_eq!(rejected(b"POST /\r\n"), Some(400));
+        let mut g = Guard::new(Vec::new(), (4, 1024));
+        g.feed(b"GET /\r\n");
+        let written = g.strip_head(b"HTTP/1.0 200 OK\r\nA: b\r").unwrap_or(0);
+        assert_eq!(written, 22);
+        assert_eq!(g.strip_head(b"\n\r\nbody"), Some(3));
+        assert_eq!(g.strip_head(b"body"), None);
     }
 
     #[test]
