@@ -7,8 +7,9 @@
 //! - the proxy's own listen port, wherever it appears (a `Host: 127.0.0.1:PORT` the client sent,
 //!   an absolute-form target) becomes `{PORT}`: each server listens on its own free port;
 //! - header lines are compared as a sorted multiset of raw lines (`Name: value` byte for byte,
-//!   spacing included), not in order: the order is not part of the contract (it is printed on
-//!   mismatch though). `nginx_rs_forwards_like_nginx` compares header names case-insensitively
+//!   spacing included), not in order (HTTP does not make it part of the contract; it is printed
+//!   on mismatch), except by `nginx_rs_keeps_header_order`, which holds nginx-rs to nginx's
+//!   order too. `nginx_rs_forwards_like_nginx` compares header names case-insensitively
 //!   (HTTP says they are); `nginx_rs_keeps_header_name_case` compares them exactly, as does
 //!   nginx against nginx.
 //!
@@ -248,6 +249,8 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
 enum NameCase {
     Exact,
     Insensitive,
+    /// Exact, and in the order received.
+    ExactInOrder,
 }
 
 fn normalise(received: Received, port: u16, names: NameCase) -> (Forwarded, Vec<String>) {
@@ -269,7 +272,9 @@ fn normalise(received: Received, port: u16, names: NameCase) -> (Forwarded, Vec<
         .filter(|l| !l.is_empty())
         .map(fix)
         .collect();
-    headers.sort();
+    if names != NameCase::ExactInOrder {
+        headers.sort();
+    }
     let forwarded = Forwarded {
         request_line: received.request_line.replace(&port, "{PORT}"),
         headers,
@@ -459,5 +464,23 @@ fn nginx_rs_keeps_header_name_case() {
         case_only.is_empty(),
         "{} cases differ only in header name case: {case_only:?}",
         case_only.len()
+    );
+}
+
+#[test]
+fn nginx_rs_keeps_header_order() {
+    let backend = Backend::echo();
+    let Some(nginx) = start_proxy(Flavor::Nginx, &backend) else {
+        return;
+    };
+    let Some(rs) = start_proxy(Flavor::NginxRs, &backend) else {
+        return;
+    };
+    let mismatches = compare(&nginx, &rs, &backend, NameCase::ExactInOrder);
+    assert!(
+        mismatches.is_empty(),
+        "{} cases differ in header order or spelling:\n{}",
+        mismatches.len(),
+        details(&mismatches)
     );
 }

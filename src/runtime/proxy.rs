@@ -735,19 +735,39 @@ fn write_head(
         ReqBody::None => BodyFraming::Raw,
     };
     if conf.pass_request_headers {
-        // The n-th value of a name is the n-th line with that name the client sent.
-        let mut prev: Option<&HeaderName> = None;
-        let mut nth = 0;
-        for (name, value) in ctx.headers.iter() {
-            nth = if prev == Some(name) { nth + 1 } else { 0 };
-            prev = Some(name);
-            if NOT_FORWARDED.contains(name) || configured(name) {
-                continue;
+        let skip = |name: &str| {
+            NOT_FORWARDED
+                .iter()
+                .any(|n| n.as_str().eq_ignore_ascii_case(name))
+                || conf
+                    .set_headers
+                    .iter()
+                    .any(|(k, _)| k.as_str().eq_ignore_ascii_case(name))
+        };
+        match raw_names {
+            // In the order and spelling sent: the n-th line with a name is the n-th value.
+            Some(raw) => {
+                for (name, nth) in write::raw_names(raw) {
+                    let Ok(name) = std::str::from_utf8(name) else {
+                        continue;
+                    };
+                    if skip(name) {
+                        continue;
+                    }
+                    // Lines nginx-rs dropped (invalid names) have no value here.
+                    if let Some(value) = ctx.headers.get_all(name).iter().nth(nth) {
+                        write::header(buf, name.as_bytes(), value.as_bytes());
+                    }
+                }
             }
-            let spelled = raw_names
-                .and_then(|raw| write::raw_name(raw, name.as_str(), nth))
-                .unwrap_or(name.as_str().as_bytes());
-            write::header(buf, spelled, value.as_bytes());
+            // All names were lower case (or HTTP/2): the header map's order.
+            None => {
+                for (name, value) in ctx.headers.iter() {
+                    if !skip(name.as_str()) {
+                        write::header(buf, name.as_str().as_bytes(), value.as_bytes());
+                    }
+                }
+            }
         }
     }
     write::end(buf);

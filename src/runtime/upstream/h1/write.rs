@@ -50,12 +50,19 @@ pub fn end(buf: &mut Vec<u8>) {
     buf.extend_from_slice(b"\r\n");
 }
 
-/// The spelling of the `nth` (0-based) occurrence of `name` in `raw`, the client's header names
-/// in the order sent, separated by spaces; `None` if it is not there.
-pub fn raw_name<'a>(raw: &'a [u8], name: &str, nth: usize) -> Option<&'a [u8]> {
-    raw.split(|&b| b == b' ')
-        .filter(|n| n.eq_ignore_ascii_case(name.as_bytes()))
-        .nth(nth)
+/// The client's header names as sent (`raw`: in order, separated by spaces), each with the
+/// number of earlier lines of the same name (case-insensitive): the n-th line of a name holds
+/// its n-th value. No allocation; quadratic in the number of headers, which is small.
+pub fn raw_names(raw: &[u8]) -> impl Iterator<Item = (&[u8], usize)> {
+    let mut start = 0;
+    raw.split(|&b| b == b' ').map(move |name| {
+        let nth = raw[..start]
+            .split(|&b| b == b' ')
+            .filter(|n| !n.is_empty() && n.eq_ignore_ascii_case(name))
+            .count();
+        start += name.len() + 1;
+        (name, nth)
+    })
 }
 
 /// A chunk header of the chunked request body: `HEX\r\n`.
@@ -88,12 +95,18 @@ mod tests {
     }
 
     #[test]
-    fn raw_names_by_occurrence() {
-        let raw = b"Host X-Dup x-DUP User-Agent";
-        assert_eq!(raw_name(raw, "x-dup", 0), Some(&b"X-Dup"[..]));
-        assert_eq!(raw_name(raw, "x-dup", 1), Some(&b"x-DUP"[..]));
-        assert_eq!(raw_name(raw, "x-dup", 2), None);
-        assert_eq!(raw_name(raw, "host", 0), Some(&b"Host"[..]));
+    fn raw_names_count_occurrences() {
+        let got: Vec<(&[u8], usize)> = raw_names(b"Host X-Dup x-DUP User-Agent X-DUP").collect();
+        assert_eq!(
+            got,
+            vec![
+                (&b"Host"[..], 0),
+                (&b"X-Dup"[..], 0),
+                (&b"x-DUP"[..], 1),
+                (&b"User-Agent"[..], 0),
+                (&b"X-DUP"[..], 2)
+            ]
+        );
     }
 
     #[test]
