@@ -25,6 +25,19 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// Header lines a request may have. nginx has no count limit (only
+/// `large_client_header_buffers`); hyper's default of 100 answers 431 beyond it. The server
+/// sets hyper's `max_headers` to this plus [`ADDED_HEADERS`]; above it the guard answers 400
+/// (Request Header Or Cookie Too Large). Raising hyper's limit above 100 makes it allocate its
+/// two (uninitialised) header index arrays per request instead of using the stack.
+pub const MAX_HEADERS: usize = 1000;
+
+/// The most header lines the guard adds to a head (`RawHead`'s two).
+pub const ADDED_HEADERS: usize = 2;
+
+/// Headers parsed on the stack by the guard; longer heads retry on the heap.
+const STACK_HEADERS: usize = 128;
+
 /// The per-process secret in the names of the headers the guard adds.
 fn secret() -> u64 {
     static SECRET: OnceLock<u64> = OnceLock::new();
@@ -83,9 +96,16 @@ impl RawHead {
 /// Copies the checked `head` to `out`, with the secret headers of [`RawHead`] added before the
 /// empty line when the head needs them.
 fn annotate_into(head: &[u8], out: &mut BytesMut) {
-    let mut headers = [httparse::EMPTY_HEADER; 128];
-    let mut req = httparse::Request::new(&mut headers);
-    let Ok(httparse::Status::Complete(_)) = req.parse(head) else {
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut heap;
+    let mut req = httparse::Request::new(&mut stack);
+    let mut parsed = req.parse(head);
+    if let Err(httparse::Error::TooManyHeaders) = parsed {
+        heap = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+        req = httparse::Request::new(&mut heap);
+        parsed = req.parse(head);
+    }
+    let Ok(httparse::Status::Complete(_)) = parsed else {
         out.extend_from_slice(head);
         return;
     };
@@ -356,9 +376,18 @@ fn check(head: &mut Vec<u8>, buffers: (usize, usize)) -> Result<State, u16> {
     if head.len() > num * size {
         return Err(494);
     }
-    let mut headers = [httparse::EMPTY_HEADER; 128];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(head) {
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut heap;
+    let mut req = httparse::Request::new(&mut stack);
+    let mut parsed = req.parse(head);
+    if let Err(httparse::Error::TooManyHeaders) = parsed {
+        heap = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+        req = httparse::Request::new(&mut heap);
+        parsed = req.parse(head);
+    }
+    match parsed {
+        // More lines than hyper is set to parse: nginx's "too large" answer rather than hyper's 431.
+        Err(httparse::Error::TooManyHeaders) => return Err(494),
         Ok(httparse::Status::Complete(_)) => {}
         Err(httparse::Error::Version) => return version_fallback(head, buffers),
         Err(httparse::Error::HeaderName) => {
@@ -777,6 +806,34 @@ mod tests {
         assert_eq!(written, 22);
         assert_eq!(g.strip_head(b"\n\r\nbody"), Some(3));
         assert_eq!(g.strip_head(b"body"), None);
+    }
+
+    #[test]
+    fn many_headers_are_still_checked() {
+        let head = |n: usize, extra: &str| {
+            let mut h = String::from("POST / HTTP/1.1\r\nHost: a\r\n");
+            for i in 0..n {
+                h.push_str(&format!("x{i}: {i}\r\n"));
+            }
+            h.push_str(extra);
+            h.push_str("\r\n");
+            h.into_bytes()
+        };
+        let mut g = Guard::new((), (64, 8192));
+        g.feed(&head(
+            300,
+            "Content-Length: 1\r\nTransfer-Encoding: chunked\r\n",
+        ));
+        assert!(
+            matches!(g.state, State::Dead),
+            "smuggling checks apply past 128 headers"
+        );
+        let mut g = Guard::new((), (64, 8192));
+        g.feed(&head(300, ""));
+        assert!(matches!(g.state, State::Head));
+        let mut g = Guard::new((), (64, 8192));
+        g.feed(&head(MAX_HEADERS + 1, ""));
+        assert!(matches!(g.state, State::Dead), "over MAX_HEADERS: rejected");
     }
 
     #[test]
