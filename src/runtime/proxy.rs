@@ -246,6 +246,7 @@ pub async fn proxy(
                 Err(e)
                     if reused
                         && e.stale()
+                        && conn.rbuf_is_empty()
                         && req_body.replayable()
                         && (idempotent
                             || conf.next_upstream.non_idempotent

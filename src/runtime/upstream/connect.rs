@@ -47,6 +47,11 @@ impl UpstreamConn {
         &mut self.wbuf
     }
 
+    /// Nothing of a response has arrived (or all of it was consumed).
+    pub fn rbuf_is_empty(&self) -> bool {
+        self.rbuf.is_empty()
+    }
+
     /// An idle connection is unusable once the peer closed it, reset it, or sent anything
     /// unasked. Checked without waiting: one read attempt that must find nothing.
     pub(crate) fn is_closed(&mut self) -> bool {
@@ -55,12 +60,11 @@ impl UpstreamConn {
         }
         let mut probe = [0u8; 1];
         let mut rb = ReadBuf::new(&mut probe);
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match std::pin::Pin::new(&mut self.io).poll_read(&mut cx, &mut rb) {
-            std::task::Poll::Pending => false,
-            // EOF, unexpected bytes or an error.
-            std::task::Poll::Ready(_) => true,
-        }
+        let mut cx = std::task::Context::from_waker(noop_waker());
+        // Pending: nothing to read, still open. Ready: EOF, unexpected bytes or an error.
+        std::pin::Pin::new(&mut self.io)
+            .poll_read(&mut cx, &mut rb)
+            .is_ready()
     }
 
     /// Hands over the byte stream and what was read past the response head (an upgraded
@@ -78,6 +82,17 @@ impl fmt::Debug for UpstreamConn {
             .field("requests", &self.requests)
             .finish()
     }
+}
+
+/// A waker that does nothing, for the one-shot readiness probe of idle connections
+/// (`std::task::Waker::noop` needs Rust 1.85; the MSRV is 1.80).
+fn noop_waker() -> &'static std::task::Waker {
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+    static WAKER: std::sync::OnceLock<std::task::Waker> = std::sync::OnceLock::new();
+    WAKER.get_or_init(|| std::task::Waker::from(std::sync::Arc::new(Noop)))
 }
 
 /// Why a connection could not be made. `Display` is nginx's error log text, e.g.

@@ -1,6 +1,7 @@
 //! Upstream groups at run time: every nginx balancing method, peer state and passive health
 //! (`max_fails`/`fail_timeout`, `backup`, `down`, `max_conns`), keepalive connection pools, and
-//! re-resolution of `server ... resolve` names.
+//! re-resolution of `server ... resolve` names; `h1` is the HTTP/1 client spoken on the
+//! connections.
 //!
 //! # API (used by the proxy handler)
 //! ```text
@@ -23,7 +24,14 @@
 //! Tried::new() -> Tried                               // one per client request, for every select
 //! Tried::attempts(&self) -> u32                       // peers handed out so far
 //! PeerRef::{addr() -> &PeerAddr, name() -> &str, success(), failure()}   // drop = attempt over
-//! UpstreamConn { pub reused: bool, .. }               // spoken to with h1::{send_request, read_head}
+//! UpstreamConn { pub reused: bool, .. }               // a byte stream with its own buffers
+//! UpstreamConn::{request_buf() -> &mut Vec<u8>, rbuf_is_empty(), requests(), peer_addr()}
+//!
+//! h1::write::{request_line, header, rendered_header, content_length, end, raw_names}
+//! h1::send_request(&mut UpstreamConn, Option<Body>, BodyFraming, send_timeout)   // head + body
+//! h1::read_head(&mut UpstreamConn, head_request, max, read_timeout) -> h1::Head
+//! h1::ResponseBody::new(conn, framing, keepalive, Arc<Group>, read_timeout)      // releases at end
+//! h1::round_trip(conn, timeout) -> (Head, Bytes, Option<UpstreamConn>)           // tests, checks
 //! ConnectError::{Refused(io::Error), Timeout, Other(io::Error)}   // Display: nginx's words
 //! ConnectError::log_message(&self, &PeerAddr) -> String          // unix sockets name the path
 //! NoLive                                              // Display: "no live upstreams"

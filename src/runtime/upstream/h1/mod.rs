@@ -52,8 +52,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// Nothing came back on the connection: on a reused keepalive connection this is the peer
-    /// having closed it meanwhile, and deserves one more try on a fresh one.
+    /// Nothing came back on the connection (check also that no partial head arrived): on a
+    /// reused keepalive connection this is the peer having closed it meanwhile, and deserves
+    /// one more try on a fresh one.
     pub fn stale(&self) -> bool {
         matches!(
             self,
