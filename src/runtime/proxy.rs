@@ -254,7 +254,7 @@ pub async fn proxy(
                 {
                     continue
                 }
-                Err(h1::Error::Body(e)) => return body_error(ctx, client_body_error(&e), tokens),
+                Err(h1::Error::Body(e)) => return client_body_failed(ctx, &e, tokens),
                 Err(e) => {
                     outcome = Err(exchange_failure(&e));
                     break;
@@ -387,16 +387,31 @@ fn exchange_failure(e: &h1::Error) -> (Failure, String, bool) {
     (class, msg, true)
 }
 
-/// A streamed client body that failed on its way up, as `reqbody` words it.
-fn client_body_error(e: &super::body::BoxError) -> ReadError {
+/// A streamed client body (`proxy_request_buffering off`) failed on its way up. `reqbody`'s
+/// streaming wrapper words its limits "too large" and "timed out"; anything else is the client
+/// going away.
+fn client_body_failed(
+    ctx: &mut RequestCtx,
+    e: &super::body::BoxError,
+    tokens: plan::ServerTokens,
+) -> Response<Body> {
     let text = e.to_string();
     if text.contains("too large") {
-        ReadError::TooLarge
-    } else if text.contains("timed out") {
-        ReadError::Timeout
-    } else {
-        ReadError::Io(io::Error::other(text))
+        return body_error(ctx, ReadError::TooLarge, tokens);
     }
+    if text.contains("timed out") {
+        return body_error(ctx, ReadError::Timeout, tokens);
+    }
+    errors::log_error(
+        ctx,
+        "client prematurely closed connection while sending request to upstream",
+        None,
+    );
+    // nginx's 499: nothing reaches a client that is gone.
+    ctx.status = 499;
+    let mut resp = errors::response(400, tokens, true, ctx.method == Method::HEAD);
+    resp.extensions_mut().insert(super::request::CloseSilently);
+    resp
 }
 
 /// `101 Switching Protocols` (WebSocket and other upgrades, when the config passes `Upgrade` and
@@ -448,7 +463,11 @@ fn client_response(
     tokens: plan::ServerTokens,
     group: &Arc<Group>,
 ) -> Response<Body> {
-    let Answer { head: up, conn } = answer;
+    let Answer { head: mut up, conn } = answer;
+    if up.framing == Framing::Chunked {
+        // The length is the decoded body's, which hyper works out again for the client.
+        up.headers.remove(header::CONTENT_LENGTH);
+    }
     let body = match up.framing {
         Framing::Empty => {
             if up.keepalive {
