@@ -264,3 +264,44 @@ async fn streamed_request_bodies_go_up_chunked_and_limits_apply() {
     assert_eq!(r.status, 413);
     p.stop().await;
 }
+
+#[tokio::test]
+async fn an_early_answer_stops_the_upload_and_reaches_the_client() {
+    // A backend that refuses an upload after its head and never reads the body.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nnope")
+                    .await;
+                // Keep the connection open, unread, longer than the client waits.
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            });
+        }
+    });
+    let p = proxy(
+        addr,
+        "client_max_body_size 10m; proxy_send_timeout 2s; proxy_http_version 1.1;",
+    )
+    .await;
+    let body = vec![b'x'; 4 << 20];
+    let mut req = format!(
+        "POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    let r = raw(p.addr, &req).await.expect("response");
+    assert_eq!((r.status, r.text().as_str()), (413, "nope"));
+    p.stop().await;
+}

@@ -23,6 +23,8 @@ pub struct UpstreamConn {
     pub(crate) rbuf: BytesMut,
     /// The request head being written; kept to reuse its capacity.
     pub(crate) wbuf: Vec<u8>,
+    /// The upstream answered before the whole request went out: not reusable.
+    pub(crate) incomplete: bool,
     /// Taken from the keepalive pool (a failure before any response byte deserves one retry on
     /// a fresh connection).
     pub reused: bool,
@@ -214,6 +216,7 @@ pub(crate) async fn open_with(
         io,
         rbuf: BytesMut::new(),
         wbuf: Vec::new(),
+        incomplete: false,
         reused: false,
         addr: addr.clone(),
         created: Instant::now(),

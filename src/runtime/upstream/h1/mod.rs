@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http_body::Body as HttpBody;
 use http_body_util::BodyExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub use body::ResponseBody;
 pub use read::{Framing, Head, HeadError};
@@ -72,18 +72,36 @@ pub enum BodyFraming {
 }
 
 /// Sends the head in `conn.wbuf` and then `body`. Small bodies go in the same write as the head;
-/// a streamed body is sent as it arrives.
+/// a streamed body is sent as it arrives. Whenever sending has to wait, the connection is
+/// watched for an early answer (a backend refusing an upload): sending then stops, the answer
+/// is read as usual, and the connection is not reused (nginx reads the answer while sending).
 pub async fn send_request(
     conn: &mut UpstreamConn,
     body: Option<Body>,
     framing: BodyFraming,
     send_timeout: Duration,
 ) -> Result<(), Error> {
+    conn.incomplete = false;
     let mut pending = std::mem::take(&mut conn.wbuf);
     let result = send_inner(conn, &mut pending, body, framing, send_timeout).await;
     pending.clear();
     conn.wbuf = pending;
-    result
+    match result {
+        Ok(Sent::All) => Ok(()),
+        Ok(Sent::Answered) => {
+            conn.incomplete = true;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// How sending ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    All,
+    /// The upstream answered (or closed) before the whole request was out.
+    Answered,
 }
 
 async fn send_inner(
@@ -92,7 +110,7 @@ async fn send_inner(
     body: Option<Body>,
     framing: BodyFraming,
     send_timeout: Duration,
-) -> Result<(), Error> {
+) -> Result<Sent, Error> {
     let chunked = matches!(framing, BodyFraming::Chunked);
     if let Some(mut body) = body {
         loop {
@@ -101,8 +119,19 @@ async fn send_inner(
             let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
                 Poll::Ready(f) => f,
                 Poll::Pending => {
-                    write(conn, pending, send_timeout).await?;
-                    poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+                    if write(conn, pending, send_timeout).await? == Sent::Answered {
+                        return Ok(Sent::Answered);
+                    }
+                    let next = poll_fn(|cx| {
+                        if let Poll::Ready(f) = Pin::new(&mut body).poll_frame(cx) {
+                            return Poll::Ready(Ok(Some(f)));
+                        }
+                        poll_answer(conn, cx).map(|r| r.map(|()| None))
+                    });
+                    match next.await? {
+                        Some(f) => f,
+                        None => return Ok(Sent::Answered),
+                    }
                 }
             };
             let data = match frame {
@@ -119,8 +148,11 @@ async fn send_inner(
             if pending.len() + data.len() <= COALESCE {
                 pending.extend_from_slice(&data);
             } else {
-                write(conn, pending, send_timeout).await?;
-                timed(send_timeout, conn.io.write_all(&data)).await?;
+                if write(conn, pending, send_timeout).await? == Sent::Answered
+                    || write_watching(conn, &data, send_timeout).await? == Sent::Answered
+                {
+                    return Ok(Sent::Answered);
+                }
             }
             if chunked {
                 pending.extend_from_slice(b"\r\n");
@@ -130,28 +162,68 @@ async fn send_inner(
             pending.extend_from_slice(b"0\r\n\r\n");
         }
     }
-    write(conn, pending, send_timeout).await?;
-    timed(send_timeout, conn.io.flush()).await
+    if write(conn, pending, send_timeout).await? == Sent::Answered {
+        return Ok(Sent::Answered);
+    }
+    match tokio::time::timeout(send_timeout, conn.io.flush()).await {
+        Err(_) => Err(Error::WriteTimeout),
+        Ok(Err(e)) => Err(Error::Write(e)),
+        Ok(Ok(())) => Ok(Sent::All),
+    }
 }
 
 /// Writes and empties `pending`.
-async fn write(conn: &mut UpstreamConn, pending: &mut Vec<u8>, t: Duration) -> Result<(), Error> {
+async fn write(conn: &mut UpstreamConn, pending: &mut Vec<u8>, t: Duration) -> Result<Sent, Error> {
     if pending.is_empty() {
-        return Ok(());
+        return Ok(Sent::All);
     }
-    timed(t, conn.io.write_all(pending)).await?;
+    let sent = write_watching(conn, pending, t).await?;
     pending.clear();
-    Ok(())
+    Ok(sent)
 }
 
-async fn timed(
-    t: Duration,
-    f: impl std::future::Future<Output = io::Result<()>>,
-) -> Result<(), Error> {
-    match tokio::time::timeout(t, f).await {
+/// Writes all of `data` within `t` of no progress... or stops when the upstream answers first.
+/// The read side is only looked at when a write has to wait or fails, so the usual request
+/// costs no extra system call.
+async fn write_watching(conn: &mut UpstreamConn, data: &[u8], t: Duration) -> Result<Sent, Error> {
+    let mut written = 0;
+    let fut = poll_fn(|cx| loop {
+        if written == data.len() {
+            return Poll::Ready(Ok(Sent::All));
+        }
+        match Pin::new(&mut conn.io).poll_write(cx, &data[written..]) {
+            Poll::Ready(Ok(0)) => {
+                return Poll::Ready(Err(Error::Write(io::ErrorKind::WriteZero.into())))
+            }
+            Poll::Ready(Ok(n)) => written += n,
+            // A backend that answered and closed: its answer counts, not the broken pipe.
+            Poll::Ready(Err(e)) => {
+                return Poll::Ready(match poll_answer(conn, cx) {
+                    Poll::Ready(Ok(())) if !conn.rbuf.is_empty() => Ok(Sent::Answered),
+                    _ => Err(Error::Write(e)),
+                })
+            }
+            Poll::Pending => return poll_answer(conn, cx).map(|r| r.map(|()| Sent::Answered)),
+        }
+    });
+    match tokio::time::timeout(t, fut).await {
         Err(_) => Err(Error::WriteTimeout),
-        Ok(Err(e)) => Err(Error::Write(e)),
-        Ok(Ok(())) => Ok(()),
+        Ok(r) => r,
+    }
+}
+
+/// Ready once the upstream sent something (or closed) while the request is still going out.
+fn poll_answer(
+    conn: &mut UpstreamConn,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<Result<(), Error>> {
+    if conn.rbuf.capacity() - conn.rbuf.len() < READ_CHUNK / 4 {
+        conn.rbuf.reserve(READ_CHUNK);
+    }
+    match tokio_util::io::poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.rbuf) {
+        Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
+        Poll::Ready(Err(e)) => Poll::Ready(Err(Error::Read(e))),
+        Poll::Pending => Poll::Pending,
     }
 }
 
@@ -167,7 +239,11 @@ pub async fn read_head(
         if !conn.rbuf.is_empty() {
             match read::parse(&mut conn.rbuf, head_request, max) {
                 Ok(Some(h)) if h.status.is_informational() && h.status.as_u16() != 101 => continue,
-                Ok(Some(h)) => return Ok(h),
+                // The request did not all go out: the connection ends with this response.
+                Ok(Some(mut h)) => {
+                    h.keepalive &= !conn.incomplete;
+                    return Ok(h);
+                }
                 Ok(None) => {}
                 Err(e) => return Err(Error::Head(e)),
             }
