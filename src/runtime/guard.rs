@@ -75,7 +75,7 @@ fn target_header() -> &'static http::HeaderName {
 #[derive(Clone, Debug, Default)]
 pub struct RawHead {
     /// Header names as sent, in order, separated by spaces (`None`: all were lower case).
-    pub names: Option<Box<[u8]>>,
+    pub names: Option<http::HeaderValue>,
     /// The request target as sent, when it has a fragment.
     pub target: Option<String>,
 }
@@ -83,9 +83,8 @@ pub struct RawHead {
 impl RawHead {
     /// Removes the guard's headers from `headers`; `None` if there were none.
     pub fn take(headers: &mut http::HeaderMap) -> Option<RawHead> {
-        let names = headers
-            .remove(names_header())
-            .map(|v| Box::from(v.as_bytes()));
+        // Kept as the header value itself: no copy.
+        let names = headers.remove(names_header());
         let target = headers
             .remove(target_header())
             .and_then(|v| v.to_str().ok().map(str::to_string));
@@ -724,7 +723,7 @@ mod tests {
         h.insert(target_header(), http::HeaderValue::from_static("/#x"));
         h.insert("host", http::HeaderValue::from_static("a"));
         let raw = RawHead::take(&mut h).unwrap();
-        assert_eq!(raw.names.as_deref(), Some(&b"Host"[..]));
+        assert_eq!(raw.names.as_ref().map(|v| v.as_bytes()), Some(&b"Host"[..]));
         assert_eq!(raw.target.as_deref(), Some("/#x"));
         assert_eq!(h.len(), 1);
     }

@@ -156,7 +156,8 @@ pub async fn proxy(
     let raw_names = head
         .extensions
         .get::<RawHead>()
-        .and_then(|r| r.names.as_deref());
+        .and_then(|r| r.names.as_ref())
+        .map(|v| v.as_bytes());
 
     let idempotent = !matches!(head.method.as_str(), "POST" | "LOCK" | "PATCH");
     let deadline = conf.next_upstream_timeout.map(|t| Instant::now() + t);
