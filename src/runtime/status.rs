@@ -43,6 +43,8 @@ use super::body::{self, Body, BoxError};
 
 /// (upstream name, peer name, its statistics).
 type PeerEntry = (Arc<str>, Arc<str>, Arc<PeerStats>);
+/// (upstream name, peer address, its statistics): [`Status::peer_at`]'s index.
+type PeerByAddr = (Arc<str>, crate::plan::PeerAddr, Arc<PeerStats>);
 
 /// Global connection and request counters (nginx's `stub_status` set).
 #[derive(Default)]
@@ -57,7 +59,7 @@ pub struct Status {
     idle_sink: AtomicU64,
     peers: Mutex<Vec<PeerEntry>>,
     /// [`Status::peer_at`]'s index by address, so the request path never formats an address.
-    by_addr: Mutex<Vec<(Arc<str>, crate::plan::PeerAddr, Arc<PeerStats>)>>,
+    by_addr: Mutex<Vec<PeerByAddr>>,
 }
 
 /// What a connection is doing, for the Reading/Writing/Waiting gauges.
