@@ -52,7 +52,7 @@ def main():
     conns = sorted(set(eff) | set(p99), key=int)
     if not conns:
         sys.exit("no complete A/B pairs in " + src)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.4))
     width = 0.38
     for i, (name, data, color) in enumerate(
         [("requests per proxy CPU-second", eff, "tab:blue"), ("p99 latency", p99, "tab:orange")]
@@ -79,7 +79,7 @@ def main():
     ax.set_xticks(range(len(conns)), [f"{c} conns" for c in conns])
     ax.set_ylabel("nginx-rs / nginx (median, min-max)")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     print(out)
