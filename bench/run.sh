@@ -8,6 +8,7 @@
 #   VARIANT=slow10ms bench/run.sh     # keepalive, backends take 10 ms (examples/backend.rs)
 #   VARIANT=idle bench/run.sh         # memory per idle keepalive client connection (IDLE_N=10000)
 #   AA=1 bench/run.sh                 # nginx against nginx: the noise floor
+#   WORKERS=2 bench/run.sh            # scaling: worker_processes 2 on both sides
 #   DURATION=5 PAIRS=1 CONNS="1 64" bench/run.sh
 #   NGINX_RS=target/debug/nginx-rs bench/run.sh   # skip the release build
 #   BACKEND_EXAMPLE=target/debug/examples/backend VARIANT=slow10ms ...   # same for the backend
@@ -20,9 +21,12 @@
 # (utime+stime from /proc over the proxy's processes, during the wrk run only), requests per proxy
 # CPU-second, and memory (nginx: PSS summed over master and worker at the end of the run;
 # nginx-rs: peak RSS, VmHWM). Then per connection count the B/A ratios with median and spread
-# over the pairs. Output: bench/results/<timestamp>/{runs.tsv,table.md}.
+# over the pairs. Output: bench/results/<timestamp>/{runs.tsv,table.md,ratios.png}; the chart
+# (bench/chart.py, python3 + matplotlib, installed with pip when missing) shows the ratios.
 #
-# Not yet: 2-worker scaling, the PNG chart.
+# WORKERS=N sets `worker_processes N` on both proxies and pins them to cores 0..N-1, the load to
+# the next N cores; with fewer than 2N cores proxy and load share all cores (the per-CPU-second
+# figures stay comparable, the latencies less so). wrk runs WRK_THREADS (default N) threads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +35,19 @@ PAIRS=${PAIRS:-3}
 CONNS=${CONNS:-"1 64 512"}
 VARIANT=${VARIANT:-keepalive}
 AA=${AA:-0}
+WORKERS=${WORKERS:-1}
+WRK_THREADS=${WRK_THREADS:-$WORKERS}
+CORES=$(nproc)
+if [ "$WORKERS" -gt 1 ]; then
+    if [ "$CORES" -ge $((2 * WORKERS)) ]; then
+        PROXY_CPU=${PROXY_CPU:-0-$((WORKERS - 1))}
+        LOAD_CPU=${LOAD_CPU:-$WORKERS-$((2 * WORKERS - 1))}
+    else
+        echo "warning: $CORES cores for $WORKERS workers and the load: proxy and load share cores 0-$((CORES - 1))" >&2
+        PROXY_CPU=${PROXY_CPU:-0-$((CORES - 1))}
+        LOAD_CPU=${LOAD_CPU:-0-$((CORES - 1))}
+    fi
+fi
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 BASE_PORT=${BASE_PORT:-18000}
@@ -54,7 +71,7 @@ mkdir -p "$OUT"
 for tool in wrk taskset "$NGINX"; do
     command -v "$tool" >/dev/null || { echo "missing $tool (run .ci/run)" >&2; exit 1; }
 done
-if [ "$(nproc)" -lt 2 ]; then
+if [ "$CORES" -lt 2 ]; then
     echo "warning: fewer than 2 cores; proxy and load share a core" >&2
     LOAD_CPU=$PROXY_CPU
 fi
@@ -78,7 +95,7 @@ wait_port() {
 
 # The main config around http-level text $2 for a prefix $1; $3=nginx adds nginx's temp paths.
 main_conf() {
-    local dir=$1 http=$2 flavor=$3 temps=""
+    local dir=$1 http=$2 flavor=$3 temps="" workers=${4:-1}
     if [ "$flavor" = nginx ]; then
         temps="client_body_temp_path $dir/cb; proxy_temp_path $dir/pt; fastcgi_temp_path $dir/ft;
     uwsgi_temp_path $dir/ut; scgi_temp_path $dir/st;"
@@ -86,7 +103,7 @@ main_conf() {
     cat <<CONF
 daemon off;
 master_process on;
-worker_processes 1;
+worker_processes $workers;
 pid $dir/nginx.pid;
 $RLIMIT
 error_log $dir/error.log warn;
@@ -217,7 +234,7 @@ fi
 run_one() {
     local flavor=$1 label=$2 conns=$3 pair=$4 dir="$WORK/$2-$3-$4" bin pid
     mkdir -p "$dir"
-    main_conf "$dir" "$(proxy_http "$dir")" "$flavor" >"$dir/nginx.conf"
+    main_conf "$dir" "$(proxy_http "$dir")" "$flavor" "$WORKERS" >"$dir/nginx.conf"
     if [ "$flavor" = nginx ]; then bin=("$NGINX" -e stderr); else bin=("$NGINX_RS"); fi
     taskset -c "$PROXY_CPU" "${bin[@]}" -p "$dir" -c "$dir/nginx.conf" 2>"$dir/stderr" &
     pid=$!
@@ -229,10 +246,10 @@ run_one() {
         return 0
     fi
     # Warm up pools and caches, then measure.
-    taskset -c "$LOAD_CPU" wrk -t1 -c "$conns" -d1s "http://127.0.0.1:$PROXY_PORT$URL_PATH" >/dev/null
+    taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c "$conns" -d1s "http://127.0.0.1:$PROXY_PORT$URL_PATH" >/dev/null
     local t0 t1
     t0=$(cpu_ticks "$pid")
-    taskset -c "$LOAD_CPU" wrk -t1 -c "$conns" -d"${DURATION}s" --latency \
+    taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c "$conns" -d"${DURATION}s" --latency \
         "http://127.0.0.1:$PROXY_PORT$URL_PATH" >"$dir/wrk.txt"
     t1=$(cpu_ticks "$pid")
     local mem rps p50 p99 errors cpu
@@ -320,7 +337,7 @@ if [ "$VARIANT" = idle ]; then
 fi
 
 printf 'label\tproxy\tconns\tpair\trps\tp50_ms\tp99_ms\terrors\tcpu_s\tmem_kib\n' >"$OUT/runs.tsv"
-echo "variant=$VARIANT duration=${DURATION}s pairs=$PAIRS conns=[$CONNS] A=nginx B=$B_NAME proxy cpu $PROXY_CPU, load cpu $LOAD_CPU"
+echo "variant=$VARIANT workers=$WORKERS duration=${DURATION}s pairs=$PAIRS conns=[$CONNS] A=nginx B=$B_NAME proxy cpu $PROXY_CPU, load cpu $LOAD_CPU"
 for conns in $CONNS; do
     for pair in $(seq "$PAIRS"); do
         run_one nginx A "$conns" "$pair"
@@ -329,7 +346,7 @@ for conns in $CONNS; do
 done
 
 # --- table: per connection count, medians and B/A ratios (median, min-max over pairs) ---
-awk -F'\t' -v b="$B_NAME" -v variant="$VARIANT" -v dur="$DURATION" -v order="$CONNS" '
+awk -F'\t' -v b="$B_NAME" -v variant="$VARIANT" -v dur="$DURATION" -v order="$CONNS" -v workers="$WORKERS" '
 function median(list,   a, n, i, j, t) {
     n = split(list, a, " ");
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
@@ -351,7 +368,7 @@ NR == 1 { next }
     aeff[$1, $3] = aeff[$1, $3] " " eff; amem[$1, $3] = amem[$1, $3] " " $10;
 }
 END {
-    printf "Variant `%s`, %ss per run; A = nginx, B = %s. Ratios are B/A per pair: median (min-max).\n\n", variant, dur, b;
+    printf "Variant `%s`, worker_processes %s, %ss per run; A = nginx, B = %s. Ratios are B/A per pair: median (min-max).\n\n", variant, workers, dur, b;
     print "| conns | A req/s | B req/s | A req/CPU-s | B req/CPU-s | B/A req/CPU-s | A p99 ms | B p99 ms | B/A p99 | A mem KiB | B mem KiB |";
     print "|---|---|---|---|---|---|---|---|---|---|---|";
     nk = split(order, ks, " ");
@@ -377,7 +394,22 @@ END {
     printf "\nErrors: A %d, B %d.\n", err["A"], err["B"];
 }' "$OUT/runs.tsv" >"$OUT/table.md"
 
+# --- chart: bench/chart.py needs python3 + matplotlib (installed with pip when missing) ---
+CHART=""
+if command -v python3 >/dev/null; then
+    if ! python3 -c "import matplotlib" 2>/dev/null; then
+        python3 -m pip install --quiet matplotlib 2>/dev/null ||
+            python3 -m pip install --quiet --break-system-packages matplotlib 2>/dev/null || true
+    fi
+    if python3 bench/chart.py "$OUT/runs.tsv" "$OUT/ratios.png" \
+        "$B_NAME / nginx, variant $VARIANT, worker_processes $WORKERS, ${DURATION}s x $PAIRS pairs" >/dev/null; then
+        CHART=", chart: $OUT/ratios.png"
+    else
+        echo "warning: no chart (bench/chart.py failed)" >&2
+    fi
+fi
+
 echo
 cat "$OUT/table.md"
 echo
-echo "runs: $OUT/runs.tsv, table: $OUT/table.md"
+echo "runs: $OUT/runs.tsv, table: $OUT/table.md$CHART"

@@ -20,6 +20,11 @@
 //!   exit 0 at once. The pid file is removed on every exit path.
 //! - Runtime errors reach the error log through [`crate::runtime::log::layer::ErrorLogLayer`].
 //! - Foreground only: `daemon` / `master_process` are accepted and ignored (see [`super::supervisor`]).
+//! - Threads, as nginx's processes: `worker_processes N` is N worker threads, each with its own
+//!   one-thread tokio runtime that accepts and serves whole connections (no work stealing, no
+//!   cross-thread wake-ups on the request path; see [`start_workers`] for the flavour). Every worker accepts on every listening socket
+//!   (one dup'd descriptor each). The main thread runs a separate small runtime for signals,
+//!   reloads and `resolve` re-resolution; the access log has its own writer thread.
 
 use std::io;
 use std::net::SocketAddr;
@@ -61,6 +66,8 @@ impl Drop for Served {
 
 struct DaemonHost<F> {
     loader: F,
+    /// The worker runtimes that run accept loops and connections.
+    workers: Arc<[tokio::runtime::Handle]>,
     live: Arc<ArcSwap<Live>>,
     done: mpsc::Sender<()>,
     permits: Arc<Semaphore>,
@@ -121,7 +128,13 @@ impl<F: FnMut() -> Result<Plan, ConfError>> Host for DaemonHost<F> {
         let hook =
             request_logger(&plan, &self.writer).map_err(|e| ConfError::nowhere(e.to_string()))?;
         // Certificates too: a reload whose certificate cannot be loaded keeps the old ones serving.
-        let live = Live::try_new(Arc::new(plan), Some(&old.upstreams))?.with_request_done(hook);
+        let logs = any_access_log(&plan);
+        let live = Live::try_new(Arc::new(plan), Some(&old.upstreams))?;
+        let live = if logs {
+            live.with_request_done(hook)
+        } else {
+            live
+        };
         self.error_log.store(Arc::new(log));
         self.follow_names(&live);
         Ok(live)
@@ -129,6 +142,7 @@ impl<F: FnMut() -> Result<Plan, ConfError>> Host for DaemonHost<F> {
 
     fn start(&mut self, addr: &ListenAddr, listener: &Served) {
         start_accepting(
+            &self.workers,
             addr,
             listener,
             &self.live,
@@ -147,7 +161,9 @@ fn served(l: std::net::TcpListener) -> Served {
     }
 }
 
+/// Starts one accept loop for `s` on every worker runtime, each on its own descriptor of the socket.
 fn start_accepting(
+    workers: &[tokio::runtime::Handle],
     addr: &ListenAddr,
     s: &Served,
     live: &Arc<ArcSwap<Live>>,
@@ -158,24 +174,98 @@ fn start_accepting(
     let Some(std_l) = s.pending.lock().unwrap_or_else(|p| p.into_inner()).take() else {
         return;
     };
-    match tokio::net::TcpListener::from_std(std_l) {
-        Ok(l) => {
-            tokio::spawn(server::accept_loop(
-                l,
-                addr.clone(),
-                live.clone(),
-                s.stop.subscribe(),
-                done.clone(),
-                permits.clone(),
-            ));
-        }
-        Err(e) => error_log.load().log(
+    let failed = |e: &io::Error| {
+        error_log.load().log(
             Level::Alert,
             None,
-            &format!("listen() failed {}", super::errno_text(&e)),
+            &format!("listen() failed {}", super::errno_text(e)),
             None,
-        ),
+        )
+    };
+    let mut sockets = Vec::with_capacity(workers.len());
+    for _ in 1..workers.len() {
+        match std_l.try_clone() {
+            Ok(l) => sockets.push(l),
+            Err(e) => failed(&e),
+        }
     }
+    sockets.push(std_l);
+    for (worker, std_l) in workers.iter().zip(sockets) {
+        let (addr, live, stop) = (addr.clone(), live.clone(), s.stop.subscribe());
+        let (done, permits, error_log) = (done.clone(), permits.clone(), error_log.clone());
+        worker.spawn(async move {
+            // Registered with this worker's I/O driver: from_std runs inside its runtime.
+            match tokio::net::TcpListener::from_std(std_l) {
+                Ok(l) => server::accept_loop(l, addr, live, stop, done, permits).await,
+                Err(e) => error_log.load().log(
+                    Level::Alert,
+                    None,
+                    &format!("listen() failed {}", super::errno_text(&e)),
+                    None,
+                ),
+            }
+        });
+    }
+}
+
+/// Starts `n` worker threads, each with its own tokio runtime, kept until the process exits.
+///
+/// The runtime flavour is `NGINX_RS_WORKER_RUNTIME` (read once, for benchmarking): `multi`
+/// (default) is tokio's scheduler with one worker thread, whose LIFO slot runs the task just woken
+/// next (the request task right after its upstream read: warm caches); `current` is the
+/// single-threaded scheduler, strictly FIFO. callgrind on the keepalive bench config (issue 7):
+/// `multi` 59.6k / 70.3k instructions per request at 64 / 512 connections, `current` 62.1k / 76.9k.
+fn start_workers(n: usize) -> io::Result<Arc<[tokio::runtime::Handle]>> {
+    let current = std::env::var("NGINX_RS_WORKER_RUNTIME").is_ok_and(|v| v == "current");
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let name = format!("worker-{i}");
+        if current {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            handles.push(rt.handle().clone());
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || rt.block_on(std::future::pending::<()>()))?;
+        } else {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name(name)
+                .enable_all()
+                .build()?;
+            handles.push(rt.handle().clone());
+            // Serves until the process exits; dropping it would stop the worker.
+            std::mem::forget(rt);
+        }
+    }
+    Ok(handles.into())
+}
+
+/// Whether any configuration object of `plan` writes an access log. Without one, no completion
+/// hook is installed, so responses are not wrapped to be logged (`access_log off` everywhere costs
+/// nothing per request).
+fn any_access_log(plan: &Plan) -> bool {
+    use crate::plan::{LocConf, Location, RewriteOp};
+    fn ops(list: &[RewriteOp]) -> bool {
+        list.iter().any(|op| match op {
+            RewriteOp::If {
+                ops: inner, conf, ..
+            } => conf.as_deref().is_some_and(conf_logs) || ops(inner),
+            _ => false,
+        })
+    }
+    fn conf_logs(c: &LocConf) -> bool {
+        !c.access_logs.is_empty() || ops(&c.rewrites)
+    }
+    fn location(l: &Location) -> bool {
+        conf_logs(&l.conf) || l.children.iter().any(|c| location(c))
+    }
+    plan.http.servers.iter().any(|s| {
+        conf_logs(&s.conf)
+            || ops(&s.rewrites)
+            || s.locations.iter().chain(&s.named).any(|l| location(l))
+    })
 }
 
 /// Binds like `runtime::bind` (SO_REUSEADDR, ipv6only on by default, backlog 511, non-blocking).
@@ -229,12 +319,14 @@ where
         let _ = tracing::subscriber::set_global_default(sub);
     }
     let threads = plan.main.worker_processes.unwrap_or_else(cores).max(1);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
+    // The main thread's runtime: signals, reloads, re-resolution (its blocking pool). Requests are
+    // served on the worker runtimes only.
+    let (rt, workers) = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
+        .and_then(|rt| start_workers(threads).map(|w| (rt, w)))
     {
-        Ok(rt) => rt,
+        Ok((rt, workers)) => (rt, workers),
         Err(e) => {
             return emerg(&format!(
                 "cannot start the runtime {}",
@@ -284,9 +376,13 @@ where
         Ok(h) => h,
         Err(e) => return emerg(&e.to_string()),
     };
-    let live = Arc::new(ArcSwap::from_pointee(
-        Live::new(Arc::new(plan), None).with_request_done(hook),
-    ));
+    let logs = any_access_log(&plan);
+    let live = Live::new(Arc::new(plan), None);
+    let live = Arc::new(ArcSwap::from_pointee(if logs {
+        live.with_request_done(hook)
+    } else {
+        live
+    }));
     let access_logs = Some(Arc::clone(&writer));
 
     rt.block_on(async move {
@@ -301,6 +397,7 @@ where
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         let mut host = DaemonHost {
             loader,
+            workers,
             live: live.clone(),
             done: done_tx,
             permits,
@@ -317,8 +414,8 @@ where
             match signals.recv().await {
                 Event::Reload => {
                     let log = error_log.load_full();
-                    let outcome =
-                        tokio::task::block_in_place(|| reload(&mut host, &live, &mut set, &log));
+                    // The main thread serves no requests: compiling here blocks no client.
+                    let outcome = reload(&mut host, &live, &mut set, &log);
                     if let Outcome::Reloaded { removed, .. } = outcome {
                         drop(removed);
                     }

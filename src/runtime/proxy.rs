@@ -264,7 +264,7 @@ pub async fn proxy(
         }
         let elapsed = started.elapsed().as_secs_f64();
         // Per-peer statistics for `metrics` (runtime::status).
-        let stats = super::status::global().peer(target.group.name(), &peer_addr.to_string());
+        let stats = super::status::global().peer_at(target.group.name(), &peer_addr);
         stats.record(outcome.is_err(), outcome.is_ok().then(|| started.elapsed()));
         stats.set_up(outcome.is_ok());
         match outcome {
@@ -501,8 +501,8 @@ fn client_response(
         h.remove(name);
     }
     // nginx's `ngx_http_proxy_hide_headers`, minus `proxy_pass_header`, plus `proxy_hide_header`.
-    for name in HIDDEN {
-        if !conf.pass_headers.iter().any(|p| p == name) {
+    for name in HIDDEN.iter() {
+        if !conf.pass_headers.contains(name) {
             h.remove(name);
         }
     }
@@ -517,15 +517,16 @@ fn client_response(
 }
 
 /// Response headers nginx never passes from the upstream (`proxy_pass_header` can pass them).
-const HIDDEN: [&str; 8] = [
-    "date",
-    "server",
-    "x-pad",
-    "x-accel-expires",
-    "x-accel-redirect",
-    "x-accel-limit-rate",
-    "x-accel-buffering",
-    "x-accel-charset",
+/// `HeaderName`s, not strings: a `&str` name is parsed again on every `remove`.
+const HIDDEN: [HeaderName; 8] = [
+    header::DATE,
+    header::SERVER,
+    HeaderName::from_static("x-pad"),
+    HeaderName::from_static("x-accel-expires"),
+    HeaderName::from_static("x-accel-redirect"),
+    HeaderName::from_static("x-accel-limit-rate"),
+    HeaderName::from_static("x-accel-buffering"),
+    HeaderName::from_static("x-accel-charset"),
 ];
 
 const HOP_BY_HOP: [HeaderName; 4] = [

@@ -244,7 +244,7 @@ async fn serve(
         server: server.clone(),
         captures: None,
         slots: vec![None; live.plan.http.slots.len()],
-        proxy_host: Arc::from(""),
+        proxy_host: empty_str(),
         proxy_port: 0,
         upstream_tries: Vec::new(),
         status: 0,
@@ -280,6 +280,12 @@ async fn serve(
     // Rewrite, location, access, content, error_page, header filter: runtime::edge.
     let resp = super::edge::handle(&mut ctx, live, head, incoming, content_length).await;
     Ok((resp, Some(ctx)))
+}
+
+/// One shared empty `Arc<str>` (`$proxy_host` before `proxy_pass` sets it): no allocation per request.
+fn empty_str() -> Arc<str> {
+    static EMPTY: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    Arc::clone(EMPTY.get_or_init(|| Arc::from("")))
 }
 
 /// nginx's `large_client_header_buffers`: a header line longer than one buffer is

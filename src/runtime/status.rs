@@ -43,6 +43,8 @@ use super::body::{self, Body, BoxError};
 
 /// (upstream name, peer name, its statistics).
 type PeerEntry = (Arc<str>, Arc<str>, Arc<PeerStats>);
+/// (upstream name, peer address, its statistics): [`Status::peer_at`]'s index.
+type PeerByAddr = (Arc<str>, crate::plan::PeerAddr, Arc<PeerStats>);
 
 /// Global connection and request counters (nginx's `stub_status` set).
 #[derive(Default)]
@@ -56,6 +58,8 @@ pub struct Status {
     /// Target of idle-state bookkeeping (Waiting is derived, see [`Status::snapshot`]).
     idle_sink: AtomicU64,
     peers: Mutex<Vec<PeerEntry>>,
+    /// [`Status::peer_at`]'s index by address, so the request path never formats an address.
+    by_addr: Mutex<Vec<PeerByAddr>>,
 }
 
 /// What a connection is doing, for the Reading/Writing/Waiting gauges.
@@ -146,6 +150,17 @@ impl Status {
         }
         let s = Arc::new(PeerStats::default());
         peers.push((upstream.into(), peer.into(), Arc::clone(&s)));
+        s
+    }
+
+    /// [`Status::peer`] for an address, without formatting it (once per request on the proxy path).
+    pub fn peer_at(&self, upstream: &str, addr: &crate::plan::PeerAddr) -> Arc<PeerStats> {
+        let mut index = self.by_addr.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, _, s)) = index.iter().find(|(u, a, _)| a == addr && &**u == upstream) {
+            return Arc::clone(s);
+        }
+        let s = self.peer(upstream, &addr.to_string());
+        index.push((upstream.into(), addr.clone(), Arc::clone(&s)));
         s
     }
 
@@ -547,6 +562,9 @@ mod tests {
         p.record(true, None);
         p.set_up(false);
         assert!(Arc::ptr_eq(&p, &st.peer("backend", "127.0.0.1:8081")));
+        let addr = crate::plan::PeerAddr::Inet("127.0.0.1:8081".parse().unwrap());
+        assert!(Arc::ptr_eq(&p, &st.peer_at("backend", &addr)));
+        assert!(Arc::ptr_eq(&p, &st.peer_at("backend", &addr)));
         let text = st.prometheus();
         for line in [
             "# TYPE nginx_rs_connections_active gauge\nnginx_rs_connections_active 1\n",
