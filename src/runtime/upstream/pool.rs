@@ -6,8 +6,9 @@
 //! Like nginx, the pool is most-recently-used first and drops the least recently used connection
 //! when full. `keepalive_requests` and `keepalive_time` are applied when a connection is released;
 //! `keepalive_timeout` by a sweeper task that closes idle connections when they expire (and on
-//! every checkout); a connection the backend closed (or that has unread bytes) is dropped
-//! whenever the pool looks at it, and never handed out.
+//! every put and checkout, from the cold end only: the list is in release order, so the expired
+//! ones are all at the back). A connection the backend closed (or that has unread bytes) is
+//! never handed out: a checkout drops the closed ones it walks past, the sweeper all of them.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,27 +65,36 @@ impl Pool {
         if !self.enabled() {
             return None;
         }
+        let now = Instant::now();
         let mut idle = self.lock();
-        self.expire(&mut idle);
-        let pos = idle.iter().position(|i| i.conn.addr == *addr)?;
-        idle.remove(pos).map(|i| i.conn)
+        self.expire(&mut idle, now);
+        // Newest first; the closed ones passed on the way are dropped, not kept for later.
+        let mut pos = 0;
+        while pos < idle.len() {
+            if idle[pos].conn.is_closed() {
+                idle.remove(pos);
+            } else if idle[pos].conn.addr == *addr {
+                return idle.remove(pos).map(|i| i.conn);
+            } else {
+                pos += 1;
+            }
+        }
+        None
     }
 
     /// Keeps `conn` for reuse if the limits allow; otherwise it is dropped (closed).
     pub fn put(self: &Arc<Self>, mut conn: UpstreamConn) {
-        if !self.enabled()
-            || conn.is_closed()
-            || (self.requests > 0 && conn.requests >= self.requests)
-            || conn.created.elapsed() >= self.time
-        {
+        if !self.enabled() || (self.requests > 0 && conn.requests >= self.requests) {
+            return;
+        }
+        // One clock read per put: `Instant::now()` is a vDSO call, and this runs per request.
+        let now = Instant::now();
+        if now.saturating_duration_since(conn.created) >= self.time || conn.is_closed() {
             return;
         }
         let mut idle = self.lock();
-        self.expire(&mut idle);
-        idle.push_front(Idle {
-            conn,
-            since: Instant::now(),
-        });
+        self.expire(&mut idle, now);
+        idle.push_front(Idle { conn, since: now });
         idle.truncate(self.max);
         drop(idle);
         self.start_sweeper();
@@ -103,9 +113,21 @@ impl Pool {
         }
     }
 
-    /// Drops connections idle longer than `keepalive_timeout` or already closed by the backend.
-    fn expire(&self, idle: &mut VecDeque<Idle>) {
-        idle.retain_mut(|i| i.since.elapsed() < self.timeout && !i.conn.is_closed());
+    /// Drops connections idle for `keepalive_timeout` at `now`: only from the back, where the
+    /// oldest are (entries are pushed at the front as they are released).
+    fn expire(&self, idle: &mut VecDeque<Idle>, now: Instant) {
+        while idle
+            .back()
+            .is_some_and(|i| now.saturating_duration_since(i.since) >= self.timeout)
+        {
+            idle.pop_back();
+        }
+    }
+
+    /// [`Pool::expire`], and drops every connection the backend closed (the sweeper's pass).
+    fn expire_all(&self, idle: &mut VecDeque<Idle>, now: Instant) {
+        self.expire(idle, now);
+        idle.retain_mut(|i| !i.conn.is_closed());
     }
 }
 
@@ -116,7 +138,7 @@ async fn sweep(pool: Weak<Pool>) {
         let Some(p) = pool.upgrade() else { return };
         let next = {
             let mut idle = p.lock();
-            p.expire(&mut idle);
+            p.expire_all(&mut idle, Instant::now());
             // Newest first: the back is the oldest, the first to expire.
             idle.back().map(|i| i.since + p.timeout)
         };
