@@ -310,7 +310,6 @@ pub(crate) async fn serve_h2(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(limits.keepalive_timeout.is_some())
-        .preserve_header_case(true)
         // Response names with no recorded spelling (nginx-rs's own, and every upstream one
         // since the upstream client is nginx-rs's own) go out as nginx writes its own:
         // `Content-Type`, `Server`.

@@ -166,7 +166,6 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .keep_alive(limits.keepalive_timeout.is_some())
-        .preserve_header_case(true)
         // Response names with no recorded spelling (nginx-rs's own, and every upstream one
         // since the upstream client is nginx-rs's own) go out as nginx writes its own:
         // `Content-Type`, `Server`.
