@@ -26,14 +26,21 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Header lines a request may have. nginx has no count limit (only
-/// `large_client_header_buffers`); hyper's default of 100 answers 431 beyond it. The server
-/// sets hyper's `max_headers` to this plus [`ADDED_HEADERS`]; above it the guard answers 400
-/// (Request Header Or Cookie Too Large). Raising hyper's limit above 100 makes it allocate its
-/// two (uninitialised) header index arrays per request instead of using the stack.
+/// `large_client_header_buffers`); above this the guard answers 400 (Request Header Or Cookie
+/// Too Large).
 pub const MAX_HEADERS: usize = 1000;
 
-/// The most header lines the guard adds to a head (`RawHead`'s two).
-pub const ADDED_HEADERS: usize = 2;
+/// Header lines hyper parses (its default `max_headers`; more answers 431). Raising hyper's limit
+/// makes it allocate and fill two header index arrays of that length per request (~11k
+/// instructions and two 32 KiB allocations at 1,000), so the guard keeps every head within it:
+/// lines past [`KEPT_HEADERS`] travel packed in one secret header that [`RawHead::take`] unpacks.
+pub const HYPER_HEADERS: usize = 100;
+
+/// The most header lines the guard adds to a head (`RawHead`'s names, target and extra lines).
+pub const ADDED_HEADERS: usize = 3;
+
+/// Header lines passed to hyper as they are; the rest go in the extra-lines header.
+const KEPT_HEADERS: usize = HYPER_HEADERS - ADDED_HEADERS;
 
 /// Headers parsed on the stack by the guard; longer heads retry on the heap.
 const STACK_HEADERS: usize = 128;
@@ -62,6 +69,13 @@ fn names_header() -> &'static http::HeaderName {
     NAME.get_or_init(|| secret_name("names"))
 }
 
+/// Carries the header lines past [`KEPT_HEADERS`], each as `<name length>:<name><value
+/// length>:<value>` (lengths in decimal): values may hold any visible byte.
+fn extra_header() -> &'static http::HeaderName {
+    static NAME: OnceLock<http::HeaderName> = OnceLock::new();
+    NAME.get_or_init(|| secret_name("extra"))
+}
+
 /// Carries the request target as sent when it has a `#fragment` (http::Uri drops it).
 fn target_header() -> &'static http::HeaderName {
     static NAME: OnceLock<http::HeaderName> = OnceLock::new();
@@ -81,8 +95,12 @@ pub struct RawHead {
 }
 
 impl RawHead {
-    /// Removes the guard's headers from `headers`; `None` if there were none.
+    /// Removes the guard's headers from `headers`, putting the lines it packed back after the
+    /// others (in order); `None` if there was no names or target header.
     pub fn take(headers: &mut http::HeaderMap) -> Option<RawHead> {
+        if let Some(extra) = headers.remove(extra_header()) {
+            unpack_extra(extra.as_bytes(), headers);
+        }
         // Kept as the header value itself: no copy.
         let names = headers.remove(names_header());
         let target = headers
@@ -92,8 +110,49 @@ impl RawHead {
     }
 }
 
+/// Appends the lines packed by [`pack_extra`] to `headers`; stops at anything malformed (the
+/// guard wrote it, so that does not happen).
+fn unpack_extra(mut packed: &[u8], headers: &mut http::HeaderMap) {
+    fn field<'a>(packed: &mut &'a [u8]) -> Option<&'a [u8]> {
+        let colon = packed.iter().position(|&b| b == b':')?;
+        let len: usize = std::str::from_utf8(&packed[..colon]).ok()?.parse().ok()?;
+        let rest = &packed[colon + 1..];
+        let (value, tail) = (rest.get(..len)?, rest.get(len..)?);
+        *packed = tail;
+        Some(value)
+    }
+    while !packed.is_empty() {
+        let (Some(name), Some(value)) = (field(&mut packed), field(&mut packed)) else {
+            return;
+        };
+        // httparse accepted both, and http's rules for names and values are the same.
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name),
+            http::HeaderValue::from_bytes(value),
+        ) {
+            headers.append(n, v);
+        }
+    }
+}
+
+/// Writes `headers` as the extra-lines header's value (see [`extra_header`]).
+fn pack_extra(headers: &[httparse::Header<'_>], out: &mut BytesMut) {
+    out.extend_from_slice(extra_header().as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    for h in headers {
+        let mut n = itoa::Buffer::new();
+        out.extend_from_slice(n.format(h.name.len()).as_bytes());
+        out.extend_from_slice(b":");
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(n.format(h.value.len()).as_bytes());
+        out.extend_from_slice(b":");
+        out.extend_from_slice(h.value);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Copies the checked `head` to `out`, with the secret headers of [`RawHead`] added before the
-/// empty line when the head needs them.
+/// empty line when the head needs them, and the lines past [`KEPT_HEADERS`] packed into one.
 fn annotate_into(head: &[u8], out: &mut BytesMut) {
     let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
     let mut heap;
@@ -116,11 +175,19 @@ fn annotate_into(head: &[u8], out: &mut BytesMut) {
     // Where the empty line starts: the head ends in CRLF CRLF or LF LF (maybe mixed).
     let blank = if head.ends_with(b"\r\n") { 2 } else { 1 };
     let at = head.len() - blank;
-    if !upper && fragment.is_none() {
+    let many = req.headers.len() > KEPT_HEADERS;
+    if !upper && fragment.is_none() && !many {
         out.extend_from_slice(head);
         return;
     }
-    out.extend_from_slice(&head[..at]);
+    if many {
+        // A header line starts with its name (httparse allows no leading whitespace).
+        let cut = req.headers[KEPT_HEADERS].name.as_ptr() as usize - head.as_ptr() as usize;
+        out.extend_from_slice(&head[..cut]);
+        pack_extra(&req.headers[KEPT_HEADERS..], out);
+    } else {
+        out.extend_from_slice(&head[..at]);
+    }
     if upper {
         out.extend_from_slice(names_header().as_str().as_bytes());
         out.extend_from_slice(b": ");
@@ -701,6 +768,61 @@ mod tests {
             }
         }
         kept.into_bytes()
+    }
+
+    #[test]
+    fn lines_past_hyper_limit_are_packed_and_restored() {
+        // 150 lines (spellings, a repeated name, values with spaces and colons): what hyper
+        // parses (at most HYPER_HEADERS lines) plus RawHead::take gives every line back in order.
+        let mut head = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+        for i in 0..149 {
+            let name = if i % 50 == 7 {
+                "X-Dup".to_string()
+            } else {
+                format!("X-H{i}")
+            };
+            head.push_str(&format!("{name}: v {i}: x\t;12:\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut g = Guard::new((), (64, 8192));
+        g.feed(head.as_bytes());
+        let mut slots = [httparse::EMPTY_HEADER; HYPER_HEADERS];
+        let mut req = httparse::Request::new(&mut slots);
+        assert!(matches!(
+            req.parse(&g.out),
+            Ok(httparse::Status::Complete(_))
+        ));
+        let mut map = http::HeaderMap::new();
+        for h in req.headers.iter() {
+            let name = http::HeaderName::from_bytes(h.name.as_bytes()).unwrap();
+            map.append(name, http::HeaderValue::from_bytes(h.value).unwrap());
+        }
+        let raw = RawHead::take(&mut map).expect("names recorded");
+        assert_eq!(map.len(), 150);
+        let mut want = vec![("host".to_string(), "a".to_string())];
+        for i in 0..149 {
+            let name = if i % 50 == 7 {
+                "x-dup".to_string()
+            } else {
+                format!("x-h{i}")
+            };
+            want.push((name, format!("v {i}: x\t;12:")));
+        }
+        for (name, _) in &want {
+            let got: Vec<_> = map
+                .get_all(name.as_str())
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect();
+            let expected: Vec<_> = want
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+                .collect();
+            assert_eq!(got, expected, "{name}");
+        }
+        let names = raw.names.expect("upper-case names");
+        assert_eq!(names.to_str().unwrap().split(' ').count(), 150);
     }
 
     #[test]

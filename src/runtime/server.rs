@@ -170,8 +170,8 @@ async fn serve_connection(
         // since the upstream client is nginx-rs's own) go out as nginx writes its own:
         // `Content-Type`, `Server`.
         .title_case_headers(true)
-        // nginx has no header count limit; see `guard::MAX_HEADERS`.
-        .max_headers(super::guard::MAX_HEADERS + super::guard::ADDED_HEADERS)
+        // hyper's default `max_headers` (100, on the stack): the guard packs lines past it, so
+        // heads of up to `guard::MAX_HEADERS` lines still pass; see `guard::HYPER_HEADERS`.
         .max_buf_size((num * size).max(8192) + size);
     let st = state.clone();
     let service = service_fn(move |req| super::request::handle(req, st.clone()));
