@@ -270,6 +270,7 @@ impl Vars {
         let compiled = pcre2::bytes::RegexBuilder::new()
             .caseless(caseless)
             .utf(false)
+            .jit_if_available(true)
             .build(source)
             .map_err(|e| pcre_message(source, &e))?;
         let mut named = Vec::new();
