@@ -20,9 +20,12 @@
 //!   exit 0 at once. The pid file is removed on every exit path.
 //! - Runtime errors reach the error log through [`crate::runtime::log::layer::ErrorLogLayer`].
 //! - Foreground only: `daemon` / `master_process` are accepted and ignored (see [`super::supervisor`]).
+//! - [`run_supervised`] is the same loop as the unprivileged half of the supervisor design: the
+//!   sockets come from the supervisor, there is no pid file, and reloads / reopens arrive as
+//!   bundles on the [`Link`] instead of signals (the Plan is compiled from the bundle's bytes).
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,6 +39,9 @@ use crate::runtime::log::layer::ErrorLogLayer;
 use crate::runtime::log::{ErrorLog, LogWriter};
 use crate::runtime::{server, Live};
 
+use crate::conf::include::{with_files, FileMap};
+
+use super::link::{send_ack, Incoming, Link};
 use super::listen::ListenerSet;
 use super::pid::PidFile;
 use super::reload::{reload, Host, Outcome};
@@ -68,6 +74,19 @@ struct DaemonHost<F> {
     writer: Arc<LogWriter>,
     /// Re-resolves `server ... resolve` names of the current Live's groups.
     resolver_task: Option<tokio::task::JoinHandle<()>>,
+    /// Supervised: the configuration bytes of the bundle being applied (files are read from
+    /// here, not from disk).
+    files: Option<Arc<FileMap>>,
+    /// Supervised: sockets the supervisor bound for this reload, taken by `bind`.
+    handed: Vec<(ListenAddr, TcpListener)>,
+}
+
+/// Runs `f` reading files from `files` when set (supervised), else from disk.
+fn reading<R>(files: &Option<Arc<FileMap>>, f: impl FnOnce() -> R) -> R {
+    match files {
+        Some(m) => with_files(m.clone(), f),
+        None => f(),
+    }
 }
 
 /// How often `server ... resolve` names are looked up again. nginx follows the DNS answer's TTL;
@@ -92,7 +111,8 @@ impl<F: FnMut() -> Result<Plan, ConfError>> Host for DaemonHost<F> {
     type Listener = Served;
 
     fn load(&mut self) -> Result<Plan, ConfError> {
-        (self.loader)()
+        let loader = &mut self.loader;
+        reading(&self.files, loader)
     }
 
     fn listen_addrs(&self, plan: &Plan) -> Vec<ListenAddr> {
@@ -107,6 +127,9 @@ impl<F: FnMut() -> Result<Plan, ConfError>> Host for DaemonHost<F> {
             .find(|g| &g.addr == addr)
             .map(|g| g.opts.clone())
             .unwrap_or_default();
+        if let Some(i) = self.handed.iter().position(|(a, _)| a == addr) {
+            return Ok(served(self.handed.swap_remove(i).1));
+        }
         let l = match addr {
             ListenAddr::Inet(a) => bind_inet(*a, &opts)?,
             ListenAddr::Unix(_) => return Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT)),
@@ -121,7 +144,10 @@ impl<F: FnMut() -> Result<Plan, ConfError>> Host for DaemonHost<F> {
         let hook =
             request_logger(&plan, &self.writer).map_err(|e| ConfError::nowhere(e.to_string()))?;
         // Certificates too: a reload whose certificate cannot be loaded keeps the old ones serving.
-        let live = Live::try_new(Arc::new(plan), Some(&old.upstreams))?.with_request_done(hook);
+        let live = reading(&self.files, || {
+            Live::try_new(Arc::new(plan), Some(&old.upstreams))
+        })?
+        .with_request_done(hook);
         self.error_log.store(Arc::new(log));
         self.follow_names(&live);
         Ok(live)
@@ -179,7 +205,7 @@ fn start_accepting(
 }
 
 /// Binds like `runtime::bind` (SO_REUSEADDR, ipv6only on by default, backlog 511, non-blocking).
-fn bind_inet(addr: SocketAddr, opts: &ListenOpts) -> io::Result<std::net::TcpListener> {
+pub(crate) fn bind_inet(addr: SocketAddr, opts: &ListenOpts) -> io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let domain = if addr.is_ipv6() {
         Domain::IPV6
@@ -217,6 +243,36 @@ pub fn run<F>(plan: Plan, loader: F) -> i32
 where
     F: FnMut() -> Result<Plan, ConfError> + Send + 'static,
 {
+    serve(plan, loader, None)
+}
+
+/// The serving process under the privileged supervisor ([`super::supervisor`]): `first` is the
+/// start bundle (its sockets and log descriptors), `plan` was compiled from its bytes, `loader`
+/// compiles again on each new bundle (called with that bundle's files installed).
+pub fn run_supervised<F>(plan: Plan, loader: F, first: Incoming, link: Link) -> i32
+where
+    F: FnMut() -> Result<Plan, ConfError> + Send + 'static,
+{
+    serve(plan, loader, Some((first, link)))
+}
+
+/// The bundle's configuration files as the map the loader reads from.
+pub fn file_map(incoming: &Incoming) -> Arc<FileMap> {
+    Arc::new(incoming.bundle.files.iter().cloned().collect())
+}
+
+fn serve<F>(plan: Plan, loader: F, supervised: Option<(Incoming, Link)>) -> i32
+where
+    F: FnMut() -> Result<Plan, ConfError> + Send + 'static,
+{
+    let (mut handed, files, link) = match supervised {
+        Some((first, link)) => {
+            let files = file_map(&first);
+            super::logfds::install(first.logs);
+            (first.listens, Some(files), Some(link))
+        }
+        None => (Vec::new(), None, None),
+    };
     let error_log = match ErrorLog::open(&plan.main.error_logs) {
         Ok(l) => Arc::new(ArcSwap::from_pointee(l)),
         Err(e) => return emerg(&e.to_string()),
@@ -248,6 +304,13 @@ where
     // Bind everything first: nothing is served, and no pid file written, unless all binds succeed.
     let mut initial = Vec::new();
     for g in &plan.http.listens {
+        if initial.iter().any(|(a, _)| a == &g.addr) {
+            continue;
+        }
+        if let Some(i) = handed.iter().position(|(a, _)| a == &g.addr) {
+            initial.push((g.addr.clone(), served(handed.swap_remove(i).1)));
+            continue;
+        }
         match &g.addr {
             ListenAddr::Inet(a) => match bind_inet(*a, &g.opts) {
                 Ok(l) => initial.push((g.addr.clone(), served(l))),
@@ -285,7 +348,7 @@ where
         Err(e) => return emerg(&e.to_string()),
     };
     let live = Arc::new(ArcSwap::from_pointee(
-        Live::new(Arc::new(plan), None).with_request_done(hook),
+        reading(&files, || Live::new(Arc::new(plan), None)).with_request_done(hook),
     ));
     let access_logs = Some(Arc::clone(&writer));
 
@@ -294,9 +357,17 @@ where
             Ok(s) => s,
             Err(e) => return emerg(&format!("sigaction() failed {}", super::errno_text(&e))),
         };
-        let _pid = match PidFile::create(&pid_path) {
-            Ok(p) => p,
-            Err(e) => return emerg(&e.to_string()),
+        // Supervised, the pid file is the supervisor's (signals go to it).
+        let _pid = match &link {
+            Some(_) => None,
+            None => match PidFile::create(&pid_path) {
+                Ok(p) => Some(p),
+                Err(e) => return emerg(&e.to_string()),
+            },
+        };
+        let (link_stream, mut bundles) = match link {
+            Some(l) => (Some(l.stream), Some(l.rx)),
+            None => (None, None),
         };
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         let mut host = DaemonHost {
@@ -307,30 +378,85 @@ where
             error_log: error_log.clone(),
             writer,
             resolver_task: None,
+            files: None,
+            handed: Vec::new(),
         };
         host.follow_names(&live.load());
         let mut set = ListenerSet::new(initial);
         for (addr, s) in set.iter() {
             host.start(addr, s);
         }
+        if let Some(s) = &link_stream {
+            // Tell the supervisor we are serving (it writes the pid file then).
+            if let Err(e) = send_ack(s, set.addrs()) {
+                return emerg(&format!("supervisor link failed {}", super::errno_text(&e)));
+            }
+        }
         loop {
-            match signals.recv().await {
+            // Supervised: a closed link means the supervisor is gone; stop gracefully.
+            let next_bundle = async {
+                match bundles.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let got = tokio::select! {
+                r = signals.recv_from() => Ok(r),
+                b = next_bundle => Err(b),
+            };
+            let (event, incoming) = match got {
+                Ok(r) => {
+                    if link_stream.is_some() && matches!(r.event, Event::Reload | Event::Reopen) {
+                        // Reloads and reopens go through the supervisor, which re-reads as root.
+                        continue;
+                    }
+                    // A stop forwarded by the supervisor was logged there already.
+                    // SAFETY: getppid has no preconditions and cannot fail.
+                    let from_supervisor = r.from == Some(unsafe { libc::getppid() });
+                    if link_stream.is_none() || !from_supervisor {
+                        error_log.load().log(Level::Notice, None, &r.notice(), None);
+                    }
+                    (r.event, None)
+                }
+                Err(Some(inc)) => match inc.bundle.kind {
+                    super::supervisor::Kind::Reopen => (Event::Reopen, Some(inc)),
+                    _ => (Event::Reload, Some(inc)),
+                },
+                Err(None) => {
+                    bundles = None;
+                    (Event::GracefulStop, None)
+                }
+            };
+            match event {
                 Event::Reload => {
                     let log = error_log.load_full();
+                    if let Some(inc) = incoming {
+                        host.files = Some(file_map(&inc));
+                        host.handed = inc.listens;
+                        super::logfds::install(inc.logs);
+                    } else {
+                        log.log(Level::Notice, None, "reconfiguring", None);
+                    }
                     let outcome =
                         tokio::task::block_in_place(|| reload(&mut host, &live, &mut set, &log));
+                    // Sockets handed for a reload that failed are closed here.
+                    host.handed.clear();
+                    host.files = None;
                     if let Outcome::Reloaded { removed, .. } = outcome {
                         drop(removed);
+                    }
+                    if let Some(s) = &link_stream {
+                        if send_ack(s, set.addrs()).is_err() {
+                            bundles = None;
+                        }
                     }
                 }
                 Event::Reopen => {
                     let log = error_log.load_full();
-                    log.log(
-                        Level::Notice,
-                        None,
-                        "signal 10 (SIGUSR1) received, reopening logs",
-                        None,
-                    );
+                    log.log(Level::Notice, None, "reopening logs", None);
+                    if let Some(inc) = incoming {
+                        super::logfds::install(inc.logs);
+                    }
                     let mut failures: Vec<String> =
                         log.reopen().into_iter().map(|e| e.to_string()).collect();
                     if let Some(w) = &access_logs {
@@ -341,12 +467,9 @@ where
                     }
                 }
                 Event::GracefulStop => {
-                    error_log.load().log(
-                        Level::Notice,
-                        None,
-                        "signal 3 (SIGQUIT) received, shutting down",
-                        None,
-                    );
+                    error_log
+                        .load()
+                        .log(Level::Notice, None, "gracefully shutting down", None);
                     // Stop every accept loop; connections see the switch and drain.
                     drop(set);
                     drop(host);
@@ -360,6 +483,7 @@ where
                     if let Some(w) = &access_logs {
                         w.flush();
                     }
+                    error_log.load().log(Level::Notice, None, "exit", None);
                     return 0;
                 }
                 Event::FastStop => {
@@ -367,6 +491,7 @@ where
                     if let Some(w) = &access_logs {
                         w.flush();
                     }
+                    error_log.load().log(Level::Notice, None, "exit", None);
                     return 0;
                 }
             }

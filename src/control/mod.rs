@@ -18,8 +18,11 @@
 
 pub mod daemon;
 pub mod fdpass;
+pub mod link;
 pub mod listen;
+pub mod logfds;
 pub mod pid;
+pub mod privs;
 pub mod reload;
 pub mod send;
 pub mod signals;

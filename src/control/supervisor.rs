@@ -53,16 +53,57 @@
 //! single process and does **not** drop privileges: started as root it stays root, so root-only
 //! files and new ports below 1024 reload fine, but request handling is not confined to `user`.
 
+use std::cell::RefCell;
+use std::ffi::OsString;
+use std::fs::File;
 use std::io;
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use crate::plan::ListenAddr;
+use crate::conf::{ConfError, Level};
+use crate::plan::{ListenAddr, LocConf, Location, Plan, RewriteOp};
+use crate::runtime::log::writer::open_log_file;
+use crate::runtime::log::{ErrorLog, OpenError};
+
+use super::link;
+use super::listen::{diff, BindError};
+use super::pid::PidFile;
+use super::privs::{self, Creds};
+use super::reload::conf_error_message;
+use super::signals::{Event, Signals};
+
+/// The hidden first argument that makes `nginx-rs` the serving process of a supervisor:
+/// `nginx-rs --supervised FD USER UID GID -- ORIGINAL-ARGS...`.
+pub const SERVE_FLAG: &str = "--supervised";
+
+/// A configuration that passed the full check as root, with every configuration file's bytes.
+pub struct Checked {
+    pub plan: Plan,
+    /// The main file first, then includes (what `conf` read).
+    pub files: Vec<(PathBuf, Vec<u8>)>,
+}
+
+/// What a [`Bundle`] asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kind {
+    /// Start or reload: compile `files`, add `listens`, use `logs`.
+    #[default]
+    Config,
+    /// SIGUSR1: reopen the logs with the freshly opened `logs`.
+    Reopen,
+    /// The serving process's answer to `Config`: `listens` is the set it serves now.
+    Ack,
+}
 
 /// What the supervisor hands to the serving process on start and on each reload. The descriptors
 /// travel beside it (SCM_RIGHTS): `listens[i]` pairs with descriptor `i`, then `logs[j]` with
 /// descriptor `listens.len() + j`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Bundle {
+    pub kind: Kind,
     /// Every configuration file read (main file first), with its bytes.
     pub files: Vec<(PathBuf, Vec<u8>)>,
     /// Addresses whose sockets are attached (only the new ones on reload).
@@ -91,7 +132,11 @@ pub fn read_bundle(paths: &[PathBuf]) -> Result<Bundle, String> {
 impl Bundle {
     /// Length-prefixed binary encoding (all integers u32 little-endian).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = vec![match self.kind {
+            Kind::Config => 0,
+            Kind::Reopen => 1,
+            Kind::Ack => 2,
+        }];
         put_u32(&mut out, self.files.len());
         for (p, bytes) in &self.files {
             put_bytes(&mut out, p.as_os_str().as_encoded_bytes());
@@ -120,7 +165,17 @@ impl Bundle {
     pub fn decode(mut buf: &[u8]) -> io::Result<Bundle> {
         let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed bundle");
         let r = &mut buf;
-        let mut b = Bundle::default();
+        let (&kind, rest) = r.split_first().ok_or_else(bad)?;
+        *r = rest;
+        let mut b = Bundle {
+            kind: match kind {
+                0 => Kind::Config,
+                1 => Kind::Reopen,
+                2 => Kind::Ack,
+                _ => return Err(bad()),
+            },
+            ..Bundle::default()
+        };
         for _ in 0..get_u32(r)? {
             let p = path(get_bytes(r)?);
             b.files.push((p, get_bytes(r)?.to_vec()));
@@ -198,6 +253,7 @@ mod tests {
     #[test]
     fn bundle_round_trip_and_truncation() {
         let b = Bundle {
+            kind: Kind::Reopen,
             files: vec![("/etc/nginx-rs/nginx.conf".into(), b"events {}\n".to_vec())],
             listens: vec![
                 ListenAddr::Inet("127.0.0.1:80".parse().expect("addr")),
@@ -215,5 +271,382 @@ mod tests {
             b.file(Path::new("/etc/nginx-rs/nginx.conf")),
             Some(&b"events {}\n"[..])
         );
+    }
+}
+
+/// Every `LocConf` of `plan`: servers, locations (nested and named) and `if` blocks.
+pub fn each_conf(plan: &Plan, f: &mut dyn FnMut(&std::sync::Arc<LocConf>)) {
+    fn ops(o: &[RewriteOp], f: &mut dyn FnMut(&std::sync::Arc<LocConf>)) {
+        for op in o {
+            if let RewriteOp::If {
+                ops: inner, conf, ..
+            } = op
+            {
+                if let Some(c) = conf {
+                    f(c);
+                }
+                ops(inner, f);
+            }
+        }
+    }
+    fn location(l: &Location, f: &mut dyn FnMut(&std::sync::Arc<LocConf>)) {
+        f(&l.conf);
+        ops(&l.conf.rewrites, f);
+        for c in &l.children {
+            location(c, f);
+        }
+    }
+    for s in &plan.http.servers {
+        f(&s.conf);
+        ops(&s.rewrites, f);
+        for l in s.locations.iter().chain(&s.named) {
+            location(l, f);
+        }
+    }
+}
+
+/// Every log file `plan` opens at load time: `error_log`s at every level and `access_log`s
+/// whose path has no variables (those are opened per request, by the serving process).
+pub fn log_paths(plan: &Plan) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    let mut add = |p: PathBuf| {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    };
+    for e in &plan.main.error_logs {
+        if let Some(p) = &e.path {
+            add(p.clone());
+        }
+    }
+    each_conf(plan, &mut |c| {
+        for e in &c.error_logs {
+            if let Some(p) = &e.path {
+                add(p.clone());
+            }
+        }
+        for a in &c.access_logs {
+            if let Some(p) = a.path.as_ref().and_then(|t| t.as_literal()) {
+                add(PathBuf::from(p));
+            }
+        }
+    });
+    out
+}
+
+/// The certificate and key files `plan` loads, with their bytes (read with our privileges).
+pub fn tls_files(plan: &Plan) -> Result<Vec<(PathBuf, Vec<u8>)>, ConfError> {
+    let seen = RefCell::new(Vec::new());
+    crate::runtime::tls::TlsSet::load_with(plan, &|p: &Path| {
+        let bytes = std::fs::read(p)?;
+        seen.borrow_mut().push((p.to_path_buf(), bytes.clone()));
+        Ok(bytes)
+    })?;
+    Ok(seen.into_inner())
+}
+
+fn open_logs(paths: &[PathBuf]) -> Result<Vec<File>, OpenError> {
+    paths
+        .iter()
+        .map(|p| {
+            open_log_file(p).map_err(|error| OpenError {
+                path: p.clone(),
+                error,
+            })
+        })
+        .collect()
+}
+
+fn bind_all(plan: &Plan, addrs: &[ListenAddr]) -> Result<Vec<TcpListener>, BindError> {
+    addrs
+        .iter()
+        .map(|a| {
+            let opts = plan
+                .http
+                .listens
+                .iter()
+                .find(|g| &g.addr == a)
+                .map(|g| g.opts.clone())
+                .unwrap_or_default();
+            match a {
+                ListenAddr::Inet(s) => super::daemon::bind_inet(*s, &opts),
+                ListenAddr::Unix(_) => Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT)),
+            }
+            .map_err(|error| BindError {
+                addr: a.clone(),
+                error,
+            })
+        })
+        .collect()
+}
+
+fn plan_addrs(plan: &Plan) -> Vec<ListenAddr> {
+    let mut v: Vec<ListenAddr> = Vec::new();
+    for g in &plan.http.listens {
+        if !v.contains(&g.addr) {
+            v.push(g.addr.clone());
+        }
+    }
+    v
+}
+
+/// A bundle ready to send, with its descriptors.
+struct Prepared {
+    bundle: Bundle,
+    sockets: Vec<TcpListener>,
+    log_files: Vec<File>,
+}
+
+/// The privileged part of a config step: certificates read, new addresses bound, logs opened.
+fn prepare(c: &Checked, serving: &[ListenAddr]) -> Result<Prepared, (Level, String)> {
+    let emerg = |m: String| (Level::Emerg, m);
+    let tls = tls_files(&c.plan).map_err(|e| (e.level, conf_error_message(&e)))?;
+    let add = diff(serving, &plan_addrs(&c.plan)).add;
+    let sockets = bind_all(&c.plan, &add).map_err(|e| emerg(e.to_string()))?;
+    let logs = log_paths(&c.plan);
+    let log_files = open_logs(&logs).map_err(|e| emerg(e.to_string()))?;
+    let mut files = c.files.clone();
+    files.extend(tls);
+    Ok(Prepared {
+        bundle: Bundle {
+            kind: Kind::Config,
+            files,
+            listens: add,
+            logs,
+        },
+        sockets,
+        log_files,
+    })
+}
+
+/// Sends a prepared bundle and waits for the serving process's answer: the addresses it serves.
+fn hand_over(sock: &UnixStream, p: Prepared) -> Result<Vec<ListenAddr>, (Level, String)> {
+    link::send(sock, &p.bundle, &p.sockets, &p.log_files)
+        .and_then(|()| link::recv(sock))
+        .map(|ack| ack.bundle.listens)
+        .map_err(|e| {
+            (
+                Level::Alert,
+                format!(
+                    "sendmsg() to the serving process failed {}",
+                    super::errno_text(&e)
+                ),
+            )
+        })
+    // Our copies of the sockets and files close here: the serving process owns them now, and a
+    // socket it closes must really close.
+}
+
+fn reopen(sock: &UnixStream, logs: &[PathBuf]) -> Result<(), String> {
+    let files = open_logs(logs).map_err(|e| e.to_string())?;
+    let b = Bundle {
+        kind: Kind::Reopen,
+        logs: logs.to_vec(),
+        ..Bundle::default()
+    };
+    link::send(sock, &b, &[] as &[File], &files).map_err(|e| {
+        format!(
+            "sendmsg() to the serving process failed {}",
+            super::errno_text(&e)
+        )
+    })
+}
+
+fn emerg(msg: &str) -> i32 {
+    eprintln!("nginx-rs: [emerg] {msg}");
+    1
+}
+
+/// The privileged supervisor (module doc): starts the serving process as `user`, hands it the
+/// configuration, and turns SIGHUP / SIGUSR1 into bundles. `check` re-reads and fully checks the
+/// configuration as root; `child_args` are nginx-rs's own arguments (without argv[0]) for the
+/// serving process, which needs the same `-p`, `-c`, `-e` and `-g`. Returns the exit code.
+pub fn run<F>(first: Checked, check: F, child_args: Vec<OsString>) -> i32
+where
+    F: FnMut() -> Result<Checked, ConfError>,
+{
+    let log = match ErrorLog::open(&first.plan.main.error_logs) {
+        Ok(l) => l,
+        Err(e) => return emerg(&e.to_string()),
+    };
+    let creds = match privs::resolve(first.plan.main.user.as_ref()) {
+        Ok(c) => c,
+        Err(m) => return emerg(&m),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return emerg(&format!(
+                "cannot start the runtime {}",
+                super::errno_text(&e)
+            ))
+        }
+    };
+    rt.block_on(supervise(first, check, child_args, creds, log))
+}
+
+fn spawn_child(
+    creds: &Creds,
+    theirs: &UnixStream,
+    child_args: Vec<OsString>,
+) -> io::Result<tokio::process::Child> {
+    let fd = theirs.as_raw_fd();
+    let argv0 = std::env::args_os()
+        .next()
+        .unwrap_or_else(|| OsString::from("nginx-rs"));
+    // /proc/self/exe: the very binary running now, even if the file was replaced since.
+    let mut cmd = tokio::process::Command::new("/proc/self/exe");
+    cmd.arg0(argv0)
+        .arg(SERVE_FLAG)
+        .arg(fd.to_string())
+        .arg(&creds.user)
+        .arg(creds.uid.to_string())
+        .arg(creds.gid.to_string())
+        .arg("--")
+        .args(child_args)
+        .stdin(std::process::Stdio::null());
+    // SAFETY: the closure runs between fork and exec and only calls fcntl, which is
+    // async-signal-safe; it keeps the child's end of the socketpair open across exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+fn exit_code(status: &std::process::ExitStatus) -> (i32, String) {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => (c, format!("exited with code {c}")),
+        (None, Some(s)) => (128 + s, format!("exited on signal {s}")),
+        _ => (1, "exited".to_string()),
+    }
+}
+
+async fn supervise<F>(
+    first: Checked,
+    mut check: F,
+    child_args: Vec<OsString>,
+    creds: Creds,
+    mut log: ErrorLog,
+) -> i32
+where
+    F: FnMut() -> Result<Checked, ConfError>,
+{
+    let mut signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => return emerg(&format!("sigaction() failed {}", super::errno_text(&e))),
+    };
+    let pid_path = first.plan.main.pid.clone();
+    let (mine, theirs) = match UnixStream::pair() {
+        Ok(p) => p,
+        Err(e) => return emerg(&format!("socketpair() failed {}", super::errno_text(&e))),
+    };
+    // Bind (and open, and read) before starting anyone: nginx's `bind() ... failed` and exit 1,
+    // as in single mode.
+    let start = match prepare(&first, &[]) {
+        Ok(p) => p,
+        Err((_, m)) => return emerg(&m),
+    };
+    let mut child = match spawn_child(&creds, &theirs, child_args) {
+        Ok(c) => c,
+        Err(e) => return emerg(&format!("fork() failed {}", super::errno_text(&e))),
+    };
+    drop(theirs);
+    let child_pid = child.id().map_or(0, |p| p as i32);
+    // A stuck serving process must not hang the supervisor forever.
+    let _ = mine.set_read_timeout(Some(Duration::from_secs(120)));
+    let mut serving = match hand_over(&mine, start) {
+        Ok(s) => s,
+        Err((level, m)) => {
+            log.log(level, None, &m, None);
+            // Whatever the serving process got to, it must not outlive us.
+            let _ = super::send::kill(child_pid, libc::SIGTERM);
+            let code = match child.wait().await {
+                Ok(st) => exit_code(&st).0,
+                Err(_) => 1,
+            };
+            return code.max(1);
+        }
+    };
+    log.log(
+        Level::Notice,
+        None,
+        &format!("start worker process {child_pid}"),
+        None,
+    );
+    let _pid = match PidFile::create(&pid_path) {
+        Ok(p) => p,
+        Err(e) => {
+            log.log(Level::Emerg, None, &e.to_string(), None);
+            let _ = super::send::kill(child_pid, libc::SIGTERM);
+            let _ = child.wait().await;
+            return 1;
+        }
+    };
+    let mut logs = log_paths(&first.plan);
+    drop(first);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            r = signals.recv_from() => {
+                log.log(Level::Notice, None, &r.notice(), None);
+                match r.event {
+                    Event::Reload => {
+                        log.log(Level::Notice, None, "reconfiguring", None);
+                        let c = match check() {
+                            Ok(c) => c,
+                            Err(e) => {
+                                log.log(e.level, None, &conf_error_message(&e), None);
+                                continue;
+                            }
+                        };
+                        match prepare(&c, &serving).and_then(|p| hand_over(&mine, p)) {
+                            Ok(s) => {
+                                serving = s;
+                                logs = log_paths(&c.plan);
+                                if let Ok(l) = ErrorLog::open(&c.plan.main.error_logs) {
+                                    log = l;
+                                }
+                            }
+                            Err((level, m)) => log.log(level, None, &m, None),
+                        }
+                    }
+                    Event::Reopen => {
+                        log.log(Level::Notice, None, "reopening logs", None);
+                        for e in log.reopen() {
+                            log.log(Level::Emerg, None, &e.to_string(), None);
+                        }
+                        if let Err(m) = reopen(&mine, &logs) {
+                            log.log(Level::Alert, None, &m, None);
+                        }
+                    }
+                    Event::GracefulStop | Event::FastStop => {
+                        stopping = true;
+                        if let Err(e) = super::send::kill(child_pid, r.signo) {
+                            log.log(Level::Alert, None, &e.to_string(), None);
+                        }
+                    }
+                }
+            }
+            st = child.wait() => {
+                let (code, how) = match &st {
+                    Ok(s) => exit_code(s),
+                    Err(e) => (1, format!("wait failed {}", super::errno_text(e))),
+                };
+                let level = if stopping && code == 0 { Level::Notice } else { Level::Alert };
+                log.log(level, None, &format!("worker process {child_pid} {how}"), None);
+                log.log(Level::Notice, None, "exit", None);
+                // Unexpected death is an error even if the child said 0: systemd restarts us.
+                return if stopping { code } else { code.max(1) };
+            }
+        }
     }
 }
