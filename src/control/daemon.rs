@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::conf::{ConfError, Level};
 use crate::plan::{ListenAddr, ListenOpts, Plan};
+use crate::runtime::log::errorlog;
 use crate::runtime::log::hook::request_logger;
 use crate::runtime::log::layer::ErrorLogLayer;
 use crate::runtime::log::{ErrorLog, LogWriter};
@@ -143,6 +144,7 @@ impl<F: FnMut() -> Result<Plan, ConfError>> Host for DaemonHost<F> {
             ErrorLog::open(&plan.main.error_logs).map_err(|e| ConfError::nowhere(e.to_string()))?;
         let hook =
             request_logger(&plan, &self.writer).map_err(|e| ConfError::nowhere(e.to_string()))?;
+        open_level_logs(&plan).map_err(|e| ConfError::nowhere(e.to_string()))?;
         // Certificates too: a reload whose certificate cannot be loaded keeps the old ones serving.
         let live = reading(&self.files, || {
             Live::try_new(Arc::new(plan), Some(&old.upstreams))
@@ -224,6 +226,17 @@ pub(crate) fn bind_inet(addr: SocketAddr, opts: &ListenOpts) -> io::Result<std::
     s.listen(opts.backlog.unwrap_or(511))?;
     s.set_nonblocking(true)?;
     Ok(s.into())
+}
+
+/// Opens the server- and location-level `error_log`s of `plan` (a failure fails start or reload).
+fn open_level_logs(plan: &Plan) -> Result<(), crate::runtime::log::OpenError> {
+    let mut result = Ok(());
+    super::supervisor::each_conf(plan, &mut |c| {
+        if result.is_ok() {
+            result = errorlog::open_level_logs(&c.error_logs);
+        }
+    });
+    result
 }
 
 fn cores() -> usize {
@@ -347,6 +360,9 @@ where
         Ok(h) => h,
         Err(e) => return emerg(&e.to_string()),
     };
+    if let Err(e) = open_level_logs(&plan) {
+        return emerg(&e.to_string());
+    }
     let live = Arc::new(ArcSwap::from_pointee(
         reading(&files, || Live::new(Arc::new(plan), None)).with_request_done(hook),
     ));
@@ -457,8 +473,12 @@ where
                     if let Some(inc) = incoming {
                         super::logfds::install(inc.logs);
                     }
-                    let mut failures: Vec<String> =
-                        log.reopen().into_iter().map(|e| e.to_string()).collect();
+                    let mut failures: Vec<String> = log
+                        .reopen()
+                        .into_iter()
+                        .chain(errorlog::reopen_level_logs())
+                        .map(|e| e.to_string())
+                        .collect();
                     if let Some(w) = &access_logs {
                         failures.extend(w.reopen().into_iter().map(|e| e.to_string()));
                     }
