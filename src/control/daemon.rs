@@ -20,6 +20,9 @@
 //!   exit 0 at once. The pid file is removed on every exit path.
 //! - Runtime errors reach the error log through [`crate::runtime::log::layer::ErrorLogLayer`].
 //! - Foreground only: `daemon` / `master_process` are accepted and ignored (see [`super::supervisor`]).
+//! - Signal notices are nginx's, with the sender (`signal 1 (SIGHUP) received from 5678,
+//!   reconfiguring`), then `reconfiguring` / `reopening logs` / `gracefully shutting down`,
+//!   `exiting`, `exit`.
 //! - [`run_supervised`] is the same loop as the unprivileged half of the supervisor design: the
 //!   sockets come from the supervisor, there is no pid file, and reloads / reopens arrive as
 //!   bundles on the [`Link`] instead of signals (the Plan is compiled from the bundle's bytes).

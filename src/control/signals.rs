@@ -164,3 +164,36 @@ impl Signals {
         rx
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_are_nginx_lines() {
+        let r = Received {
+            event: Event::Reload,
+            signo: libc::SIGHUP,
+            from: Some(5678),
+        };
+        assert_eq!(
+            r.notice(),
+            "signal 1 (SIGHUP) received from 5678, reconfiguring"
+        );
+        let r = Received {
+            event: Event::FastStop,
+            signo: libc::SIGTERM,
+            from: None,
+        };
+        assert_eq!(r.notice(), "signal 15 (SIGTERM) received, exiting");
+        let r = Received {
+            event: Event::Reopen,
+            signo: libc::SIGUSR1,
+            from: Some(1),
+        };
+        assert_eq!(
+            r.notice(),
+            "signal 10 (SIGUSR1) received from 1, reopening logs"
+        );
+    }
+}

@@ -16,24 +16,29 @@
 //!   └──────────────────────────────┘             └──────────────────────────────────┘
 //! ```
 //! 1. Start (root): read and compile the configuration, bind every `listen`, open log files (they may
-//!    live in root-only directories), then fork + exec the serving process with one end of a
-//!    `socketpair`, drop it to `user`/`group` (setgroups, setgid, setuid, in that order, with
-//!    `PR_SET_NO_NEW_PRIVS`), and send it the first [`Bundle`]: every file's bytes, the listen
-//!    addresses, the log paths, and the matching descriptors (SCM_RIGHTS, [`super::fdpass`]).
+//!    live in root-only directories), then re-exec this binary (`/proc/self/exe`) as the serving
+//!    process: `nginx-rs --supervised FD USER UID GID -- ARGS` ([`SERVE_FLAG`]), with one end of a
+//!    `socketpair` as FD. Its first act is to drop to `user`/`group` ([`super::privs`]:
+//!    initgroups, setgid, setuid, in that order, then `PR_SET_NO_NEW_PRIVS`); only then does it
+//!    read the first [`Bundle`]: every configuration and certificate file's bytes, the listen
+//!    addresses, the log paths, and the matching descriptors (SCM_RIGHTS, [`super::fdpass`],
+//!    paired up by [`super::link`]). It answers each configuration bundle with the addresses it
+//!    serves ([`Kind::Ack`]); the supervisor writes the pid file after the first answer.
 //! 2. The supervisor does nothing else: it handles no traffic and parses no requests. Its whole
-//!    attack surface is its signals and the socketpair, on which it accepts one message kind,
-//!    `reload`/`reopen`, from its own child only.
+//!    attack surface is its signals and the socketpair, on which it reads only the child's answers
+//!    (a list of addresses).
 //! 3. SIGHUP reaches the supervisor (its pid is in the pid file; systemd's `ExecReload` sends to
 //!    `$MAINPID`). It re-reads every file as root and runs the full check (`plan::compile`). On
 //!    failure it logs the `[emerg]` line and stops there: the serving process never notices. On
 //!    success it binds only the *new* listen addresses (it remembers what it already handed over),
 //!    and sends a new Bundle with the bytes and the new descriptors.
 //! 4. The serving process compiles the Plan from the bytes (same compiler, reading from the bundle
-//!    instead of the file system), builds the new `Live`, `store`s it, keeps the sockets it already
-//!    had for unchanged addresses, starts accepting on the new ones and closes the removed ones
-//!    ([`super::reload`] does exactly this with a `Host` whose `load` reads the bundle and whose `bind`
-//!    takes the received descriptor). No connection is closed; in-flight requests finish on the old
-//!    `Live`.
+//!    instead of the file system: [`crate::conf::include::with_files`]), builds the new `Live`,
+//!    `store`s it, keeps the sockets it already had for unchanged addresses, starts accepting on the
+//!    new ones and closes the removed ones ([`super::reload`] with the daemon's `Host`, whose `load`
+//!    reads the bundle and whose `bind` takes the received descriptor). Log files are opened through
+//!    the handed descriptors ([`super::logfds`]). No connection is closed; in-flight requests
+//!    finish on the old `Live`.
 //! 5. SIGUSR1: the supervisor reopens the log files as root and passes the new descriptors; SIGQUIT /
 //!    SIGTERM are forwarded to the serving process; the supervisor exits with the child's status and
 //!    removes the pid file. If the serving process dies unexpectedly the supervisor exits non-zero
@@ -45,13 +50,12 @@
 //! and containers want; the supervisor split is decided by privileges, not by `master_process`.
 //!
 //! # Status
-//! Implemented: the SCM_RIGHTS primitive ([`super::fdpass`]), the [`Bundle`] wire format and
-//! [`read_bundle`] (the supervisor's read-as-root step), and the in-place reload itself
-//! ([`super::reload`], [`super::daemon`]). Not implemented yet: the fork/exec of the serving process,
-//! the privilege drop (setgroups/setgid/setuid), and compiling from a Bundle (the `conf` loader reads
-//! `include`d files from disk and needs an in-memory source). Until then [`super::daemon`] runs as a
-//! single process and does **not** drop privileges: started as root it stays root, so root-only
-//! files and new ports below 1024 reload fine, but request handling is not confined to `user`.
+//! Implemented and used whenever nginx-rs serves as root ([`run`] here; the serving half is
+//! [`super::daemon::run_supervised`], entered from `cli` on [`SERVE_FLAG`]). Tested as root in
+//! `tests/control_privdrop.rs`. Known limits: a configuration bundle and its answer are one
+//! blocking exchange (the supervisor waits up to two minutes for the answer and handles no signal
+//! meanwhile); Unix-domain `listen` sockets are refused as in single-process mode; `access_log`
+//! paths with variables are opened per request by the serving process, as `user`.
 
 use std::cell::RefCell;
 use std::ffi::OsString;
@@ -110,23 +114,6 @@ pub struct Bundle {
     pub listens: Vec<ListenAddr>,
     /// Log files whose descriptors are attached.
     pub logs: Vec<PathBuf>,
-}
-
-/// Reads `paths` as the supervisor does (with its privileges). The first error is nginx's
-/// `open() "/etc/x.conf" failed (13: Permission denied)`.
-pub fn read_bundle(paths: &[PathBuf]) -> Result<Bundle, String> {
-    let mut b = Bundle::default();
-    for p in paths {
-        let bytes = std::fs::read(p).map_err(|e| {
-            format!(
-                "open() \"{}\" failed {}",
-                p.display(),
-                super::errno_text(&e)
-            )
-        })?;
-        b.files.push((p.clone(), bytes));
-    }
-    Ok(b)
 }
 
 impl Bundle {
@@ -244,34 +231,6 @@ fn get_bytes<'a>(r: &mut &'a [u8]) -> io::Result<&'a [u8]> {
     let (h, t) = r.split_at(n);
     *r = t;
     Ok(h)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bundle_round_trip_and_truncation() {
-        let b = Bundle {
-            kind: Kind::Reopen,
-            files: vec![("/etc/nginx-rs/nginx.conf".into(), b"events {}\n".to_vec())],
-            listens: vec![
-                ListenAddr::Inet("127.0.0.1:80".parse().expect("addr")),
-                ListenAddr::Inet("[::1]:443".parse().expect("addr")),
-                ListenAddr::Unix("/run/x.sock".into()),
-            ],
-            logs: vec!["/var/log/a.log".into()],
-        };
-        let enc = b.encode();
-        assert_eq!(Bundle::decode(&enc).expect("decode"), b);
-        for cut in 0..enc.len() {
-            assert!(Bundle::decode(&enc[..cut]).is_err(), "cut at {cut}");
-        }
-        assert_eq!(
-            b.file(Path::new("/etc/nginx-rs/nginx.conf")),
-            Some(&b"events {}\n"[..])
-        );
-    }
 }
 
 /// Every `LocConf` of `plan`: servers, locations (nested and named) and `if` blocks.
@@ -648,5 +607,66 @@ where
                 return if stopping { code } else { code.max(1) };
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundle_round_trip_and_truncation() {
+        let b = Bundle {
+            kind: Kind::Reopen,
+            files: vec![("/etc/nginx-rs/nginx.conf".into(), b"events {}\n".to_vec())],
+            listens: vec![
+                ListenAddr::Inet("127.0.0.1:80".parse().expect("addr")),
+                ListenAddr::Inet("[::1]:443".parse().expect("addr")),
+                ListenAddr::Unix("/run/x.sock".into()),
+            ],
+            logs: vec!["/var/log/a.log".into()],
+        };
+        let enc = b.encode();
+        assert_eq!(Bundle::decode(&enc).expect("decode"), b);
+        for cut in 0..enc.len() {
+            assert!(Bundle::decode(&enc[..cut]).is_err(), "cut at {cut}");
+        }
+        assert_eq!(
+            b.file(Path::new("/etc/nginx-rs/nginx.conf")),
+            Some(&b"events {}\n"[..])
+        );
+    }
+
+    #[test]
+    fn the_compiler_reads_a_bundle_not_the_disk() {
+        use crate::conf::include::{with_files, FileMap};
+        use crate::conf::{load_file, LoadOptions};
+        // Paths that do not exist on disk: everything must come from the map.
+        let files: FileMap = [
+            (
+                "/nonexistent-bundle/main.conf",
+                "events {}\ninclude /nonexistent-bundle/conf.d/*.conf;\n",
+            ),
+            ("/nonexistent-bundle/conf.d/b.conf", "b_directive;\n"),
+            ("/nonexistent-bundle/conf.d/a.conf", "a_directive;\n"),
+            ("/nonexistent-bundle/other/c.conf", "c_directive;\n"),
+        ]
+        .into_iter()
+        .map(|(p, t)| (PathBuf::from(p), t.as_bytes().to_vec()))
+        .collect();
+        let opts = LoadOptions {
+            conf_prefix: "/nonexistent-bundle".into(),
+        };
+        let parsed = with_files(std::sync::Arc::new(files), || {
+            load_file(Path::new("/nonexistent-bundle/main.conf"), &opts)
+        });
+        assert!(parsed.error.is_none(), "{:?}", parsed.error);
+        let names: Vec<_> = parsed.directives.iter().map(|d| d.name.as_str()).collect();
+        // The glob matches the bundle's files, sorted as glob(3) sorts them.
+        assert_eq!(names, ["events", "a_directive", "b_directive"]);
+        // Outside `with_files`, the same path is read from disk again (and is missing there).
+        assert!(load_file(Path::new("/nonexistent-bundle/main.conf"), &opts)
+            .error
+            .is_some());
     }
 }
