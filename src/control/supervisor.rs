@@ -379,19 +379,25 @@ fn prepare(c: &Checked, serving: &[ListenAddr]) -> Result<Prepared, (Level, Stri
 }
 
 /// Sends a prepared bundle and waits for the serving process's answer: the addresses it serves.
-fn hand_over(sock: &UnixStream, p: Prepared) -> Result<Vec<ListenAddr>, (Level, String)> {
-    link::send(sock, &p.bundle, &p.sockets, &p.log_files)
-        .and_then(|()| link::recv(sock))
-        .map(|ack| ack.bundle.listens)
-        .map_err(|e| {
-            (
-                Level::Alert,
-                format!(
-                    "sendmsg() to the serving process failed {}",
-                    super::errno_text(&e)
-                ),
-            )
-        })
+/// A handover that failed on the socketpair (not in the configuration): the link is no longer
+/// trustworthy (an answer may still be on its way), so the serving process is stopped.
+struct LinkBroken(String);
+
+fn hand_over(sock: &UnixStream, p: Prepared) -> Result<Vec<ListenAddr>, LinkBroken> {
+    let call = |what: &str, e: io::Error| {
+        LinkBroken(format!(
+            "{what}() with the serving process failed {}",
+            super::errno_text(&e)
+        ))
+    };
+    link::send(sock, &p.bundle, &p.sockets, &p.log_files).map_err(|e| call("sendmsg", e))?;
+    let ack = link::recv(sock).map_err(|e| call("recvmsg", e))?;
+    if ack.bundle.kind != Kind::Ack {
+        return Err(LinkBroken(
+            "unexpected message from the serving process".into(),
+        ));
+    }
+    Ok(ack.bundle.listens)
     // Our copies of the sockets and files close here: the serving process owns them now, and a
     // socket it closes must really close.
 }
@@ -524,8 +530,8 @@ where
     let _ = mine.set_read_timeout(Some(Duration::from_secs(120)));
     let mut serving = match hand_over(&mine, start) {
         Ok(s) => s,
-        Err((level, m)) => {
-            log.log(level, None, &m, None);
+        Err(LinkBroken(m)) => {
+            log.log(Level::Alert, None, &m, None);
             // Whatever the serving process got to, it must not outlive us.
             let _ = super::send::kill(child_pid, libc::SIGTERM);
             let code = match child.wait().await {
@@ -567,7 +573,14 @@ where
                                 continue;
                             }
                         };
-                        match prepare(&c, &serving).and_then(|p| hand_over(&mine, p)) {
+                        let p = match prepare(&c, &serving) {
+                            Ok(p) => p,
+                            Err((level, m)) => {
+                                log.log(level, None, &m, None);
+                                continue;
+                            }
+                        };
+                        match hand_over(&mine, p) {
                             Ok(s) => {
                                 serving = s;
                                 logs = log_paths(&c.plan);
@@ -575,7 +588,12 @@ where
                                     log = l;
                                 }
                             }
-                            Err((level, m)) => log.log(level, None, &m, None),
+                            Err(LinkBroken(m)) => {
+                                // Stop the serving process; its exit ends the supervisor
+                                // (non-zero), and systemd restarts the service cleanly.
+                                log.log(Level::Alert, None, &m, None);
+                                let _ = super::send::kill(child_pid, libc::SIGTERM);
+                            }
                         }
                     }
                     Event::Reopen => {
