@@ -420,6 +420,17 @@ fn supervisor_root_server_nobody_reload_under_load() {
     wait_requests(100);
     assert_eq!(get_once(low, "/").expect("low port still served"), "one");
 
+    // 3. Remove the low port again: the serving process closes it (the supervisor kept no copy).
+    s.write_servers(&servers(&dir, &[p], tls, &[b1]));
+    let out = s.cli_signal("reload");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(|| TcpStream::connect(low).is_err(), "the low port closed");
+    wait_requests(100);
+
     stop.store(true, Ordering::SeqCst);
     for c in clients {
         c.join().expect("client");
