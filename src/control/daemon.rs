@@ -50,6 +50,7 @@ use super::listen::ListenerSet;
 use super::pid::PidFile;
 use super::reload::{reload, Host, Outcome};
 use super::signals::{Event, Signals};
+use super::supervisor::Kind;
 
 /// nginx's `worker_shutdown_timeout` is unset by default (wait forever); so do we.
 fn shutdown_limit(plan: &Plan) -> Option<Duration> {
@@ -253,6 +254,67 @@ fn emerg(msg: &str) -> i32 {
     1
 }
 
+/// Where the serving loop's events come from: signals and, supervised, the supervisor's bundles.
+struct Inbox {
+    signals: Signals,
+    /// Supervised: the socketpair (for answers) and the bundles read from it (`None` once the
+    /// supervisor is gone).
+    link: Option<(std::os::unix::net::UnixStream, Option<BundleRx>)>,
+}
+
+type BundleRx = mpsc::UnboundedReceiver<Incoming>;
+
+impl Inbox {
+    /// The next event, its notice logged. Supervised, reloads and reopens come as bundles (the
+    /// supervisor re-reads as root), so SIGHUP/SIGUSR1 sent to this process are ignored, and a
+    /// closed link (supervisor gone) is a graceful stop.
+    async fn next(&mut self, log: &ErrorLog) -> (Event, Option<Incoming>) {
+        loop {
+            let bundles = self.link.as_mut().and_then(|(_, rx)| rx.as_mut());
+            let next_bundle = async {
+                match bundles {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = self.signals.recv_from() => {
+                    let supervised = self.link.is_some();
+                    if supervised && matches!(r.event, Event::Reload | Event::Reopen) {
+                        continue;
+                    }
+                    // A stop forwarded by the supervisor was logged there already.
+                    // SAFETY: getppid has no preconditions and cannot fail.
+                    if !supervised || r.from != Some(unsafe { libc::getppid() }) {
+                        log.log(Level::Notice, None, &r.notice(), None);
+                    }
+                    return (r.event, None);
+                }
+                b = next_bundle => {
+                    return match b {
+                        Some(inc) if inc.bundle.kind == Kind::Reopen => (Event::Reopen, Some(inc)),
+                        Some(inc) => (Event::Reload, Some(inc)),
+                        None => {
+                            if let Some((_, rx)) = &mut self.link {
+                                *rx = None;
+                            }
+                            (Event::GracefulStop, None)
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    /// Supervised: answers a configuration bundle with the addresses now served.
+    fn ack(&mut self, serving: Vec<ListenAddr>) -> io::Result<()> {
+        match &self.link {
+            Some((s, _)) => send_ack(s, serving),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Serves `plan` until stopped; returns the exit code. `loader` re-reads and compiles the
 /// configuration on SIGHUP.
 pub fn run<F>(plan: Plan, loader: F) -> i32
@@ -372,7 +434,7 @@ where
     let access_logs = Some(Arc::clone(&writer));
 
     rt.block_on(async move {
-        let mut signals = match Signals::install() {
+        let signals = match Signals::install() {
             Ok(s) => s,
             Err(e) => return emerg(&format!("sigaction() failed {}", super::errno_text(&e))),
         };
@@ -384,9 +446,9 @@ where
                 Err(e) => return emerg(&e.to_string()),
             },
         };
-        let (link_stream, mut bundles) = match link {
-            Some(l) => (Some(l.stream), Some(l.rx)),
-            None => (None, None),
+        let mut inbox = Inbox {
+            signals,
+            link: link.map(|l| (l.stream, Some(l.rx))),
         };
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         let mut host = DaemonHost {
@@ -405,47 +467,12 @@ where
         for (addr, s) in set.iter() {
             host.start(addr, s);
         }
-        if let Some(s) = &link_stream {
-            // Tell the supervisor we are serving (it writes the pid file then).
-            if let Err(e) = send_ack(s, set.addrs()) {
-                return emerg(&format!("supervisor link failed {}", super::errno_text(&e)));
-            }
+        // Supervised: tell the supervisor we are serving (it writes the pid file then).
+        if let Err(e) = inbox.ack(set.addrs()) {
+            return emerg(&format!("supervisor link failed {}", super::errno_text(&e)));
         }
         loop {
-            // Supervised: a closed link means the supervisor is gone; stop gracefully.
-            let next_bundle = async {
-                match bundles.as_mut() {
-                    Some(rx) => rx.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            let got = tokio::select! {
-                r = signals.recv_from() => Ok(r),
-                b = next_bundle => Err(b),
-            };
-            let (event, incoming) = match got {
-                Ok(r) => {
-                    if link_stream.is_some() && matches!(r.event, Event::Reload | Event::Reopen) {
-                        // Reloads and reopens go through the supervisor, which re-reads as root.
-                        continue;
-                    }
-                    // A stop forwarded by the supervisor was logged there already.
-                    // SAFETY: getppid has no preconditions and cannot fail.
-                    let from_supervisor = r.from == Some(unsafe { libc::getppid() });
-                    if link_stream.is_none() || !from_supervisor {
-                        error_log.load().log(Level::Notice, None, &r.notice(), None);
-                    }
-                    (r.event, None)
-                }
-                Err(Some(inc)) => match inc.bundle.kind {
-                    super::supervisor::Kind::Reopen => (Event::Reopen, Some(inc)),
-                    _ => (Event::Reload, Some(inc)),
-                },
-                Err(None) => {
-                    bundles = None;
-                    (Event::GracefulStop, None)
-                }
-            };
+            let (event, incoming) = inbox.next(&error_log.load()).await;
             match event {
                 Event::Reload => {
                     let log = error_log.load_full();
@@ -464,11 +491,8 @@ where
                     if let Outcome::Reloaded { removed, .. } = outcome {
                         drop(removed);
                     }
-                    if let Some(s) = &link_stream {
-                        if send_ack(s, set.addrs()).is_err() {
-                            bundles = None;
-                        }
-                    }
+                    // A failed answer means the supervisor is gone: the next event is the stop.
+                    let _ = inbox.ack(set.addrs());
                 }
                 Event::Reopen => {
                     let log = error_log.load_full();
