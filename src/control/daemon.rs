@@ -79,14 +79,11 @@ struct DaemonHost<F> {
     writer: Arc<LogWriter>,
     /// Re-resolves `server ... resolve` names of the current Live's groups.
     resolver_task: Option<tokio::task::JoinHandle<()>>,
-    /// Supervised: the configuration bytes of the bundle being applied (files are read from
-    /// here, not from disk).
-    files: Option<Arc<FileMap>>,
     /// Supervised: sockets the supervisor bound for this reload, taken by `bind`.
     handed: Vec<(ListenAddr, TcpListener)>,
 }
 
-/// Runs `f` reading files from `files` when set (supervised), else from disk.
+/// Runs `f` reading files from `files` when set (supervised: the bundle's bytes), else from disk.
 fn reading<R>(files: &Option<Arc<FileMap>>, f: impl FnOnce() -> R) -> R {
     match files {
         Some(m) => with_files(m.clone(), f),
@@ -116,8 +113,7 @@ impl<F: FnMut() -> Result<Plan, ConfError>> Host for DaemonHost<F> {
     type Listener = Served;
 
     fn load(&mut self) -> Result<Plan, ConfError> {
-        let loader = &mut self.loader;
-        reading(&self.files, loader)
+        (self.loader)()
     }
 
     fn listen_addrs(&self, plan: &Plan) -> Vec<ListenAddr> {
@@ -143,17 +139,15 @@ impl<F: FnMut() -> Result<Plan, ConfError>> Host for DaemonHost<F> {
     }
 
     fn build(&mut self, plan: Plan, old: &Live) -> Result<Live, ConfError> {
+        // Server- and location-level error logs: a file that cannot be opened fails the reload.
+        open_level_logs(&plan).map_err(|e| ConfError::nowhere(e.to_string()))?;
         // Open the new error logs first: a log that cannot be opened fails the reload, as in nginx.
         let log =
             ErrorLog::open(&plan.main.error_logs).map_err(|e| ConfError::nowhere(e.to_string()))?;
         let hook =
             request_logger(&plan, &self.writer).map_err(|e| ConfError::nowhere(e.to_string()))?;
-        open_level_logs(&plan).map_err(|e| ConfError::nowhere(e.to_string()))?;
         // Certificates too: a reload whose certificate cannot be loaded keeps the old ones serving.
-        let live = reading(&self.files, || {
-            Live::try_new(Arc::new(plan), Some(&old.upstreams))
-        })?
-        .with_request_done(hook);
+        let live = Live::try_new(Arc::new(plan), Some(&old.upstreams))?.with_request_done(hook);
         self.error_log.store(Arc::new(log));
         self.follow_names(&live);
         Ok(live)
@@ -459,7 +453,6 @@ where
             error_log: error_log.clone(),
             writer,
             resolver_task: None,
-            files: None,
             handed: Vec::new(),
         };
         host.follow_names(&live.load());
@@ -476,18 +469,21 @@ where
             match event {
                 Event::Reload => {
                     let log = error_log.load_full();
+                    // Supervised, every file (configuration, certificates) is read from the
+                    // bundle: `reading` installs its bytes for the whole reload.
+                    let mut files = None;
                     if let Some(inc) = incoming {
-                        host.files = Some(file_map(&inc));
+                        files = Some(file_map(&inc));
                         host.handed = inc.listens;
                         super::logfds::install(inc.logs);
                     } else {
                         log.log(Level::Notice, None, "reconfiguring", None);
                     }
-                    let outcome =
-                        tokio::task::block_in_place(|| reload(&mut host, &live, &mut set, &log));
+                    let outcome = tokio::task::block_in_place(|| {
+                        reading(&files, || reload(&mut host, &live, &mut set, &log))
+                    });
                     // Sockets handed for a reload that failed are closed here.
                     host.handed.clear();
-                    host.files = None;
                     if let Outcome::Reloaded { removed, .. } = outcome {
                         drop(removed);
                     }
