@@ -83,6 +83,17 @@ struct DaemonHost<F> {
     handed: Vec<(ListenAddr, TcpListener)>,
 }
 
+/// Runs the blocking `f` (a reload compiles) from the signal loop: on a multi-threaded runtime the
+/// thread's other tasks move elsewhere meanwhile (`block_in_place`, which a current-thread runtime
+/// does not allow; there `f` simply runs).
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Runs `f` reading files from `files` when set (supervised: the bundle's bytes), else from disk.
 fn reading<R>(files: &Option<Arc<FileMap>>, f: impl FnOnce() -> R) -> R {
     match files {
@@ -479,9 +490,8 @@ where
                     } else {
                         log.log(Level::Notice, None, "reconfiguring", None);
                     }
-                    let outcome = tokio::task::block_in_place(|| {
-                        reading(&files, || reload(&mut host, &live, &mut set, &log))
-                    });
+                    let outcome =
+                        blocking(|| reading(&files, || reload(&mut host, &live, &mut set, &log)));
                     // Sockets handed for a reload that failed are closed here.
                     host.handed.clear();
                     if let Outcome::Reloaded { removed, .. } = outcome {
