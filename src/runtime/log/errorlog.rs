@@ -9,6 +9,10 @@
 //! message is about a connection. A sink at level L records messages of severity L and more severe
 //! (`error_log x warn` gets `emerg`..`warn`). Writes are synchronous and whole-line (one `write(2)` on
 //! an `O_APPEND` file), as nginx's are: error lines are rare and must not be lost in a crash.
+//!
+//! [`ErrorLog`] is the main-level log (and the process's own lines). A request's lines go to the
+//! `error_log`s of the configuration that handled it (http, server or location level, inherited):
+//! [`log_level`], with files opened once per path ([`open_level_logs`], [`reopen_level_logs`]).
 
 use std::fs::File;
 use std::io::{self, Write};
