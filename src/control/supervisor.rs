@@ -424,7 +424,7 @@ fn emerg(msg: &str) -> i32 {
 
 /// The privileged supervisor (module doc): starts the serving process as `user`, hands it the
 /// configuration, and turns SIGHUP / SIGUSR1 into bundles. `check` re-reads and fully checks the
-/// configuration as root; `child_args` are nginx-rs's own arguments (without argv[0]) for the
+/// configuration as root; `child_args` are nginx-rs's own arguments (without `argv[0]`) for the
 /// serving process, which needs the same `-p`, `-c`, `-e` and `-g`. Returns the exit code.
 pub fn run<F>(first: Checked, check: F, child_args: Vec<OsString>) -> i32
 where
