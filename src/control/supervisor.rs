@@ -607,8 +607,13 @@ where
                     }
                     Event::GracefulStop | Event::FastStop => {
                         stopping = true;
-                        if let Err(e) = super::send::kill(child_pid, r.signo) {
-                            log.log(Level::Alert, None, &e.to_string(), None);
+                        // Ctrl-C signals the whole process group: the serving process may have
+                        // got it (and exited) already, so "no such process" is not an error.
+                        match super::send::kill(child_pid, r.signo) {
+                            Err(super::SendError::Kill { error, .. })
+                                if error.raw_os_error() == Some(libc::ESRCH) => {}
+                            Err(e) => log.log(Level::Alert, None, &e.to_string(), None),
+                            Ok(()) => {}
                         }
                     }
                 }
