@@ -55,7 +55,7 @@ fn record_senders() -> io::Result<()> {
             // async-signal-safe; it never panics or allocates.
             let r = unsafe {
                 signal_hook_registry::register_sigaction(signo, move |info: &libc::siginfo_t| {
-                    SENDERS[i].store(info.si_pid(), Ordering::Relaxed);
+                    SENDERS[i].store(info.si_pid(), Ordering::Release);
                 })
             };
             if let Err(e) = r {
@@ -115,6 +115,9 @@ pub struct Signals {
 impl Signals {
     /// Installs the handlers. Must be called inside a tokio runtime.
     pub fn install() -> io::Result<Signals> {
+        // Before tokio's handlers: the registry runs actions in registration order, so the
+        // sender is stored before tokio's action wakes the task that reads it.
+        record_senders()?;
         let s = Signals {
             hup: signal(SignalKind::hangup())?,
             usr1: signal(SignalKind::user_defined1())?,
@@ -122,8 +125,6 @@ impl Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
         };
-        // After tokio's handlers, so ours chain after them in the same registry.
-        record_senders()?;
         Ok(s)
     }
 
@@ -144,7 +145,7 @@ impl Signals {
             Some(()) = self.usr1.recv() => (Event::Reopen, libc::SIGUSR1),
         };
         let from = slot(signo)
-            .map(|i| SENDERS[i].load(Ordering::Relaxed))
+            .map(|i| SENDERS[i].load(Ordering::Acquire))
             .filter(|&p| p > 0);
         Received { event, signo, from }
     }
