@@ -25,7 +25,8 @@
 //!   access and error logs off the request path; `status` keeps the counters.
 //! - [`cli`]: nginx's command-line flags (`-t`, `-T`, `-s`, ...); [`control`]: `daemon` (the serving
 //!   process: bind, pid file, signal loop, in-place reload), `-s` signal sending, listen-set diffs,
-//!   SCM_RIGHTS fd passing for the privileged-supervisor design.
+//!   and, when started as root, `supervisor`: a root process that reads files, binds and opens logs,
+//!   and hands config bytes + descriptors (SCM_RIGHTS) to the serving process running as `user`.
 //!
 //! # Invariants
 //! - `conf` and `plan` never touch the network and need no async runtime; name resolution is injected
