@@ -469,6 +469,9 @@ impl<'a> Walker<'a> {
             table::LOC,
             &mut Target::Loc(&mut loc),
         )?;
+        // Exact sizes: a file may hold 100,000 locations of one `return` each.
+        loc.ops.shrink_to_fit();
+        loc.children.shrink_to_fit();
         match tgt {
             Target::Server(s) => s.locations.push(loc),
             Target::Loc(p) => p.children.push(loc),
