@@ -26,7 +26,7 @@ use nom::{IResult, Parser};
 
 use std::sync::Arc;
 
-use super::ast::{Arg, Quote, Span};
+use super::ast::{Arg, FileName, Quote, Span};
 
 /// nginx's `NGX_CONF_BUFFER`: the longest token nginx can hold while reading a file.
 pub const CONF_BUFFER: usize = 4096;
@@ -161,7 +161,7 @@ fn byte_str(c: u8) -> String {
 pub struct Lexer {
     src: Arc<[u8]>,
     /// The file name put in every word's span.
-    file: Arc<str>,
+    file: FileName,
     pos: usize,
     source: Source,
     /// Words of the statement being read; reused so each statement allocates only its arguments.
@@ -177,7 +177,7 @@ pub struct Lexer {
 }
 
 impl Lexer {
-    pub fn new(src: Arc<[u8]>, file: Arc<str>, source: Source) -> Lexer {
+    pub fn new(src: Arc<[u8]>, file: FileName, source: Source) -> Lexer {
         Lexer {
             src,
             file,
@@ -344,7 +344,7 @@ impl Lexer {
                         } else {
                             Quote::Single
                         },
-                        span: Span::new(self.file.clone(), line, col),
+                        span: Span::new(self.file, line, col),
                     });
                     // After a closing quote nginx needs a space, `;`, `{` or `)`.
                     let n = close + 1;
@@ -399,7 +399,7 @@ impl Lexer {
         words.push(Word {
             value: into_string(unescape(&src[p..end])),
             quote: Quote::Bare,
-            span: Span::new(self.file.clone(), line, col),
+            span: Span::new(self.file, line, col),
         });
         let t = src[end];
         self.pos = end + 1;
@@ -417,7 +417,7 @@ impl Lexer {
         let name = drain.next().unwrap_or_else(|| Word {
             value: String::new(),
             quote: Quote::Bare,
-            span: Span::new(self.file.clone(), line, 0),
+            span: Span::new(self.file, line, 0),
         });
         let args: Vec<Word> = drain.collect();
         self.scratch = words;
@@ -454,7 +454,7 @@ mod tests {
     use super::*;
 
     fn all(text: &str) -> Result<Vec<Statement>, LexError> {
-        let mut lx = Lexer::new(Arc::from(text.as_bytes()), Arc::from("t"), Source::File);
+        let mut lx = Lexer::new(Arc::from(text.as_bytes()), FileName::from("t"), Source::File);
         let mut out = Vec::new();
         loop {
             let s = lx.next_statement()?;
@@ -607,7 +607,7 @@ mod tests {
 
     #[test]
     fn param_source() {
-        let mut lx = Lexer::new(Arc::from(&b"daemon off"[..]), Arc::from("t"), Source::Param);
+        let mut lx = Lexer::new(Arc::from(&b"daemon off"[..]), FileName::from("t"), Source::Param);
         let e = lx.next_statement().unwrap_err();
         assert_eq!(e.message, "unexpected end of parameter, expecting \";\"");
     }

@@ -11,7 +11,7 @@ pub mod include;
 pub mod lexer;
 pub mod parser;
 
-pub use ast::{Arg, Directive, Quote, SourceFile, Span};
+pub use ast::{Arg, Directive, FileName, Quote, SourceFile, Span};
 pub use dump::dump;
 pub use error::{ConfError, Level, Origin};
 pub use parser::{load_file, parse_bytes, parse_param, LoadOptions, Parsed};

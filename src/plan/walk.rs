@@ -333,7 +333,7 @@ impl<'a> Walker<'a> {
     /// quoted strings); falls back to the directive's own line.
     pub fn block_end(&self, d: &Directive) -> Span {
         let start = d.args.last().map(|a| &a.span).unwrap_or(&d.span);
-        let Some(src) = self.sources.iter().find(|f| f.path == start.file) else {
+        let Some(src) = self.sources.iter().find(|f| *f.path == *start.file) else {
             return d.span.clone();
         };
         let text = &src.text;

@@ -122,7 +122,7 @@ fn block(
             if top {
                 *err = Some(ConfError::emerg(
                     "unexpected \"}\"",
-                    &Span::new(file.clone(), *l, *c),
+                    &Span::new(file.into(), *l, *c),
                 ));
             }
             *pos += 1;
@@ -131,7 +131,7 @@ fn block(
         if *special {
             *err = Some(ConfError::emerg(
                 format!("unexpected \"{w}\""),
-                &Span::new(file.clone(), *l, *c),
+                &Span::new(file.into(), *l, *c),
             ));
             return out;
         }
@@ -143,13 +143,13 @@ fn block(
             let Some((w, q, l, c, special)) = t.get(*pos) else {
                 *err = Some(ConfError::emerg(
                     "unexpected end of file, expecting \";\" or \"}\"",
-                    &Span::new(file.clone(), nl, nc),
+                    &Span::new(file.into(), nl, nc),
                 ));
                 return out;
             };
             *pos += 1;
             if *special {
-                let span = Span::new(file.clone(), *l, nc);
+                let span = Span::new(file.into(), *l, nc);
                 let _ = nl;
                 match w.as_str() {
                     ";" => out.push(Directive {
@@ -176,7 +176,7 @@ fn block(
             args.push(Arg {
                 value: w.clone(),
                 quote: *q,
-                span: Span::new(file.clone(), *l, *c),
+                span: Span::new(file.into(), *l, *c),
             });
         }
     }

@@ -48,7 +48,7 @@ pub fn free_port() -> u16 {
 }
 
 pub fn span() -> Span {
-    Span::new(Arc::from("/test.conf"), 1, 1)
+    Span::new("/test.conf".into(), 1, 1)
 }
 
 pub fn tpl(parts: &[&str]) -> Template {
