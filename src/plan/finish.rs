@@ -238,7 +238,7 @@ impl<'w, 'a> Finisher<'w, 'a> {
             if let Some(k) = key {
                 if !seen.insert(k) {
                     return Err(ConfError::emerg(
-                        format!("duplicate location \"{}\"", l.name),
+                        format!("duplicate location \"{}\"", l.name()),
                         &l.span,
                     ));
                 }

@@ -79,7 +79,7 @@ impl Walker<'_> {
                 }
                 let replacement = self.tpl(repl, sp)?;
                 Ok(RewriteOp::Rewrite {
-                    regex,
+                    regex: Box::new(regex),
                     replacement,
                     flag,
                     span: sp.clone(),

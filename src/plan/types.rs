@@ -411,7 +411,9 @@ impl std::fmt::Display for PeerAddr {
 #[derive(Debug)]
 pub enum RewriteOp {
     Rewrite {
-        regex: Regex,
+        /// Boxed, as `If`'s condition: they are the large variants, and a `return` (the most
+        /// common step) should not pay for them in every location.
+        regex: Box<Regex>,
         replacement: Template,
         flag: RewriteFlag,
         span: Span,
@@ -427,7 +429,7 @@ pub enum RewriteOp {
         span: Span,
     },
     If {
-        cond: Condition,
+        cond: Box<Condition>,
         /// Directives inside the `if` block.
         ops: Vec<RewriteOp>,
         /// Location-level config inside the `if` (e.g. `proxy_pass` in `if`), if any.

@@ -223,7 +223,7 @@ impl<'a> Walker<'a> {
             listens: Vec::new(),
             lvl: Lvl::default(),
             ops: Vec::new(),
-            locations: Vec::new(),
+            locations: Vec::with_capacity(locations_in(d)),
             span: d.span.clone(),
         };
         self.block(
@@ -425,7 +425,7 @@ impl<'a> Walker<'a> {
         };
         // Nesting rules (ngx_http_core_location).
         if let Target::Loc(parent) = &*tgt {
-            let parent_name = parent.name.as_str();
+            let parent_name = parent.name();
             match &parent.matcher {
                 LocMatch::Exact(_) => {
                     return Err(self.err(
@@ -458,10 +458,9 @@ impl<'a> Walker<'a> {
         }
         let mut loc = RawLoc {
             matcher,
-            name: name.to_string(),
             lvl: None,
             ops: Vec::new(),
-            children: Vec::new(),
+            children: Vec::with_capacity(locations_in(d)),
             span: d.span.clone(),
         };
         self.block(
@@ -498,7 +497,7 @@ impl<'a> Walker<'a> {
             },
         )?;
         let op = RawOp::If {
-            cond,
+            cond: Box::new(cond),
             ops,
             lvl: Box::new(lvl),
             span: d.span.clone(),
@@ -613,4 +612,12 @@ impl<'a> Walker<'a> {
             _ => None,
         }
     }
+}
+
+/// How many `location` blocks `d` holds directly: the raw list is sized once, not doubled (a
+/// server of 100,000 locations would otherwise keep up to a third of its list as slack).
+fn locations_in(d: &Directive) -> usize {
+    d.block
+        .as_deref()
+        .map_or(0, |b| b.iter().filter(|c| c.name == "location").count())
 }
