@@ -3,6 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+pub use super::text::Text;
+
 /// The name of a configuration file, interned: a 4-byte handle that reads as the `&str` it names.
 ///
 /// Spans are the most numerous thing in a tree and a Plan (every directive, argument, location and
@@ -153,7 +155,7 @@ pub enum Quote {
 /// One word of a directive, escapes already decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Arg {
-    pub value: String,
+    pub value: Text,
     pub quote: Quote,
     /// Start of the word (for the caret line under an error).
     pub span: Span,
@@ -162,7 +164,7 @@ pub struct Arg {
 /// `name arg1 arg2 ... ;` or `name args... { block }`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Directive {
-    pub name: String,
+    pub name: Text,
     pub args: Vec<Arg>,
     /// `Some` when the directive opened a block with `{`.
     pub block: Option<Vec<Directive>>,

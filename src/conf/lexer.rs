@@ -26,7 +26,7 @@ use nom::{IResult, Parser};
 
 use std::sync::Arc;
 
-use super::ast::{Arg, FileName, Quote, Span};
+use super::ast::{Arg, FileName, Quote, Span, Text};
 
 /// nginx's `NGX_CONF_BUFFER`: the longest token nginx can hold while reading a file.
 pub const CONF_BUFFER: usize = 4096;
@@ -103,6 +103,17 @@ fn bare_word(i: &[u8]) -> IResult<&[u8], &[u8]> {
         take_while1(|c| !is_space(c) && !matches!(c, b';' | b'{' | b'\\' | b'$')),
     ))))
     .parse(i)
+}
+
+/// A word's text: its bytes as they are when they hold no escape (the common case, with no
+/// intermediate buffer), else decoded.
+fn word_text(raw: &[u8]) -> Text {
+    if memchr::memchr(b'\\', raw).is_none() {
+        if let Ok(s) = std::str::from_utf8(raw) {
+            return Text::new(s);
+        }
+    }
+    into_string(unescape(raw)).into()
 }
 
 /// Decodes nginx's escapes in a word's raw bytes.
@@ -338,7 +349,7 @@ impl Lexer {
                     }
                     self.check_room(close, Some(c))?;
                     words.push(Word {
-                        value: into_string(unescape(body)),
+                        value: word_text(body),
                         quote: if c == b'"' {
                             Quote::Double
                         } else {
@@ -397,7 +408,7 @@ impl Lexer {
         }
         self.check_room(end, None)?;
         words.push(Word {
-            value: into_string(unescape(&src[p..end])),
+            value: word_text(&src[p..end]),
             quote: Quote::Bare,
             span: Span::new(self.file, line, col),
         });
@@ -415,7 +426,7 @@ impl Lexer {
         let mut drain = words.drain(..);
         // Callers only finish a statement that has words; an empty name is the harmless fallback.
         let name = drain.next().unwrap_or_else(|| Word {
-            value: String::new(),
+            value: Text::default(),
             quote: Quote::Bare,
             span: Span::new(self.file, line, 0),
         });
@@ -474,7 +485,7 @@ mod tests {
                 Statement::Directive { name, args, .. } => Some(
                     std::iter::once(name)
                         .chain(args)
-                        .map(|w| (w.value, w.quote))
+                        .map(|w| (w.value.to_string(), w.quote))
                         .collect(),
                 ),
                 _ => None,

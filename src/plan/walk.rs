@@ -299,7 +299,7 @@ impl<'a> Walker<'a> {
             }
         }
         let mut u = RawUpstream {
-            name: name.clone(),
+            name: name.to_string(),
             method: None,
             servers: Vec::new(),
             keepalive: None,
@@ -588,7 +588,7 @@ impl<'a> Walker<'a> {
                 ));
             }
             for ext in &e.args {
-                types.push((ext.value.to_ascii_lowercase(), e.name.clone()));
+                types.push((ext.value.to_ascii_lowercase(), e.name.to_string()));
             }
         }
         let dup = self.err("\"types\" directive is duplicate", &d.span);

@@ -153,7 +153,7 @@ fn block(
                 let _ = nl;
                 match w.as_str() {
                     ";" => out.push(Directive {
-                        name,
+                        name: name.into(),
                         args,
                         block: None,
                         span,
@@ -161,7 +161,7 @@ fn block(
                     "{" => {
                         let inner = block(t, pos, file, err, false);
                         out.push(Directive {
-                            name,
+                            name: name.into(),
                             args,
                             block: Some(inner),
                             span,
@@ -174,7 +174,7 @@ fn block(
                 break;
             }
             args.push(Arg {
-                value: w.clone(),
+                value: w.clone().into(),
                 quote: *q,
                 span: Span::new(file.into(), *l, *c),
             });
