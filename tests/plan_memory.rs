@@ -67,7 +67,9 @@ fn big_conf_heap() {
         println!("SKIP big_conf_heap: {} is missing", path.display());
         return;
     }
-    let file_size = std::fs::metadata(&path).map(|m| m.len() as usize).unwrap_or(0);
+    let file_size = std::fs::metadata(&path)
+        .map(|m| m.len() as usize)
+        .unwrap_or(0);
     let base = LIVE.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
     let lopts = LoadOptions {
@@ -100,5 +102,9 @@ fn big_conf_heap() {
     // Guards against regressions (2026-11-28: source + tree 34.4, plan alone 23.1, peak 53.5 MB;
     // before the compaction the peak was 312 MB).
     assert!(peak < 70 * (1 << 20), "peak heap {:.1} MB", mb(peak));
-    assert!(plan_only < 30 * (1 << 20), "plan heap {:.1} MB", mb(plan_only));
+    assert!(
+        plan_only < 30 * (1 << 20),
+        "plan heap {:.1} MB",
+        mb(plan_only)
+    );
 }

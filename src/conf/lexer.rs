@@ -465,7 +465,11 @@ mod tests {
     use super::*;
 
     fn all(text: &str) -> Result<Vec<Statement>, LexError> {
-        let mut lx = Lexer::new(Arc::from(text.as_bytes()), FileName::from("t"), Source::File);
+        let mut lx = Lexer::new(
+            Arc::from(text.as_bytes()),
+            FileName::from("t"),
+            Source::File,
+        );
         let mut out = Vec::new();
         loop {
             let s = lx.next_statement()?;
@@ -618,7 +622,11 @@ mod tests {
 
     #[test]
     fn param_source() {
-        let mut lx = Lexer::new(Arc::from(&b"daemon off"[..]), FileName::from("t"), Source::Param);
+        let mut lx = Lexer::new(
+            Arc::from(&b"daemon off"[..]),
+            FileName::from("t"),
+            Source::Param,
+        );
         let e = lx.next_statement().unwrap_err();
         assert_eq!(e.message, "unexpected end of parameter, expecting \";\"");
     }

@@ -13,7 +13,7 @@ pub mod parser;
 pub mod text;
 
 pub use ast::{Arg, Directive, FileName, Quote, SourceFile, Span};
-pub use text::Text;
 pub use dump::dump;
 pub use error::{ConfError, Level, Origin};
 pub use parser::{load_file, parse_bytes, parse_param, LoadOptions, Parsed};
+pub use text::Text;

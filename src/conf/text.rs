@@ -152,7 +152,14 @@ mod tests {
 
     #[test]
     fn short_and_long_read_back() {
-        for s in ["", "a", "location", "é/ü", &"x".repeat(INLINE), &"y".repeat(INLINE + 1)] {
+        for s in [
+            "",
+            "a",
+            "location",
+            "é/ü",
+            &"x".repeat(INLINE),
+            &"y".repeat(INLINE + 1),
+        ] {
             let t = Text::new(s);
             assert_eq!(t.as_str(), s);
             assert_eq!(Text::from(s.to_string()), t);

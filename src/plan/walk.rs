@@ -372,7 +372,7 @@ impl<'a> Walker<'a> {
                     b'}' => {
                         depth -= 1;
                         if depth == 0 {
-                            return Span::new(start.file.clone(), line, 1);
+                            return Span::new(start.file, line, 1);
                         }
                     }
                     _ => {}
