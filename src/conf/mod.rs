@@ -2,7 +2,7 @@
 //!
 //! Never touches the network, never gives a directive meaning: that is `plan`'s job.
 //! Entry points: [`load_file`] (a file and its includes), [`parse_bytes`] (text in memory),
-//! [`parse_param`] (the `-g` flag), and [`dump`] (a stable text form of the tree for tests).
+//! [`parse_param`] (the `-g` flag), and [`dump()`] (a stable text form of the tree for tests).
 
 pub mod ast;
 pub mod dump;
