@@ -20,11 +20,13 @@
 //!   shared with every sibling that sets nothing itself.
 //! - [`runtime`]: everything that serves traffic, driven by a `Plan` held in a [`runtime::Live`]
 //!   behind an `ArcSwap`. Per connection: `server` (accept loop) → `handshake` (PROXY protocol, TLS,
-//!   HTTP/2 choice) → hyper → `guard` (raw head checks) → `request` (server choice, URI) → `edge`
+//!   HTTP/2 choice) → `guard` (raw head checks before hyper; records what hyper's request loses:
+//!   header-name spelling, `#fragment`) → hyper → `request` (server choice, URI) → `edge`
 //!   (nginx's phases: realip, rewrite, find-config, access, content: `return`, `stub_status`,
 //!   `metrics` or `proxy`; `error_page`; header filter) → `proxy` (retry loop over
-//!   `upstream`: balancers, peer health, keepalive pools, connect). `log` writes access and error
-//!   logs off the request path; `status` keeps the counters.
+//!   `upstream`: balancers, peer health, keepalive pools, connect, and `upstream::h1`, nginx-rs's
+//!   own HTTP/1 client that writes the request head byte for byte as nginx does). `log` writes
+//!   access and error logs off the request path; `status` keeps the counters.
 //! - [`cli`]: nginx's command-line flags (`-t`, `-T`, `-s`, ...); [`control`]: `daemon` (the serving
 //!   process: bind, pid file, signal loop, in-place reload), `-s` signal sending, listen-set diffs,
 //!   SCM_RIGHTS fd passing for the privileged-supervisor design.

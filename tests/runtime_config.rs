@@ -53,13 +53,55 @@ server {{
                 "x-real-ip: 127.0.0.1",
                 "x-forwarded-for: 9.9.9.9, 127.0.0.1",
                 "x-forwarded-proto: http",
-                "connection: close",
                 "user-agent: curl/8",
             ]
         );
     }
     assert_eq!(seen, ["one", "two", "three", "one", "two", "three"]);
+    // Current nginx's default (`keepalive 32`, no `Connection: close` over HTTP/1.1): the
+    // second round reused each backend's connection from the first.
+    let conns: Vec<_> = [&b1, &b2, &b3]
+        .iter()
+        .map(|b| b.connections.load(std::sync::atomic::Ordering::SeqCst))
+        .collect();
+    assert_eq!(conns, [1, 1, 1], "connections opened per backend");
     p.stop().await;
+}
+
+/// `proxy_http_version 1.0` and `keepalive 0` each turn the default pool off: a new upstream
+/// connection per request; 1.0 also says `Connection: close`, 1.1 says nothing.
+#[tokio::test]
+async fn keepalive_default_can_be_turned_off() {
+    for (extra_loc, extra_up, version, connection) in [
+        ("proxy_http_version 1.0;", "", "HTTP/1.0", Some("close")),
+        ("", "keepalive 0;", "HTTP/1.1", None),
+        ("", "", "HTTP/1.1", None),
+    ] {
+        let b = Backend::spawn("b", Behaviour::Echo).await;
+        let port = free_port();
+        let conf = format!(
+            "upstream u {{ server {}; {extra_up} }}
+server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://u; {extra_loc} }} }}
+",
+            b.addr
+        );
+        let p = Proxy::start(compile(&conf)).await;
+        for _ in 0..3 {
+            let r = get(p.addr, "localhost", "/k").await;
+            assert_eq!(r.status, 200);
+            let (line, h) = head_of(&r.text());
+            assert_eq!(line, format!("GET /k {version}"), "{extra_loc}{extra_up}");
+            let got = h
+                .iter()
+                .find(|(k, _)| k == "connection")
+                .map(|(_, v)| v.as_str());
+            assert_eq!(got, connection, "Connection with {extra_loc}{extra_up}");
+        }
+        let opened = b.connections.load(std::sync::atomic::Ordering::SeqCst);
+        let pooled = extra_loc.is_empty() && extra_up.is_empty();
+        assert_eq!(opened, if pooled { 1 } else { 3 }, "{extra_loc}{extra_up}");
+        p.stop().await;
+    }
 }
 
 #[tokio::test]

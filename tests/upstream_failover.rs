@@ -9,9 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::BodyExt;
 use nginx_rs::plan::Balance;
-use nginx_rs::runtime::body;
+use nginx_rs::runtime::upstream::h1;
 use nginx_rs::runtime::upstream::{Group, SelectKey, Tried};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -101,25 +100,20 @@ async fn request(g: &Group) -> Result<String, String> {
                     break;
                 }
             };
-            let req = http::Request::get("/")
-                .header("host", "backend")
-                .body(body::empty())
-                .map_err(|e| e.to_string())?;
-            match conn.sender.send_request(req).await {
-                Ok(resp) => {
-                    let bytes = resp
-                        .into_body()
-                        .collect()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    g.release(conn);
+            let reused = conn.reused;
+            write_get(conn.request_buf());
+            match h1::round_trip(conn, Duration::from_secs(2)).await {
+                Ok((_, bytes, reusable)) => {
+                    if let Some(conn) = reusable {
+                        g.release(conn);
+                    }
                     peer.success();
-                    return Ok(String::from_utf8_lossy(&bytes.to_bytes()).into_owned());
+                    return Ok(String::from_utf8_lossy(&bytes).into_owned());
                 }
                 // A reused connection that failed before any response: once more, fresh.
-                Err(_) if conn.reused && !fresh => fresh = true,
+                Err(_) if reused && !fresh => fresh = true,
                 Err(e) => {
-                    last = e.to_string();
+                    last = format!("{e:?}");
                     peer.failure();
                     break;
                 }

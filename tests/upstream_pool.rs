@@ -8,10 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::BodyExt;
 use nginx_rs::plan::{Balance, PeerAddr, UpstreamServer};
-use nginx_rs::runtime::body;
+use nginx_rs::runtime::upstream::h1;
 use nginx_rs::runtime::upstream::{ConnectError, Group, SelectKey, Tried};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -106,23 +104,17 @@ async fn get(g: &Group) -> Result<String, String> {
         .await
         .map_err(|e| e.to_string())?;
     for attempt in 0..2 {
-        let req = http::Request::get("/")
-            .header("host", "backend")
-            .body(body::empty())
-            .map_err(|e| e.to_string())?;
-        match conn.sender.send_request(req).await {
-            Ok(resp) => {
-                let bytes: Bytes = resp
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .to_bytes();
-                g.release(conn);
+        let reused = conn.reused;
+        write_get(conn.request_buf());
+        match h1::round_trip(conn, Duration::from_secs(2)).await {
+            Ok((_, bytes, reusable)) => {
+                if let Some(conn) = reusable {
+                    g.release(conn);
+                }
                 peer.success();
                 return Ok(String::from_utf8_lossy(&bytes).into_owned());
             }
-            Err(e) if conn.reused && attempt == 0 => {
+            Err(e) if reused && attempt == 0 => {
                 let _ = e;
                 RETRIES.fetch_add(1, Ordering::SeqCst);
                 conn = g
@@ -132,7 +124,7 @@ async fn get(g: &Group) -> Result<String, String> {
             }
             Err(e) => {
                 peer.failure();
-                return Err(e.to_string());
+                return Err(format!("{e:?}"));
             }
         }
     }

@@ -294,10 +294,14 @@ impl Walker<'_> {
                 }
                 lvl.proxy_pass = Some((p, sp.clone()));
             }
-            ("proxy_set_header", Pre::Header(n, v)) => lvl
-                .proxy_set_header
-                .get_or_insert_with(Vec::new)
-                .push((n, v)),
+            ("proxy_set_header", Pre::Header(n, v)) => {
+                lvl.proxy_set_header
+                    .get_or_insert_with(Vec::new)
+                    .push((n, v));
+                lvl.proxy_set_header_names
+                    .get_or_insert_with(Vec::new)
+                    .push(a(0).into());
+            }
             ("add_header", Pre::Header(n, v)) => {
                 lvl.add_headers
                     .get_or_insert_with(Vec::new)

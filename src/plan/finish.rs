@@ -22,6 +22,7 @@ fn merge(child: &Lvl, parent: &Lvl) -> Lvl {
     }
     inherit!(
         proxy_set_header,
+        proxy_set_header_names,
         proxy_http_version,
         proxy_connect_timeout,
         proxy_read_timeout,
@@ -105,10 +106,21 @@ fn merge(child: &Lvl, parent: &Lvl) -> Lvl {
     m
 }
 
+/// Idle upstream connections kept per group when `keepalive` is not set (nginx 1.29.7+).
+const DEFAULT_KEEPALIVE: usize = 32;
+
 /// nginx's default `proxy_set_header` list, folded in after the configured ones.
+///
+/// `Connection` follows current nginx (1.29.7 and later): not sent over HTTP/1.1, so the
+/// connection can go back to the keepalive pool; `close` with `proxy_http_version 1.0`.
 fn default_proxy_headers(
     list: &[(http::HeaderName, Template)],
+    version: HttpVersion,
 ) -> Vec<(http::HeaderName, Template)> {
+    let connection = match version {
+        HttpVersion::Http10 => Template::literal("close"),
+        HttpVersion::Http11 => Template::default(),
+    };
     let mut out = list.to_vec();
     let defaults: [(&str, Template); 6] = [
         (
@@ -117,7 +129,7 @@ fn default_proxy_headers(
                 segments: vec![super::Segment::Var(Var::ProxyHost)],
             },
         ),
-        ("connection", Template::literal("close")),
+        ("connection", connection),
         ("te", Template::default()),
         ("keep-alive", Template::default()),
         ("expect", Template::default()),
@@ -135,6 +147,30 @@ fn default_proxy_headers(
         }
     }
     out
+}
+
+/// The spelling of every name in `default_proxy_headers(list)`, in the same order: as written
+/// for the configured ones, nginx's for the defaults it adds.
+fn proxy_header_names(
+    written: &[Arc<str>],
+    list: &[(http::HeaderName, Template)],
+) -> Vec<Arc<str>> {
+    default_proxy_headers(list, HttpVersion::Http11)
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| match written.get(i) {
+            Some(w) if i < list.len() => w.clone(),
+            _ => Arc::from(match name.as_str() {
+                "host" => "Host",
+                "connection" => "Connection",
+                "te" => "TE",
+                "keep-alive" => "Keep-Alive",
+                "expect" => "Expect",
+                "upgrade" => "Upgrade",
+                other => other,
+            }),
+        })
+        .collect()
 }
 
 pub struct Finisher<'w, 'a> {
@@ -197,7 +233,8 @@ impl<'w, 'a> Finisher<'w, 'a> {
                 name: u.name.clone(),
                 method: u.method.map(|(m, _)| m).unwrap_or(Balance::RoundRobin),
                 servers,
-                keepalive: u.keepalive,
+                // Current nginx (1.29.7+): `keepalive 32` unless set; `keepalive 0` turns it off.
+                keepalive: Some(u.keepalive.unwrap_or(DEFAULT_KEEPALIVE)),
                 keepalive_requests: u.keepalive_requests.unwrap_or(1000),
                 keepalive_timeout: u.keepalive_timeout.unwrap_or(Duration::from_secs(60)),
                 keepalive_time: u.keepalive_time.unwrap_or(Duration::from_secs(3600)),
@@ -427,12 +464,18 @@ impl<'w, 'a> Finisher<'w, 'a> {
                     .collect(),
             ),
         };
+        let http_version = m.proxy_http_version.unwrap_or(HttpVersion::Http11);
         Ok(ProxyConf {
             pass,
             set_headers: Arc::new(default_proxy_headers(
                 m.proxy_set_header.as_deref().unwrap_or(&[]),
+                http_version,
             )),
-            http_version: m.proxy_http_version.unwrap_or(HttpVersion::Http11),
+            set_header_names: Arc::new(proxy_header_names(
+                m.proxy_set_header_names.as_deref().unwrap_or(&[]),
+                m.proxy_set_header.as_deref().unwrap_or(&[]),
+            )),
+            http_version,
             connect_timeout: m.proxy_connect_timeout.unwrap_or(Duration::from_secs(60)),
             read_timeout: m.proxy_read_timeout.unwrap_or(Duration::from_secs(60)),
             send_timeout: m.proxy_send_timeout.unwrap_or(Duration::from_secs(60)),

@@ -40,6 +40,8 @@ pub struct Lvl {
     pub touched: bool,
     pub proxy_pass: Option<(RawPass, Span)>,
     pub proxy_set_header: Option<Vec<(http::HeaderName, Template)>>,
+    /// The names of `proxy_set_header` as written (parallel to `proxy_set_header`).
+    pub proxy_set_header_names: Option<Vec<std::sync::Arc<str>>>,
     pub proxy_http_version: Option<HttpVersion>,
     pub proxy_connect_timeout: Option<Duration>,
     pub proxy_read_timeout: Option<Duration>,

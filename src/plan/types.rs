@@ -257,6 +257,10 @@ pub struct ProxyConf {
     /// Final header list after nginx's inheritance, with nginx's defaults folded in
     /// (`Host $proxy_host`, `Connection close`); an empty value means "do not send".
     pub set_headers: Arc<Vec<(http::HeaderName, Template)>>,
+    /// The spelling of each `set_headers` name as written in the config (nginx's own for the
+    /// defaults), same order; nginx sends names as written. Shorter when built by hand: the rest
+    /// go up Title-Cased.
+    pub set_header_names: Arc<Vec<Arc<str>>>,
     pub http_version: HttpVersion,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,

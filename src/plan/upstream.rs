@@ -181,14 +181,13 @@ pub(super) fn upstream_directive(
     };
     match name {
         "keepalive" => {
-            let v = values::parse_number(a(0))
-                .filter(|n| *n > 0)
-                .ok_or_else(|| {
-                    ec.e(
-                        format!("invalid value \"{}\" in \"keepalive\" directive", a(0)),
-                        sp,
-                    )
-                })?;
+            // `keepalive 0` disables the pool (nginx 1.29.7+, where a pool is the default).
+            let v = values::parse_number(a(0)).ok_or_else(|| {
+                ec.e(
+                    format!("invalid value \"{}\" in \"keepalive\" directive", a(0)),
+                    sp,
+                )
+            })?;
             if u.keepalive.is_some() {
                 return Err(dup());
             }

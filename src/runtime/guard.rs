@@ -13,6 +13,9 @@
 //! goes out in order after earlier pipelined responses; everything after it is read and dropped.
 //! Bodies pass straight through; the guard only follows their framing (length, chunks) to find
 //! the next head. After a request asking for `Upgrade`, it steps aside for the connection.
+//!
+//! It also records what hyper's parsed request loses (header-name spelling, a `#fragment`) in
+//! secret headers that `request` turns into a [`RawHead`] extension.
 
 use std::io;
 use std::pin::Pin;
@@ -20,16 +23,122 @@ use std::sync::OnceLock;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Header lines a request may have. nginx has no count limit (only
+/// `large_client_header_buffers`); hyper's default of 100 answers 431 beyond it. The server
+/// sets hyper's `max_headers` to this plus [`ADDED_HEADERS`]; above it the guard answers 400
+/// (Request Header Or Cookie Too Large). Raising hyper's limit above 100 makes it allocate its
+/// two (uninitialised) header index arrays per request instead of using the stack.
+pub const MAX_HEADERS: usize = 1000;
+
+/// The most header lines the guard adds to a head (`RawHead`'s two).
+pub const ADDED_HEADERS: usize = 2;
+
+/// Headers parsed on the stack by the guard; longer heads retry on the heap.
+const STACK_HEADERS: usize = 128;
+
+/// The per-process secret in the names of the headers the guard adds.
+fn secret() -> u64 {
+    static SECRET: OnceLock<u64> = OnceLock::new();
+    *SECRET.get_or_init(|| fastrand::u64(..))
+}
+
+fn secret_name(kind: &str) -> http::HeaderName {
+    let name = format!("x-nginx-rs-{kind}-{:016x}", secret());
+    // Lowercase letters, digits and '-' only: always a valid header name.
+    http::HeaderName::from_bytes(name.as_bytes()).unwrap_or(http::header::WARNING)
+}
 
 /// The header the synthetic request carries: `x-nginx-rs-reject-<random>: <status>`.
 pub fn reject_header() -> &'static http::HeaderName {
     static NAME: OnceLock<http::HeaderName> = OnceLock::new();
-    NAME.get_or_init(|| {
-        let name = format!("x-nginx-rs-reject-{:016x}", fastrand::u64(..));
-        // Lowercase letters, digits and '-' only: always a valid header name.
-        http::HeaderName::from_bytes(name.as_bytes()).unwrap_or(http::header::WARNING)
-    })
+    NAME.get_or_init(|| secret_name("reject"))
+}
+
+/// Carries the client's header names as sent, in order, separated by spaces.
+fn names_header() -> &'static http::HeaderName {
+    static NAME: OnceLock<http::HeaderName> = OnceLock::new();
+    NAME.get_or_init(|| secret_name("names"))
+}
+
+/// Carries the request target as sent when it has a `#fragment` (http::Uri drops it).
+fn target_header() -> &'static http::HeaderName {
+    static NAME: OnceLock<http::HeaderName> = OnceLock::new();
+    NAME.get_or_init(|| secret_name("target"))
+}
+
+/// What hyper's request loses of the head as the client sent it: the spelling of header names
+/// (nginx forwards them as received) and a `#fragment` in the target (nginx passes it on in
+/// `$request_uri`). The guard adds it to the head as secret headers; [`RawHead::take`] removes
+/// them before anything else looks at the request.
+#[derive(Clone, Debug, Default)]
+pub struct RawHead {
+    /// Header names as sent, in order, separated by spaces (`None`: all were lower case).
+    pub names: Option<http::HeaderValue>,
+    /// The request target as sent, when it has a fragment.
+    pub target: Option<String>,
+}
+
+impl RawHead {
+    /// Removes the guard's headers from `headers`; `None` if there were none.
+    pub fn take(headers: &mut http::HeaderMap) -> Option<RawHead> {
+        // Kept as the header value itself: no copy.
+        let names = headers.remove(names_header());
+        let target = headers
+            .remove(target_header())
+            .and_then(|v| v.to_str().ok().map(str::to_string));
+        (names.is_some() || target.is_some()).then_some(RawHead { names, target })
+    }
+}
+
+/// Copies the checked `head` to `out`, with the secret headers of [`RawHead`] added before the
+/// empty line when the head needs them.
+fn annotate_into(head: &[u8], out: &mut BytesMut) {
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut heap;
+    let mut req = httparse::Request::new(&mut stack);
+    let mut parsed = req.parse(head);
+    if let Err(httparse::Error::TooManyHeaders) = parsed {
+        heap = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+        req = httparse::Request::new(&mut heap);
+        parsed = req.parse(head);
+    }
+    let Ok(httparse::Status::Complete(_)) = parsed else {
+        out.extend_from_slice(head);
+        return;
+    };
+    let upper = req
+        .headers
+        .iter()
+        .any(|h| h.name.bytes().any(|b| b.is_ascii_uppercase()));
+    let fragment = req.path.filter(|p| p.starts_with('/') && p.contains('#'));
+    // Where the empty line starts: the head ends in CRLF CRLF or LF LF (maybe mixed).
+    let blank = if head.ends_with(b"\r\n") { 2 } else { 1 };
+    let at = head.len() - blank;
+    if !upper && fragment.is_none() {
+        out.extend_from_slice(head);
+        return;
+    }
+    out.extend_from_slice(&head[..at]);
+    if upper {
+        out.extend_from_slice(names_header().as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        for (i, h) in req.headers.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b" ");
+            }
+            out.extend_from_slice(h.name.as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(target) = fragment {
+        out.extend_from_slice(target_header().as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(target.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(&head[at..]);
 }
 
 enum State {
@@ -68,6 +177,10 @@ pub struct Guard<T> {
     /// `large_client_header_buffers`: (number, size).
     buffers: (usize, usize),
     eof: bool,
+    /// After an HTTP/0.9 request: how much of the response head's final CRLF CRLF has gone by
+    /// on the write side (4 = all of it). nginx answers HTTP/0.9 with the body alone, so the
+    /// head hyper writes is dropped.
+    strip: Option<u8>,
 }
 
 impl<T> Guard<T> {
@@ -79,6 +192,7 @@ impl<T> Guard<T> {
             head: Vec::new(),
             buffers,
             eof: false,
+            strip: None,
         }
     }
 
@@ -114,6 +228,10 @@ impl<T> Guard<T> {
                     let start = self.head.len().saturating_sub(3);
                     self.head.extend_from_slice(data);
                     data = &[];
+                    if let Some(target) = simple_request(&self.head) {
+                        self.simple_request(target);
+                        return;
+                    }
                     match find_head_end(&self.head, start) {
                         Some(end) => {
                             let rest = self.head.split_off(end);
@@ -144,10 +262,28 @@ impl<T> Guard<T> {
     fn release(&mut self, mut head: Vec<u8>) {
         match check(&mut head, self.buffers) {
             Ok(next) => {
-                self.out.extend_from_slice(&head);
+                annotate_into(&head, &mut self.out);
                 self.state = next;
             }
             Err(code) => self.reject(code),
+        }
+    }
+
+    /// HTTP/0.9 (`GET /`): nginx serves it as a GET without headers and answers with the body
+    /// alone; any other method is 400. Nothing after it is read.
+    fn simple_request(&mut self, get: Option<Vec<u8>>) {
+        self.strip = Some(0);
+        match get {
+            Some(target) => {
+                self.head.clear();
+                let mut head = b"GET ".to_vec();
+                head.extend_from_slice(&target);
+                head.extend_from_slice(b" HTTP/1.0\r\n\r\n");
+                // A `#fragment` is recorded as for any head.
+                annotate_into(&head, &mut self.out);
+                self.state = State::Dead;
+            }
+            None => self.reject(400),
         }
     }
 
@@ -188,16 +324,79 @@ fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
 }
 
 /// nginx's checks on a complete head. `Ok(state)` = how to read what follows.
-fn check(head: &mut [u8], buffers: (usize, usize)) -> Result<State, u16> {
+/// The request line of an HTTP/0.9 request (`METHOD URI` and the line end, no version), once
+/// complete: `Some(Some(target))` for GET, `Some(None)` for any other method (nginx: 400).
+fn simple_request(head: &[u8]) -> Option<Option<Vec<u8>>> {
+    let start = head.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let end = start + memchr::memchr(b'\n', &head[start..])?;
+    let line = &head[start..end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut parts = line.split(|&b| b == b' ').filter(|p| !p.is_empty());
+    let (method, target) = (parts.next()?, parts.next()?);
+    if parts.next().is_some() || !target.starts_with(b"/") {
+        return None;
+    }
+    Some((method == b"GET").then(|| target.to_vec()))
+}
+
+/// Header lines without a colon that are a bare name (`Name`) read as `Name:` with an empty
+/// value, as nginx's parser does; `None` if there is none.
+fn repair_colonless(head: &[u8]) -> Option<Vec<u8>> {
+    let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    let mut out = Vec::with_capacity(head.len() + 8);
+    let mut changed = false;
+    let mut seen_request_line = false;
+    let mut lines = head.split_inclusive(|&b| b == b'\n');
+    for line in lines.by_ref() {
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if !seen_request_line {
+            seen_request_line = !text.is_empty();
+        } else if text.is_empty() {
+            out.extend_from_slice(line);
+            break;
+        } else if text.iter().all(tchar) {
+            out.extend_from_slice(text);
+            out.push(b':');
+            out.extend_from_slice(&line[text.len()..]);
+            changed = true;
+            continue;
+        }
+        out.extend_from_slice(line);
+    }
+    for line in lines {
+        out.extend_from_slice(line);
+    }
+    changed.then_some(out)
+}
+
+fn check(head: &mut Vec<u8>, buffers: (usize, usize)) -> Result<State, u16> {
     let (num, size) = buffers;
     if head.len() > num * size {
         return Err(494);
     }
-    let mut headers = [httparse::EMPTY_HEADER; 128];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(head) {
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut heap;
+    let mut req = httparse::Request::new(&mut stack);
+    let mut parsed = req.parse(head);
+    if let Err(httparse::Error::TooManyHeaders) = parsed {
+        heap = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+        req = httparse::Request::new(&mut heap);
+        parsed = req.parse(head);
+    }
+    match parsed {
+        // More lines than hyper is set to parse: nginx's "too large" answer rather than hyper's 431.
+        Err(httparse::Error::TooManyHeaders) => return Err(494),
         Ok(httparse::Status::Complete(_)) => {}
         Err(httparse::Error::Version) => return version_fallback(head, buffers),
+        Err(httparse::Error::HeaderName) => {
+            if let Some(mut repaired) = repair_colonless(head) {
+                let next = check(&mut repaired, buffers);
+                *head = repaired;
+                return next;
+            }
+            return Ok(State::PassThrough);
+        }
         // hyper answers the rest itself (400, 431) and closes.
         _ => return Ok(State::PassThrough),
     }
@@ -260,7 +459,7 @@ fn check(head: &mut [u8], buffers: (usize, usize)) -> Result<State, u16> {
 
 /// httparse knows only HTTP/1.0 and 1.1. nginx answers 505 from HTTP/2.0 up and reads
 /// HTTP/1.2..1.99 as HTTP/1.1.
-fn version_fallback(head: &mut [u8], buffers: (usize, usize)) -> Result<State, u16> {
+fn version_fallback(head: &mut Vec<u8>, buffers: (usize, usize)) -> Result<State, u16> {
     let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
     let line = &head[..line_end];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -415,7 +614,66 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guard<T> {
     }
 }
 
-super::wrap::forward_async_write!(Guard);
+impl<T: AsyncWrite + Unpin> Guard<T> {
+    /// While the response head to an HTTP/0.9 request goes by: how many bytes of `buf` belong
+    /// to it (they are dropped). `None`: not stripping.
+    fn strip_head(&mut self, buf: &[u8]) -> Option<usize> {
+        let mut m = self.strip.filter(|&m| m < 4)?;
+        let mut i = 0;
+        while i < buf.len() && m < 4 {
+            m = match (m, buf[i]) {
+                (0 | 2, b'\r') | (1 | 3, b'\n') => m + 1,
+                (_, b'\r') => 1,
+                _ => 0,
+            };
+            i += 1;
+        }
+        self.strip = Some(m);
+        Some(i)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Guard<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if !buf.is_empty() {
+            if let Some(n) = self.strip_head(buf) {
+                return Poll::Ready(Ok(n));
+            }
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.strip.is_some_and(|m| m < 4) {
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
+            return self.poll_write(cx, first);
+        }
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -428,7 +686,46 @@ mod tests {
             g.feed(std::slice::from_ref(b));
         }
         let dead = matches!(g.state, State::Dead);
-        (g.out.to_vec(), dead)
+        (strip_raw(&g.out), dead)
+    }
+
+    /// The output without the RawHead lines (tested on their own below).
+    fn strip_raw(out: &[u8]) -> Vec<u8> {
+        let text = String::from_utf8_lossy(out);
+        let prefix = format!("{}: ", names_header());
+        let mut kept = String::new();
+        for line in text.split_inclusive('\n') {
+            if !line.starts_with(&prefix) {
+                kept.push_str(line);
+            }
+        }
+        kept.into_bytes()
+    }
+
+    #[test]
+    fn raw_names_and_fragment_are_recorded() {
+        let mut g = Guard::new((), (4, 1024));
+        g.feed(b"GET /a?b#frag HTTP/1.1\r\nHost: a\r\nX-Real-IP: 1\r\nx-low: 2\r\n\r\n");
+        let text = String::from_utf8_lossy(&g.out).into_owned();
+        let expected = format!(
+            "GET /a?b#frag HTTP/1.1\r\nHost: a\r\nX-Real-IP: 1\r\nx-low: 2\r\n{}: Host X-Real-IP x-low\r\n{}: /a?b#frag\r\n\r\n",
+            names_header(),
+            target_header()
+        );
+        assert_eq!(text, expected);
+        // All lower case and no fragment: nothing added.
+        let mut g = Guard::new((), (4, 1024));
+        g.feed(b"GET / HTTP/1.0\nhost: a\n\n");
+        assert_eq!(&g.out[..], b"GET / HTTP/1.0\nhost: a\n\n");
+        // RawHead::take removes both headers.
+        let mut h = http::HeaderMap::new();
+        h.insert(names_header(), http::HeaderValue::from_static("Host"));
+        h.insert(target_header(), http::HeaderValue::from_static("/#x"));
+        h.insert("host", http::HeaderValue::from_static("a"));
+        let raw = RawHead::take(&mut h).unwrap();
+        assert_eq!(raw.names.as_ref().map(|v| v.as_bytes()), Some(&b"Host"[..]));
+        assert_eq!(raw.target.as_deref(), Some("/#x"));
+        assert_eq!(h.len(), 1);
     }
 
     fn rejected(input: &[u8]) -> Option<u16> {
@@ -481,6 +778,61 @@ mod tests {
         let (out, dead) = run(b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n");
         assert!(!dead);
         assert_eq!(out, b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n");
+    }
+
+    #[test]
+    fn colonless_header_lines_get_an_empty_value() {
+        let (out, dead) = run(b"GET / HTTP/1.1\r\nHost: a\r\nBadLine\r\nX-A: 1\r\n\r\n");
+        assert!(!dead);
+        assert_eq!(
+            out,
+            b"GET / HTTP/1.1\r\nHost: a\r\nBadLine:\r\nX-A: 1\r\n\r\n"
+        );
+        // Not a bare name (a space, an obs-fold): left for hyper to refuse.
+        let (out, _) = run(b"GET / HTTP/1.1\r\nHost: a\r\nBad Line\r\n\r\n");
+        assert_eq!(out, b"GET / HTTP/1.1\r\nHost: a\r\nBad Line\r\n\r\n");
+    }
+
+    #[test]
+    fn http_09_is_a_get_answered_without_head() {
+        let (out, dead) = run(b"GET /x?y\r\n");
+        assert!(dead);
+        assert!(String::from_utf8_lossy(&out).starts_with("GET /x?y HTTP/1.0\r\n"));
+        assert_eq!(rejected(b"POST /\r\n"), Some(400));
+        let mut g = Guard::new(Vec::new(), (4, 1024));
+        g.feed(b"GET /\r\n");
+        let written = g.strip_head(b"HTTP/1.0 200 OK\r\nA: b\r").unwrap_or(0);
+        assert_eq!(written, 22);
+        assert_eq!(g.strip_head(b"\n\r\nbody"), Some(3));
+        assert_eq!(g.strip_head(b"body"), None);
+    }
+
+    #[test]
+    fn many_headers_are_still_checked() {
+        let head = |n: usize, extra: &str| {
+            let mut h = String::from("POST / HTTP/1.1\r\nHost: a\r\n");
+            for i in 0..n {
+                h.push_str(&format!("x{i}: {i}\r\n"));
+            }
+            h.push_str(extra);
+            h.push_str("\r\n");
+            h.into_bytes()
+        };
+        let mut g = Guard::new((), (64, 8192));
+        g.feed(&head(
+            300,
+            "Content-Length: 1\r\nTransfer-Encoding: chunked\r\n",
+        ));
+        assert!(
+            matches!(g.state, State::Dead),
+            "smuggling checks apply past 128 headers"
+        );
+        let mut g = Guard::new((), (64, 8192));
+        g.feed(&head(300, ""));
+        assert!(matches!(g.state, State::Head));
+        let mut g = Guard::new((), (64, 8192));
+        g.feed(&head(MAX_HEADERS + 1, ""));
+        assert!(matches!(g.state, State::Dead), "over MAX_HEADERS: rejected");
     }
 
     #[test]

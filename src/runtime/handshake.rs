@@ -311,6 +311,12 @@ pub(crate) async fn serve_h2(
         .header_read_timeout(limits.header_timeout)
         .keep_alive(limits.keepalive_timeout.is_some())
         .preserve_header_case(true)
+        // Response names with no recorded spelling (nginx-rs's own, and every upstream one
+        // since the upstream client is nginx-rs's own) go out as nginx writes its own:
+        // `Content-Type`, `Server`.
+        .title_case_headers(true)
+        // nginx has no header count limit; see `guard::MAX_HEADERS`.
+        .max_headers(super::guard::MAX_HEADERS + super::guard::ADDED_HEADERS)
         .max_buf_size((num * size).max(8192) + size);
     builder
         .http2()

@@ -29,11 +29,12 @@
 //!
 //! # Modules
 //! [`server`] (accept loop, hyper connection, `send_timeout`), [`guard`] (request-head checks
-//! before hyper: framing conflicts, versions, sizes), [`request`] (head checks, server choice, `$uri`
+//! before hyper: framing conflicts, versions, sizes, HTTP/0.9; records raw header names and a
+//! `#fragment`), [`request`] (head checks, server choice, `$uri`
 //! normalisation, `Connection`), [`router`] (server_name and location matching),
 //! [`ctx`] (variables), [`proxy`] (upstream request, retries, response), [`reqbody`] (buffered and
 //! streamed bodies, temp-file spill), [`finish`] (request-done hook), [`errors`] (pages and
-//! error-log lines), [`upstream`] (balancers and pools), [`status`] (`stub_status` and `metrics`
+//! error-log lines), [`upstream`] (balancers, pools, the HTTP/1 client `h1`), [`status`] (`stub_status` and `metrics`
 //! counters and pages; one per process).
 //! The phases around the content handler (issue 6) are [`edge`]: [`realip`], [`rewrite`],
 //! [`access`], [`map`] (lazy `map` variables), [`redirect`] (`proxy_redirect`), [`respond`]

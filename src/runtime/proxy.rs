@@ -1,24 +1,24 @@
-//! The proxy handler: builds the upstream request the way `ngx_http_proxy_create_request` does,
-//! retries per `proxy_next_upstream`, and streams the response back with nginx's header rules.
+//! The proxy handler: builds the upstream request the way `ngx_http_proxy_create_request` does
+//! (written by the HTTP/1 client in `upstream::h1`), retries per `proxy_next_upstream`, and
+//! streams the response back with nginx's header rules.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Request, Response, Version};
-use http_body::{Body as HttpBody, Frame, SizeHint};
+use http::{Method, Response, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::body::{self, Body, BoxError};
+use super::body::{self, Body};
 use super::ctx::{RequestCtx, UpstreamTry};
 use super::errors;
+use super::guard::RawHead;
 use super::reqbody::{self, Buffered, ReadError};
 use super::router;
+use super::upstream::h1::{self, write, BodyFraming, Framing};
 use super::upstream::{ConnectError, Group, SelectKey, Tried, UpstreamConn};
 use super::Live;
 use crate::plan::{self, HttpVersion, Location, ProxyConf, ProxyPass};
@@ -44,14 +44,29 @@ enum ReqBody {
     Streaming(Option<Body>),
 }
 
+/// A streamed body was already sent by an earlier attempt.
+struct Gone;
+
 impl ReqBody {
-    fn take(&mut self) -> Option<Body> {
+    /// The body for one attempt (`None`: there is none).
+    fn take(&mut self) -> Result<Option<Body>, Gone> {
         match self {
-            ReqBody::None => Some(body::empty()),
-            ReqBody::Buffered(b) => Some(b.body()),
-            ReqBody::Streaming(b) => b.take(),
+            ReqBody::None => Ok(None),
+            ReqBody::Buffered(b) => Ok(Some(b.body())),
+            ReqBody::Streaming(b) => b.take().map(Some).ok_or(Gone),
         }
     }
+
+    /// Can be sent again on another attempt.
+    fn replayable(&self) -> bool {
+        matches!(self, ReqBody::Buffered(_) | ReqBody::None)
+    }
+}
+
+/// A response head from the upstream and the connection its body comes on.
+struct Answer {
+    head: h1::Head,
+    conn: UpstreamConn,
 }
 
 /// Where the request goes: the group and the URI to send.
@@ -133,12 +148,16 @@ pub async fn proxy(
         _ => ReqBody::None,
     };
 
-    // Built once; an attempt takes it, a retry (rare) renders it again.
-    let mut headers = Some(upstream_headers(ctx, conf, &req_body, chunked));
-    let version = match conf.http_version {
-        HttpVersion::Http10 => Version::HTTP_10,
-        HttpVersion::Http11 => Version::HTTP_11,
+    let method = match &conf.method {
+        // `proxy_method`: rendered per request; an invalid token keeps the client's.
+        Some(t) => http::Method::from_bytes(&ctx.render(t)).unwrap_or(head.method.clone()),
+        None => head.method.clone(),
     };
+    let raw_names = head
+        .extensions
+        .get::<RawHead>()
+        .and_then(|r| r.names.as_ref())
+        .map(|v| v.as_bytes());
 
     let idempotent = !matches!(head.method.as_str(), "POST" | "LOCK" | "PATCH");
     let deadline = conf.next_upstream_timeout.map(|t| Instant::now() + t);
@@ -184,10 +203,9 @@ pub async fn proxy(
 
         // Connect; a pooled connection that turns out dead is replaced by a fresh one, and that does
         // not count as a try (nginx: `u->peer.cached` errors add a try back).
-        let outcome: Result<Response<ReleaseOnEnd>, (Failure, String, bool)>;
-        let mut sent_body = false;
+        let outcome: Result<Answer, (Failure, String, bool)>;
         loop {
-            let conn = match target
+            let mut conn = match target
                 .group
                 .connect_with(&peer, conf.connect_timeout, upstream_tls.as_ref())
                 .await
@@ -200,7 +218,7 @@ pub async fn proxy(
                 }
             };
             let reused = conn.reused;
-            let Some(body) = req_body.take() else {
+            let Ok(body) = req_body.take() else {
                 outcome = Err((
                     Failure::Error,
                     "upstream prematurely closed connection while sending request to upstream"
@@ -209,66 +227,37 @@ pub async fn proxy(
                 ));
                 break;
             };
-            let mut req = Request::new(body);
-            *req.method_mut() = match &conf.method {
-                // `proxy_method`: rendered per request; an invalid token keeps the client's.
-                Some(t) => http::Method::from_bytes(&ctx.render(t)).unwrap_or(head.method.clone()),
-                None => head.method.clone(),
-            };
-            *req.version_mut() = version;
-            *req.uri_mut() = match target.uri.parse() {
-                Ok(u) => u,
-                Err(_) => {
-                    outcome = Err((Failure::Error, "invalid URI for upstream".into(), false));
-                    break;
-                }
-            };
-            *req.headers_mut() = match headers.take() {
-                Some(h) => h,
-                None => upstream_headers(ctx, conf, &req_body, chunked),
-            };
-            // Carries hyper's record of the client's header-name case, so names go up as sent.
-            *req.extensions_mut() = head.extensions.clone();
-            let result = send(conn, req, conf.read_timeout, &target.group).await;
+            let framing = write_head(
+                &mut conn.wbuf,
+                ctx,
+                conf,
+                method.as_str(),
+                &target.uri,
+                &req_body,
+                chunked,
+                raw_names,
+            );
+            let result = exchange(&mut conn, body, framing, conf, method == Method::HEAD).await;
             match result {
-                Ok(resp) => {
-                    outcome = Ok(resp);
+                Ok(head) => {
+                    outcome = Ok(Answer { head, conn });
                     break;
                 }
-                Err(SendError::Canceled) if reused => continue, // never left us: try a fresh one
-                Err(SendError::Failed(e))
+                // The keepalive connection was closed by the peer meanwhile: try a fresh one.
+                Err(e)
                     if reused
-                        && matches!(req_body, ReqBody::Buffered(_) | ReqBody::None)
-                        && (idempotent || conf.next_upstream.non_idempotent) =>
+                        && e.stale()
+                        && conn.rbuf_is_empty()
+                        && req_body.replayable()
+                        && (idempotent
+                            || conf.next_upstream.non_idempotent
+                            || matches!(e, h1::Error::Write(_))) =>
                 {
-                    let _ = e;
-                    continue;
+                    continue
                 }
-                Err(SendError::Canceled) => {
-                    outcome = Err((
-                        Failure::Error,
-                        "upstream prematurely closed connection while reading response header from upstream".into(),
-                        false,
-                    ));
-                    break;
-                }
-                Err(SendError::Failed(e)) => {
-                    sent_body = true;
-                    let class = if e.is_parse() {
-                        Failure::InvalidHeader
-                    } else {
-                        Failure::Error
-                    };
-                    outcome = Err((class, read_message(&e), true));
-                    break;
-                }
-                Err(SendError::Timeout) => {
-                    sent_body = true;
-                    outcome = Err((
-                        Failure::Timeout,
-                        "upstream timed out (110: Connection timed out) while reading response header from upstream".into(),
-                        true,
-                    ));
+                Err(h1::Error::Body(e)) => return client_body_failed(ctx, &e, tokens),
+                Err(e) => {
+                    outcome = Err(exchange_failure(&e));
                     break;
                 }
             }
@@ -279,8 +268,8 @@ pub async fn proxy(
         stats.record(outcome.is_err(), outcome.is_ok().then(|| started.elapsed()));
         stats.set_up(outcome.is_ok());
         match outcome {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
+            Ok(answer) => {
+                let status = answer.head.status.as_u16();
                 let retry_status = conf.next_upstream.statuses.contains(&status);
                 ctx.upstream_tries.push(UpstreamTry {
                     addr: peer_addr,
@@ -297,10 +286,10 @@ pub async fn proxy(
                     continue;
                 }
                 peer.success();
-                if status == 101 {
-                    return switch_protocols(ctx, resp, head, tokens, conf.read_timeout);
+                if answer.head.framing == Framing::Upgrade {
+                    return switch_protocols(ctx, answer, head, tokens, conf.read_timeout);
                 }
-                return client_response(ctx, resp, conf, tokens);
+                return client_response(ctx, answer, conf, tokens, &target.group);
             }
             Err((failure, msg, request_sent)) => {
                 let upstream_url = format!(
@@ -331,9 +320,8 @@ pub async fn proxy(
                     Failure::Timeout => conf.next_upstream.timeout,
                     Failure::InvalidHeader => conf.next_upstream.invalid_header,
                 };
-                let non_idempotent_block = (request_sent || sent_body)
-                    && !idempotent
-                    && !conf.next_upstream.non_idempotent;
+                let non_idempotent_block =
+                    request_sent && !idempotent && !conf.next_upstream.non_idempotent;
                 let body_gone = matches!(req_body, ReqBody::Streaming(None));
                 if !allowed
                     || non_idempotent_block
@@ -348,45 +336,91 @@ pub async fn proxy(
     }
 }
 
-enum SendError {
-    /// hyper never wrote the request (connection already closed).
-    Canceled,
-    Failed(hyper::Error),
-    Timeout,
+/// Sends the request (head in `conn.wbuf`) and reads the response head.
+async fn exchange(
+    conn: &mut UpstreamConn,
+    body: Option<Body>,
+    framing: BodyFraming,
+    conf: &ProxyConf,
+    head_request: bool,
+) -> Result<h1::Head, h1::Error> {
+    h1::send_request(conn, body, framing, conf.send_timeout).await?;
+    h1::read_head(
+        conn,
+        head_request,
+        conf.buffer_size.max(1024),
+        conf.read_timeout,
+    )
+    .await
 }
 
-async fn send(
-    mut conn: UpstreamConn,
-    req: Request<Body>,
-    read_timeout: Duration,
-    group: &Arc<Group>,
-) -> Result<Response<ReleaseOnEnd>, SendError> {
-    if conn.sender.ready().await.is_err() {
-        return Err(SendError::Canceled);
+/// nginx's failure class and error log words for a failed exchange (`request_sent`: always,
+/// the write had begun).
+fn exchange_failure(e: &h1::Error) -> (Failure, String, bool) {
+    const HEADER: &str = "while reading response header from upstream";
+    let (class, msg) = match e {
+        h1::Error::Write(e) => (
+            Failure::Error,
+            format!(
+                "send() failed ({}) while sending request to upstream",
+                os_error(e)
+            ),
+        ),
+        h1::Error::WriteTimeout => (
+            Failure::Timeout,
+            "upstream timed out (110: Connection timed out) while sending request to upstream"
+                .into(),
+        ),
+        h1::Error::Read(e) => (
+            Failure::Error,
+            format!("recv() failed ({}) {HEADER}", os_error(e)),
+        ),
+        h1::Error::ReadTimeout => (
+            Failure::Timeout,
+            format!("upstream timed out (110: Connection timed out) {HEADER}"),
+        ),
+        h1::Error::Closed { .. } | h1::Error::Body(_) => (
+            Failure::Error,
+            format!("upstream prematurely closed connection {HEADER}"),
+        ),
+        h1::Error::Head(h) => (Failure::InvalidHeader, format!("{} {HEADER}", h.message())),
+    };
+    (class, msg, true)
+}
+
+/// A streamed client body (`proxy_request_buffering off`) failed on its way up. `reqbody`'s
+/// streaming wrapper words its limits "too large" and "timed out"; anything else is the client
+/// going away.
+fn client_body_failed(
+    ctx: &mut RequestCtx,
+    e: &super::body::BoxError,
+    tokens: plan::ServerTokens,
+) -> Response<Body> {
+    let text = e.to_string();
+    if text.contains("too large") {
+        return body_error(ctx, ReadError::TooLarge, tokens);
     }
-    let fut = conn.sender.send_request(req);
-    match tokio::time::timeout(read_timeout, fut).await {
-        Err(_) => Err(SendError::Timeout),
-        Ok(Err(e)) if e.is_canceled() => Err(SendError::Canceled),
-        Ok(Err(e)) => Err(SendError::Failed(e)),
-        Ok(Ok(resp)) => {
-            let group = group.clone();
-            Ok(resp.map(move |incoming| ReleaseOnEnd {
-                inner: incoming,
-                conn: Some(conn),
-                group,
-                read_timeout,
-                sleep: None,
-            }))
-        }
+    if text.contains("timed out") {
+        return body_error(ctx, ReadError::Timeout, tokens);
     }
+    errors::log_error(
+        ctx,
+        "client prematurely closed connection while sending request to upstream",
+        None,
+    );
+    // nginx's 499: nothing reaches a client that is gone.
+    ctx.status = 499;
+    let mut resp = errors::response(400, tokens, true, ctx.method == Method::HEAD);
+    resp.extensions_mut().insert(super::request::CloseSilently);
+    resp
 }
 
 /// `101 Switching Protocols` (WebSocket and other upgrades, when the config passes `Upgrade` and
-/// `Connection` up): answer the client, then splice the two upgraded connections together.
+/// `Connection` up): answer the client, then splice the client's upgraded connection and the
+/// upstream one together.
 fn switch_protocols(
     ctx: &mut RequestCtx,
-    mut resp: Response<ReleaseOnEnd>,
+    answer: Answer,
     head: &http::request::Parts,
     tokens: plan::ServerTokens,
     idle: std::time::Duration,
@@ -394,36 +428,74 @@ fn switch_protocols(
     let Some(client_up) = head.extensions.get::<hyper::upgrade::OnUpgrade>().cloned() else {
         return failure_response(ctx, Some(Failure::Error), tokens);
     };
-    let upstream_up = hyper::upgrade::on(&mut resp);
+    let Answer { head: up, conn } = answer;
+    let (mut upstream, early) = conn.into_upgraded();
     tokio::spawn(async move {
-        let (Ok(c), Ok(u)) = tokio::join!(client_up, upstream_up) else {
+        use tokio::io::AsyncWriteExt;
+        let Ok(c) = client_up.await else {
             return;
         };
         let mut c = hyper_util::rt::TokioIo::new(c);
-        let mut u = hyper_util::rt::TokioIo::new(u);
+        // Bytes the upstream sent right behind its 101 head.
+        if !early.is_empty() && c.write_all(&early).await.is_err() {
+            return;
+        }
         // proxy_read_timeout applies to an idle tunnel, as nginx's.
-        let _ = super::handshake::tunnel(&mut c, &mut u, idle).await;
+        let _ = super::handshake::tunnel(&mut c, &mut upstream, idle).await;
     });
-    let (mut parts, _) = resp.into_parts();
-    let h = &mut parts.headers;
+    let mut resp = Response::new(body::empty());
+    *resp.status_mut() = up.status;
+    *resp.headers_mut() = up.headers;
+    let h = resp.headers_mut();
     h.remove(header::DATE);
     h.insert(header::SERVER, errors::server_header(tokens));
     // nginx's header filter answers a 101 with `Connection: upgrade`; `Upgrade` passes through.
     h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     ctx.status = 101;
-    Response::from_parts(parts, body::empty())
+    resp
 }
 
-/// Turn the upstream response into the client's: drop the headers nginx hides, add `Server`.
+/// Turn the upstream response into the client's: drop the headers nginx hides, add `Server`;
+/// the body streams from the connection, which returns to the pool at its end.
 fn client_response(
     ctx: &mut RequestCtx,
-    resp: Response<ReleaseOnEnd>,
+    answer: Answer,
     conf: &ProxyConf,
     tokens: plan::ServerTokens,
+    group: &Arc<Group>,
 ) -> Response<Body> {
-    let (mut parts, body) = resp.into_parts();
-    let body = body.boxed_unsync();
-    let h = &mut parts.headers;
+    let Answer { head: mut up, conn } = answer;
+    if up.framing == Framing::Chunked {
+        // The length is the decoded body's, which hyper works out again for the client.
+        up.headers.remove(header::CONTENT_LENGTH);
+    }
+    let body = match up.framing {
+        Framing::Empty => {
+            if up.keepalive {
+                group.release(conn);
+            }
+            body::empty()
+        }
+        framing => h1::ResponseBody::new(
+            conn,
+            framing,
+            up.keepalive,
+            group.clone(),
+            conf.read_timeout,
+        )
+        .boxed_unsync(),
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = up.status;
+    *resp.version_mut() = up.version;
+    *resp.headers_mut() = up.headers;
+    if let Some(reason) = up.reason {
+        // hyper's server writes it in the status line; an invalid one keeps the standard text.
+        if let Ok(r) = hyper::ext::ReasonPhrase::try_from(reason) {
+            resp.extensions_mut().insert(r);
+        }
+    }
+    let h = resp.headers_mut();
     // Hop-by-hop: hyper frames the client response itself.
     for name in HOP_BY_HOP.iter() {
         h.remove(name);
@@ -440,8 +512,8 @@ fn client_response(
     if !h.contains_key(header::SERVER) {
         h.insert(header::SERVER, errors::server_header(tokens));
     }
-    ctx.status = parts.status.as_u16();
-    Response::from_parts(parts, body)
+    ctx.status = resp.status().as_u16();
+    resp
 }
 
 /// Response headers nginx never passes from the upstream (`proxy_pass_header` can pass them).
@@ -512,31 +584,6 @@ fn connect_message(e: &ConnectError, peer: &plan::PeerAddr) -> (Failure, String)
         class,
         format!("{} while connecting to upstream", e.log_message(peer)),
     )
-}
-
-fn read_message(e: &hyper::Error) -> String {
-    if e.is_incomplete_message() {
-        return "upstream prematurely closed connection while reading response header from upstream".into();
-    }
-    if e.is_parse() {
-        // hyper's text names the part that failed; nginx words the status line and headers apart.
-        let text = e.to_string();
-        if text.contains("version") || text.contains("status") {
-            return "upstream sent no valid HTTP/1.0 header while reading response header from upstream".into();
-        }
-        return "upstream sent invalid header while reading response header from upstream".into();
-    }
-    let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<io::Error>());
-    match io {
-        Some(io) => format!(
-            "recv() failed ({}) while reading response header from upstream",
-            os_error(io)
-        ),
-        None => {
-            "upstream prematurely closed connection while reading response header from upstream"
-                .into()
-        }
-    }
 }
 
 /// `111: Connection refused`, as nginx prints errno.
@@ -658,122 +705,103 @@ fn escape_uri(s: &str, out: &mut String) {
     }
 }
 
-/// The upstream header list: configured headers first (empty = not sent), then the request body
-/// length, then the client's headers except the ones configured or never forwarded.
-fn upstream_headers(
+/// Writes the upstream request head into `buf` as nginx does: the request line, the configured
+/// headers (nginx's defaults folded in; an empty value is not sent) with their names as written,
+/// the body's length or chunking, then the client's headers except the ones configured or never
+/// forwarded, with their names as the client sent them. Returns how the body goes up.
+#[allow(clippy::too_many_arguments)]
+fn write_head(
+    buf: &mut Vec<u8>,
     ctx: &RequestCtx,
     conf: &ProxyConf,
+    method: &str,
+    uri: &str,
     body: &ReqBody,
     chunked: bool,
-) -> HeaderMap {
-    let mut h = HeaderMap::with_capacity(ctx.headers.len() + conf.set_headers.len() + 2);
-    let mut buf = Vec::with_capacity(64);
-    for (name, t) in conf.set_headers.iter() {
-        buf.clear();
-        ctx.render_into(t, &mut buf);
-        if buf.is_empty() {
-            continue;
-        }
-        if let Ok(v) = HeaderValue::from_bytes(&buf) {
-            h.append(name.clone(), v);
-        }
+    raw_names: Option<&[u8]>,
+) -> BodyFraming {
+    buf.clear();
+    let http10 = conf.http_version == HttpVersion::Http10;
+    write::request_line(buf, method, uri, http10);
+    for (i, (name, t)) in conf.set_headers.iter().enumerate() {
+        let title;
+        let spelled = match conf.set_header_names.get(i) {
+            Some(n) => n.as_bytes(),
+            None => {
+                title = title_case(name.as_str());
+                title.as_bytes()
+            }
+        };
+        write::rendered_header(buf, spelled, |out| ctx.render_into(t, out));
     }
     let configured = |n: &HeaderName| conf.set_headers.iter().any(|(k, _)| k == n);
-    if conf.http_version == HttpVersion::Http10 && !configured(&header::CONNECTION) {
-        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if http10 && !configured(&header::CONNECTION) {
+        write::header(buf, b"Connection", b"close");
     }
-    match body {
+    let framing = match body {
         ReqBody::Buffered(b) => {
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+            write::content_length(buf, b.len());
+            BodyFraming::Raw
         }
-        ReqBody::Streaming(_) => {
-            if let Some(cl) = ctx.headers.get(header::CONTENT_LENGTH).filter(|_| !chunked) {
-                h.insert(header::CONTENT_LENGTH, cl.clone());
-            } else {
-                h.insert(
-                    header::TRANSFER_ENCODING,
-                    HeaderValue::from_static("chunked"),
-                );
+        ReqBody::Streaming(_) => match ctx.headers.get(header::CONTENT_LENGTH) {
+            Some(cl) if !chunked => {
+                write::header(buf, b"Content-Length", cl.as_bytes());
+                BodyFraming::Raw
             }
-        }
-        ReqBody::None => {}
-    }
-    if !conf.pass_request_headers {
-        return h;
-    }
-    for (name, value) in ctx.headers.iter() {
-        if NOT_FORWARDED.contains(name) || configured(name) {
-            continue;
-        }
-        h.append(name.clone(), value.clone());
-    }
-    h
-}
-
-/// The upstream response body: streamed to the client with `proxy_read_timeout` between reads; at
-/// its end the connection goes back to the group's keepalive pool.
-struct ReleaseOnEnd {
-    inner: Incoming,
-    conn: Option<UpstreamConn>,
-    group: Arc<Group>,
-    read_timeout: Duration,
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl HttpBody for ReleaseOnEnd {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        use std::future::Future;
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(None) => {
-                if let Some(c) = this.conn.take() {
-                    this.group.release(c);
-                }
-                Poll::Ready(None)
+            _ => {
+                write::header(buf, b"Transfer-Encoding", b"chunked");
+                BodyFraming::Chunked
             }
-            Poll::Ready(Some(Ok(f))) => {
-                this.sleep = None;
-                if this.inner.is_end_stream() {
-                    if let Some(c) = this.conn.take() {
-                        this.group.release(c);
+        },
+        ReqBody::None => BodyFraming::Raw,
+    };
+    if conf.pass_request_headers {
+        let skip = |name: &str| {
+            NOT_FORWARDED
+                .iter()
+                .any(|n| n.as_str().eq_ignore_ascii_case(name))
+                || conf
+                    .set_headers
+                    .iter()
+                    .any(|(k, _)| k.as_str().eq_ignore_ascii_case(name))
+        };
+        match raw_names {
+            // In the order and spelling sent: the n-th line with a name is the n-th value.
+            Some(raw) => {
+                for (name, nth) in write::raw_names(raw) {
+                    let Ok(name) = std::str::from_utf8(name) else {
+                        continue;
+                    };
+                    if skip(name) {
+                        continue;
+                    }
+                    // Lines nginx-rs dropped (invalid names) have no value here.
+                    if let Some(value) = ctx.headers.get_all(name).iter().nth(nth) {
+                        write::header(buf, name.as_bytes(), value.as_bytes());
                     }
                 }
-                Poll::Ready(Some(Ok(f)))
             }
-            Poll::Ready(Some(Err(e))) => {
-                this.conn = None;
-                Poll::Ready(Some(Err(e.into())))
-            }
-            Poll::Pending => {
-                let t = this.read_timeout;
-                let sleep = this
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(t)));
-                match sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        this.conn = None;
-                        Poll::Ready(Some(Err(
-                            "upstream timed out (110: Connection timed out) while reading upstream"
-                                .into(),
-                        )))
+            // All names were lower case (or HTTP/2): the header map's order.
+            None => {
+                for (name, value) in ctx.headers.iter() {
+                    if !skip(name.as_str()) {
+                        write::header(buf, name.as_str().as_bytes(), value.as_bytes());
                     }
-                    Poll::Pending => Poll::Pending,
                 }
             }
         }
     }
+    write::end(buf);
+    framing
+}
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+/// `x-real-ip` → `X-Real-Ip`: for header lists built without their spelling (tests).
+fn title_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut up = true;
+    for c in name.chars() {
+        out.push(if up { c.to_ascii_uppercase() } else { c });
+        up = c == '-';
     }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
+    out
 }

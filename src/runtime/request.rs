@@ -32,7 +32,7 @@ pub async fn handle(
 }
 
 async fn handle_request(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     conn: Arc<ConnState>,
 ) -> Result<Response<Body>, CloseSilently> {
     let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
@@ -46,6 +46,10 @@ async fn handle_request(
         let tokens = default_tokens(&live, &conn);
         tracing::info!(target: "nginx_rs::error_log", "client sent invalid request while reading client request headers, client: {}", conn.info.remote.ip());
         return Ok(errors::response(code, tokens, true, false));
+    }
+    // What hyper's request lost of the head as sent (header-name case, a `#fragment`).
+    if let Some(raw) = super::guard::RawHead::take(req.headers_mut()) {
+        req.extensions_mut().insert(raw);
     }
     let head_only = req.method() == Method::HEAD;
     let client_keepalive = wants_keepalive(&req);
@@ -253,6 +257,14 @@ async fn serve(
     ctx.host = host.unwrap_or_else(|| ctx.server_name().to_string());
     ctx.set_captures(sm.captures);
     ctx.headers = std::mem::take(&mut head.headers);
+    // nginx's `$request_uri` keeps a `#fragment` (`$uri` does not: the path above stops before it).
+    if let Some(t) = head
+        .extensions
+        .get::<super::guard::RawHead>()
+        .and_then(|r| r.target.as_ref())
+    {
+        ctx.request_uri.clone_from(t);
+    }
     let tokens = server.conf.server_tokens;
 
     // URI normalisation, then location.

@@ -167,6 +167,12 @@ async fn serve_connection(
         .header_read_timeout(header_timeout)
         .keep_alive(limits.keepalive_timeout.is_some())
         .preserve_header_case(true)
+        // Response names with no recorded spelling (nginx-rs's own, and every upstream one
+        // since the upstream client is nginx-rs's own) go out as nginx writes its own:
+        // `Content-Type`, `Server`.
+        .title_case_headers(true)
+        // nginx has no header count limit; see `guard::MAX_HEADERS`.
+        .max_headers(super::guard::MAX_HEADERS + super::guard::ADDED_HEADERS)
         .max_buf_size((num * size).max(8192) + size);
     let st = state.clone();
     let service = service_fn(move |req| super::request::handle(req, st.clone()));

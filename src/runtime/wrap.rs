@@ -1,7 +1,8 @@
-//! Helpers for stream wrappers that change only the read side (head guard, replayed prefixes).
+//! Helpers for stream wrappers that change only the read side (replayed prefixes in
+//! `handshake`; the head guard writes its own `AsyncWrite`, it drops HTTP/0.9 response heads).
 
-/// Implements `AsyncWrite` for `$ty<T>` by forwarding every call to its `inner` field: the
-/// wrappers in `guard` and `handshake` inspect or replay what is read and never touch writes.
+/// Implements `AsyncWrite` for `$ty<T>` by forwarding every call to its `inner` field: for
+/// wrappers that inspect or replay what is read and never touch writes.
 macro_rules! forward_async_write {
     ($ty:ident) => {
         impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for $ty<T> {

@@ -135,6 +135,7 @@ pub fn proxy_conf(up: &Arc<Upstream>, uri: Option<&str>) -> ProxyConf {
             proxy_port: 80,
         },
         set_headers: Arc::new(default_headers()),
+        set_header_names: Arc::default(),
         http_version: HttpVersion::Http10,
         connect_timeout: Duration::from_secs(60),
         read_timeout: Duration::from_secs(60),

@@ -148,3 +148,13 @@ pub fn http_get(port: u16, path: &str, from: Option<std::net::Ipv4Addr>) -> Stri
         None => panic!("no HTTP response: {resp:?}"),
     }
 }
+
+/// `GET / HTTP/1.1` with `Host: backend`, into an upstream connection's request buffer.
+#[allow(dead_code)]
+pub fn write_get(buf: &mut Vec<u8>) {
+    use nginx_rs::runtime::upstream::h1::write;
+    buf.clear();
+    write::request_line(buf, "GET", "/", false);
+    write::header(buf, b"Host", b"backend");
+    write::end(buf);
+}

@@ -1,22 +1,30 @@
 //! Opening a connection to a peer: TCP (with `TCP_NODELAY`) or a unix socket, bounded by
-//! `proxy_connect_timeout`, then an HTTP/1 client handshake whose connection task is spawned.
-//! Errors read as nginx's error log words.
+//! `proxy_connect_timeout`, with TLS on top for `proxy_pass https://`. The connection carries
+//! its own read and write buffers for the HTTP/1 client in `h1`. Errors read as nginx's error
+//! log words.
 
 use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
 
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::plan::PeerAddr;
-use crate::runtime::body::Body;
+
+/// The byte stream to a peer: TCP, unix socket, or TLS over TCP.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
 /// A connection to a peer, fresh or taken from the keepalive pool.
 pub struct UpstreamConn {
-    /// hyper HTTP/1 client half; the connection task is already spawned.
-    pub sender: http1::SendRequest<Body>,
+    pub(crate) io: Box<dyn Stream>,
+    /// Bytes read from the peer and not consumed yet.
+    pub(crate) rbuf: BytesMut,
+    /// The request head being written; kept to reuse its capacity.
+    pub(crate) wbuf: Vec<u8>,
+    /// The upstream answered before the whole request went out: not reusable.
+    pub(crate) incomplete: bool,
     /// Taken from the keepalive pool (a failure before any response byte deserves one retry on
     /// a fresh connection).
     pub reused: bool,
@@ -35,6 +43,37 @@ impl UpstreamConn {
     pub fn requests(&self) -> u64 {
         self.requests
     }
+
+    /// The buffer the next request head is written into (see `h1::write`); sending empties it.
+    pub fn request_buf(&mut self) -> &mut Vec<u8> {
+        &mut self.wbuf
+    }
+
+    /// Nothing of a response has arrived (or all of it was consumed).
+    pub fn rbuf_is_empty(&self) -> bool {
+        self.rbuf.is_empty()
+    }
+
+    /// An idle connection is unusable once the peer closed it, reset it, or sent anything
+    /// unasked. Checked without waiting: one read attempt that must find nothing.
+    pub(crate) fn is_closed(&mut self) -> bool {
+        if !self.rbuf.is_empty() {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        let mut rb = ReadBuf::new(&mut probe);
+        let mut cx = std::task::Context::from_waker(noop_waker());
+        // Pending: nothing to read, still open. Ready: EOF, unexpected bytes or an error.
+        std::pin::Pin::new(&mut self.io)
+            .poll_read(&mut cx, &mut rb)
+            .is_ready()
+    }
+
+    /// Hands over the byte stream and what was read past the response head (an upgraded
+    /// connection: WebSocket).
+    pub(crate) fn into_upgraded(self) -> (Box<dyn Stream>, BytesMut) {
+        (self.io, self.rbuf)
+    }
 }
 
 impl fmt::Debug for UpstreamConn {
@@ -45,6 +84,17 @@ impl fmt::Debug for UpstreamConn {
             .field("requests", &self.requests)
             .finish()
     }
+}
+
+/// A waker that does nothing, for the one-shot readiness probe of idle connections
+/// (`std::task::Waker::noop` needs Rust 1.85; the MSRV is 1.80).
+fn noop_waker() -> &'static std::task::Waker {
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+    static WAKER: std::sync::OnceLock<std::task::Waker> = std::sync::OnceLock::new();
+    WAKER.get_or_init(|| std::task::Waker::from(std::sync::Arc::new(Noop)))
 }
 
 /// Why a connection could not be made. `Display` is nginx's error log text, e.g.
@@ -120,15 +170,15 @@ impl fmt::Debug for UpstreamTls {
     }
 }
 
-/// Opens a new connection to `addr` and performs the HTTP/1 client handshake, with a TLS handshake
-/// over the TCP stream first when `tls` is given (within the same `proxy_connect_timeout`).
+/// Opens a new connection to `addr`, with a TLS handshake over the TCP stream when `tls` is given
+/// (within the same `proxy_connect_timeout`).
 pub(crate) async fn open_with(
     addr: &PeerAddr,
     timeout: Duration,
     tls: Option<&UpstreamTls>,
 ) -> Result<UpstreamConn, ConnectError> {
     let started = Instant::now();
-    let sender = match addr {
+    let io: Box<dyn Stream> = match addr {
         PeerAddr::Inet(sa) => {
             let stream =
                 match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(sa)).await {
@@ -139,7 +189,7 @@ pub(crate) async fn open_with(
             // Small requests and headers must not wait for Nagle.
             stream.set_nodelay(true).map_err(ConnectError::Other)?;
             match tls {
-                None => handshake(stream).await?,
+                None => Box::new(stream),
                 Some(t) => {
                     let left = timeout.saturating_sub(started.elapsed());
                     let connector = tokio_rustls::TlsConnector::from(t.config.clone());
@@ -147,7 +197,7 @@ pub(crate) async fn open_with(
                     match tokio::time::timeout(left, connecting).await {
                         Err(_) => return Err(ConnectError::Timeout),
                         Ok(Err(e)) => return Err(ConnectError::Tls(e.to_string())),
-                        Ok(Ok(s)) => handshake(s).await?,
+                        Ok(Ok(s)) => Box::new(s),
                     }
                 }
             }
@@ -159,11 +209,14 @@ pub(crate) async fn open_with(
                     Ok(Err(e)) => return Err(classify(e)),
                     Ok(Ok(s)) => s,
                 };
-            handshake(stream).await?
+            Box::new(stream)
         }
     };
     Ok(UpstreamConn {
-        sender,
+        io,
+        rbuf: BytesMut::new(),
+        wbuf: Vec::new(),
+        incomplete: false,
         reused: false,
         addr: addr.clone(),
         created: Instant::now(),
@@ -177,30 +230,4 @@ fn classify(e: io::Error) -> ConnectError {
         io::ErrorKind::TimedOut => ConnectError::Timeout,
         _ => ConnectError::Other(e),
     }
-}
-
-async fn handshake<S>(stream: S) -> Result<http1::SendRequest<Body>, ConnectError>
-where
-    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
-    let (sender, conn) = http1::Builder::new()
-        // Records the backend's header-name case in the response extensions: nginx passes
-        // upstream header names on as received. (Request names go up in the case recorded in
-        // the request's extensions, if any.)
-        .preserve_header_case(true)
-        // Names nginx-rs adds itself (`proxy_set_header`, `Connection`, `Content-Length`) have no
-        // recorded case: Title-Case them, which is how they are almost always written in
-        // configs (`X-Forwarded-For`). nginx sends the configured spelling; hyper does not let us
-        // record one, so an acronym such as `X-Real-IP` still goes up as `X-Real-Ip`.
-        .title_case_headers(true)
-        .handshake::<_, Body>(TokioIo::new(stream))
-        .await
-        .map_err(|e| ConnectError::Other(io::Error::other(e)))?;
-    tokio::spawn(async move {
-        // Upgrades (WebSocket) need the connection to hand over its IO when done.
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!("upstream connection ended: {e}");
-        }
-    });
-    Ok(sender)
 }

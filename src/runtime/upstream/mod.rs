@@ -1,6 +1,7 @@
 //! Upstream groups at run time: every nginx balancing method, peer state and passive health
 //! (`max_fails`/`fail_timeout`, `backup`, `down`, `max_conns`), keepalive connection pools, and
-//! re-resolution of `server ... resolve` names.
+//! re-resolution of `server ... resolve` names; `h1` is the HTTP/1 client spoken on the
+//! connections.
 //!
 //! # API (used by the proxy handler)
 //! ```text
@@ -23,7 +24,14 @@
 //! Tried::new() -> Tried                               // one per client request, for every select
 //! Tried::attempts(&self) -> u32                       // peers handed out so far
 //! PeerRef::{addr() -> &PeerAddr, name() -> &str, success(), failure()}   // drop = attempt over
-//! UpstreamConn { pub sender: SendRequest<Body>, pub reused: bool, .. }
+//! UpstreamConn { pub reused: bool, .. }               // a byte stream with its own buffers
+//! UpstreamConn::{request_buf() -> &mut Vec<u8>, rbuf_is_empty(), requests(), peer_addr()}
+//!
+//! h1::write::{request_line, header, rendered_header, content_length, end, raw_names}
+//! h1::send_request(&mut UpstreamConn, Option<Body>, BodyFraming, send_timeout)   // head + body
+//! h1::read_head(&mut UpstreamConn, head_request, max, read_timeout) -> h1::Head
+//! h1::ResponseBody::new(conn, framing, keepalive, Arc<Group>, read_timeout)      // releases at end
+//! h1::round_trip(conn, timeout) -> (Head, Bytes, Option<UpstreamConn>)           // tests, checks
 //! ConnectError::{Refused(io::Error), Timeout, Other(io::Error)}   // Display: nginx's words
 //! ConnectError::log_message(&self, &PeerAddr) -> String          // unix sockets name the path
 //! NoLive                                              // Display: "no live upstreams"
@@ -42,6 +50,7 @@
 
 mod balancer;
 mod connect;
+pub mod h1;
 mod peer;
 mod pool;
 mod resolve;
@@ -371,13 +380,8 @@ impl Group {
         peer: &PeerRef,
         connect_timeout: Duration,
     ) -> Result<UpstreamConn, ConnectError> {
-        while let Some(mut conn) = self.pool.take(peer.addr()) {
-            // An idle connection the backend closed fails here, before any request is written.
-            if let Ok(Ok(())) = tokio::time::timeout(connect_timeout, conn.sender.ready()).await {
-                conn.reused = true;
-                conn.requests += 1;
-                return Ok(conn);
-            }
+        if let Some(conn) = self.take_idle(peer) {
+            return Ok(conn);
         }
         self.connect_fresh(peer, connect_timeout).await
     }
@@ -402,14 +406,18 @@ impl Group {
         if tls.is_none() {
             return self.connect(peer, connect_timeout).await;
         }
-        while let Some(mut conn) = self.pool.take(peer.addr()) {
-            if let Ok(Ok(())) = tokio::time::timeout(connect_timeout, conn.sender.ready()).await {
-                conn.reused = true;
-                conn.requests += 1;
-                return Ok(conn);
-            }
+        if let Some(conn) = self.take_idle(peer) {
+            return Ok(conn);
         }
         self.connect_fresh_with(peer, connect_timeout, tls).await
+    }
+
+    /// An idle pooled connection to `peer` the backend has not closed (the pool checks).
+    fn take_idle(&self, peer: &PeerRef) -> Option<UpstreamConn> {
+        let mut conn = self.pool.take(peer.addr())?;
+        conn.reused = true;
+        conn.requests += 1;
+        Some(conn)
     }
 
     /// [`Group::connect_fresh`] with TLS to the peer when `tls` is given.

@@ -6,8 +6,8 @@
 //! Like nginx, the pool is most-recently-used first and drops the least recently used connection
 //! when full. `keepalive_requests` and `keepalive_time` are applied when a connection is released;
 //! `keepalive_timeout` by a sweeper task that closes idle connections when they expire (and on
-//! every checkout); a connection the backend closed is never handed out once hyper has seen the
-//! close.
+//! every checkout); a connection the backend closed (or that has unread bytes) is dropped
+//! whenever the pool looks at it, and never handed out.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,9 +71,9 @@ impl Pool {
     }
 
     /// Keeps `conn` for reuse if the limits allow; otherwise it is dropped (closed).
-    pub fn put(self: &Arc<Self>, conn: UpstreamConn) {
+    pub fn put(self: &Arc<Self>, mut conn: UpstreamConn) {
         if !self.enabled()
-            || conn.sender.is_closed()
+            || conn.is_closed()
             || (self.requests > 0 && conn.requests >= self.requests)
             || conn.created.elapsed() >= self.time
         {
@@ -105,7 +105,7 @@ impl Pool {
 
     /// Drops connections idle longer than `keepalive_timeout` or already closed by the backend.
     fn expire(&self, idle: &mut VecDeque<Idle>) {
-        idle.retain(|i| i.since.elapsed() < self.timeout && !i.conn.sender.is_closed());
+        idle.retain_mut(|i| i.since.elapsed() < self.timeout && !i.conn.is_closed());
     }
 }
 
