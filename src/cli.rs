@@ -307,7 +307,7 @@ pub fn load_as(
     let lopts = LoadOptions {
         conf_prefix: paths.conf_prefix.clone(),
     };
-    let parsed = parser::load_file(&paths.conf_file, &lopts);
+    let mut parsed = parser::load_file(&paths.conf_file, &lopts);
     let mut opts = CompileOptions {
         prefix: paths.prefix.clone(),
         conf_prefix: paths.conf_prefix.clone(),
@@ -330,7 +330,8 @@ pub fn load_as(
     }
     // Certificates are loaded as nginx loads them while reading the configuration: a bad one fails
     // `-t`, start and reload alike (`cannot load certificate "..."`).
-    let compiled = match plan::compile_collecting(&parsed, &opts) {
+    // The tree is freed once walked; `parsed` keeps the files (for `-T` and caret lines).
+    let compiled = match plan::compile_collecting_owned(&mut parsed, &opts) {
         (Ok(plan), warnings) => match crate::runtime::tls::TlsSet::load(&plan) {
             Ok(_) => (Ok(plan), warnings),
             Err(e) => (Err(e), warnings),

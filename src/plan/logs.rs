@@ -70,7 +70,7 @@ impl Walker<'_> {
         let text: String = rest.iter().map(|a| a.value.as_str()).collect();
         let template = self.tpl(&text, &d.span)?;
         self.log_formats.push(std::sync::Arc::new(LogFormat {
-            name,
+            name: name.to_string(),
             escape,
             template,
         }));
