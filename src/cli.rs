@@ -102,6 +102,13 @@ struct Flags {
 
 /// Entry point for the binary; returns the process exit code.
 pub fn main() -> i32 {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == crate::control::supervisor::SERVE_FLAG)
+    {
+        return serve_supervised(&args);
+    }
     let flags = match Flags::try_parse() {
         Ok(f) => f,
         Err(e) => {
@@ -244,7 +251,7 @@ fn run(flags: Flags) -> anyhow::Result<i32> {
                 }
                 return Ok(0);
             }
-            serve(l.plan, &paths, &flags)
+            serve(l, &paths, &flags)
         }
         Err(f) => {
             if !quiet {
@@ -287,15 +294,25 @@ pub struct Failed {
 /// Reads, parses and compiles the configuration with the system resolver. This is what serving
 /// and reload call; `-t` prints its result.
 pub fn load(paths: &Paths, global: Option<&str>) -> Result<Loaded, Box<Failed>> {
+    load_as(paths, global, is_root())
+}
+
+/// [`load`] as if the master process were (`superuser`) or were not root: the serving process of
+/// the supervisor compiles the supervisor's bytes with the supervisor's view.
+pub fn load_as(
+    paths: &Paths,
+    global: Option<&str>,
+    superuser: bool,
+) -> Result<Loaded, Box<Failed>> {
     let lopts = LoadOptions {
         conf_prefix: paths.conf_prefix.clone(),
     };
-    let parsed = parser::load_file(&paths.conf_file, &lopts);
+    let mut parsed = parser::load_file(&paths.conf_file, &lopts);
     let mut opts = CompileOptions {
         prefix: paths.prefix.clone(),
         conf_prefix: paths.conf_prefix.clone(),
-        default_listen_port: if is_root() { 80 } else { 8000 },
-        superuser: is_root(),
+        default_listen_port: if superuser { 80 } else { 8000 },
+        superuser,
         resolver: Arc::new(SystemResolver),
         ..Default::default()
     };
@@ -313,7 +330,8 @@ pub fn load(paths: &Paths, global: Option<&str>) -> Result<Loaded, Box<Failed>> 
     }
     // Certificates are loaded as nginx loads them while reading the configuration: a bad one fails
     // `-t`, start and reload alike (`cannot load certificate "..."`).
-    let compiled = match plan::compile_collecting(&parsed, &opts) {
+    // The tree is freed once walked; `parsed` keeps the files (for `-T` and caret lines).
+    let compiled = match plan::compile_collecting_owned(&mut parsed, &opts) {
         (Ok(plan), warnings) => match crate::runtime::tls::TlsSet::load(&plan) {
             Ok(_) => (Ok(plan), warnings),
             Err(e) => (Err(e), warnings),
@@ -489,13 +507,143 @@ fn send_signal(paths: &Paths, flags: &Flags, sig: &str) -> anyhow::Result<i32> {
 }
 
 /// Serve in the foreground: pid file, SIGHUP reload, SIGUSR1 reopen, SIGQUIT graceful and
-/// SIGTERM/SIGINT fast stop (`control::daemon`).
-fn serve(plan: Plan, paths: &Paths, flags: &Flags) -> anyhow::Result<i32> {
+/// SIGTERM/SIGINT fast stop (`control::daemon`). Started as root, nginx-rs splits into the
+/// privileged supervisor and the serving process running as `user` (`control::supervisor`).
+fn serve(loaded: Loaded, paths: &Paths, flags: &Flags) -> anyhow::Result<i32> {
     // Reload (SIGHUP) reads the files again with the same prefix and `-g` directives.
     let (paths, global) = (paths.clone(), flags.global.clone());
-    Ok(crate::control::daemon::run(plan, move || {
+    if is_root() {
+        use crate::control::supervisor::{self, Checked};
+        let checked = |l: Loaded| Checked {
+            files: source_files(&l.parsed.files),
+            plan: l.plan,
+        };
+        let first = checked(loaded);
+        let child_args = std::env::args_os().skip(1).collect();
+        return Ok(supervisor::run(
+            first,
+            move || {
+                load(&paths, global.as_deref())
+                    .map(checked)
+                    .map_err(|f| f.error)
+            },
+            child_args,
+        ));
+    }
+    Ok(crate::control::daemon::run(loaded.plan, move || {
         load(&paths, global.as_deref())
             .map(|l| l.plan)
             .map_err(|f| f.error)
     }))
+}
+
+fn source_files(files: &[SourceFile]) -> Vec<(PathBuf, Vec<u8>)> {
+    files
+        .iter()
+        .map(|f| (PathBuf::from(&*f.path), f.text.to_vec()))
+        .collect()
+}
+
+/// The serving process under the supervisor: `nginx-rs --supervised FD USER UID GID -- ARGS`.
+/// Drops privileges first, then takes the first bundle and serves it.
+fn serve_supervised(args: &[std::ffi::OsString]) -> i32 {
+    use crate::control::{daemon, link, privs};
+    use std::os::fd::FromRawFd;
+    let text = |i: usize| args.get(i).and_then(|a| a.to_str());
+    let num = |i: usize| text(i).and_then(|t| t.parse::<u32>().ok());
+    let (Some(fd), Some(user), Some(uid), Some(gid), Some("--")) =
+        (num(2), text(3), num(4), num(5), text(6))
+    else {
+        eprintln!(
+            "{NAME}: [emerg] invalid option: \"{}\"",
+            crate::control::supervisor::SERVE_FLAG
+        );
+        return 1;
+    };
+    let creds = privs::Creds {
+        user: user.to_string(),
+        uid,
+        gid,
+    };
+    if let Err(e) = privs::drop_to(&creds) {
+        eprintln!("{NAME}: [emerg] {e}");
+        return 1;
+    }
+    // If the supervisor dies without a word, stop too (set after the drop: it resets it). And
+    // be `nginx-rs` in ps/top rather than `exe` (we were started through /proc/self/exe).
+    // SAFETY: prctl with integer arguments / a NUL-terminated name has no other preconditions.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+        libc::prctl(libc::PR_SET_NAME, c"nginx-rs".as_ptr());
+    }
+    // The descriptor was handed to us by the supervisor (its end of our socketpair); fstat
+    // checks it is a socket before we take ownership.
+    let fd = fd as i32;
+    // SAFETY: fstat writes into a zeroed struct it fully owns.
+    let is_socket = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK
+    };
+    if fd < 3 || !is_socket {
+        eprintln!("{NAME}: [emerg] no supervisor socket on descriptor {fd}");
+        return 1;
+    }
+    // SAFETY: fd is an open socket (checked above) that nothing else in this process owns.
+    let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+    // SAFETY: FD_CLOEXEC on our own descriptor: nothing we exec later inherits it.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    let first = match link::recv(&stream) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!(
+                "{NAME}: [emerg] recvmsg() from the supervisor failed {}",
+                crate::control::errno_text(&e)
+            );
+            return 1;
+        }
+    };
+    let mut argv = vec![args[0].clone()];
+    argv.extend(args[7..].iter().cloned());
+    let flags = match Flags::try_parse_from(argv) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{NAME}: {}", usage_error(&e));
+            return 1;
+        }
+    };
+    let paths = match paths(&flags) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{NAME}: [emerg] {e:#}");
+            return 1;
+        }
+    };
+    let global = flags.global.clone();
+    let files = daemon::file_map(&first);
+    let plan = match crate::conf::include::with_files(files, || {
+        load_as(&paths, global.as_deref(), true)
+    }) {
+        Ok(l) => l.plan,
+        Err(f) => {
+            print_error(&f.error, &f.parsed);
+            return 1;
+        }
+    };
+    let link = match link::Link::spawn_reader(stream) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{NAME}: [emerg] {e}");
+            return 1;
+        }
+    };
+    daemon::run_supervised(
+        plan,
+        move || {
+            load_as(&paths, global.as_deref(), true)
+                .map(|l| l.plan)
+                .map_err(|f| f.error)
+        },
+        first,
+        link,
+    )
 }

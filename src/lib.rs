@@ -12,8 +12,12 @@
 //! # Codemap
 //! - [`conf`]: nginx's tokenizer rules and a nom parser. Produces [`conf::Directive`] trees with
 //!   file/line/column spans; expands `include`. Errors are [`conf::ConfError`], formatted as nginx's.
+//!   Kept compact for 100,000-location files: words are [`conf::Text`] (inline up to 22 bytes),
+//!   spans name their file by an interned [`conf::FileName`].
 //! - [`plan`]: the directive table (nginx's `ngx_command_t` as data) and the compiler from AST to the
 //!   typed [`plan::Plan`]: servers, locations, upstreams, compiled variable [`plan::Template`]s.
+//!   A location's [`plan::LocConf`] is its own rewrite steps plus merged [`plan::LocSettings`]
+//!   shared with every sibling that sets nothing itself.
 //! - [`runtime`]: everything that serves traffic, driven by a `Plan` held in a [`runtime::Live`]
 //!   behind an `ArcSwap`. Per connection: `server` (accept loop) → `handshake` (PROXY protocol, TLS,
 //!   HTTP/2 choice) → `guard` (raw head checks before hyper; records what hyper's request loses:
@@ -25,7 +29,8 @@
 //!   access and error logs off the request path; `status` keeps the counters.
 //! - [`cli`]: nginx's command-line flags (`-t`, `-T`, `-s`, ...); [`control`]: `daemon` (the serving
 //!   process: bind, pid file, signal loop, in-place reload), `-s` signal sending, listen-set diffs,
-//!   SCM_RIGHTS fd passing for the privileged-supervisor design.
+//!   and, when started as root, `supervisor`: a root process that reads files, binds and opens logs,
+//!   and hands config bytes + descriptors (SCM_RIGHTS) to the serving process running as `user`.
 //!
 //! # Invariants
 //! - `conf` and `plan` never touch the network and need no async runtime; name resolution is injected

@@ -71,7 +71,7 @@ impl Host for TestHost {
             body: String::new(),
         };
         for (i, line) in text.lines().enumerate() {
-            let span = Span::new(file.clone(), i as u32 + 1, 1);
+            let span = Span::new(file.clone().into(), i as u32 + 1, 1);
             match line.split_once(' ') {
                 Some(("listen", a)) => {
                     conf.listens.push(ListenAddr::Inet(a.parse().map_err(|_| {

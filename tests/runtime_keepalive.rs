@@ -191,7 +191,7 @@ async fn keepalive_requests_and_keepalive_timeout_zero_close_the_connection() {
         lc.proxy = Some(proxy_conf(&up, None));
         let l = Arc::new(Location {
             matcher: prefix("/"),
-            conf: Arc::new(lc),
+            conf: Arc::new(LocConf::from(lc)),
             children: vec![],
             span: span(),
         });

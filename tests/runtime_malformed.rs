@@ -179,12 +179,12 @@ async fn bodies_buffered_spilled_and_expect_continue() {
 async fn client_body_timeout_closes_without_answer() {
     let b = Backend::spawn("b", Behaviour::Echo).await;
     let up = upstream("backend", &[b.addr]);
-    let mut c = loc_conf(Some(proxy_conf(&up, None)));
-    let cm = std::sync::Arc::get_mut(&mut c).expect("fresh");
+    let mut cm = base_loc_conf();
+    cm.proxy = Some(proxy_conf(&up, None));
     cm.client.body_timeout = Duration::from_millis(300);
     let l = std::sync::Arc::new(Location {
         matcher: prefix("/"),
-        conf: c,
+        conf: std::sync::Arc::new(LocConf::from(cm)),
         children: vec![],
         span: span(),
     });

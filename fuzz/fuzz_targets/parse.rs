@@ -1,5 +1,6 @@
 //! Fuzz target: any bytes through the configuration pipeline (parse + check) must return (no panic, no hang), and
-//! any error must be located. Run with `cargo fuzz run parse` from the repository root.
+//! any error must be located. Run with `cargo +nightly fuzz run parse` from the repository root (the
+//! README's Testing section has the full command and the last run's results).
 
 #![no_main]
 

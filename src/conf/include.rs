@@ -43,9 +43,44 @@ pub fn errno_text(e: &io::Error) -> String {
     }
 }
 
+/// Files already read by someone else (the privileged supervisor): path -> bytes.
+pub type FileMap = std::collections::HashMap<PathBuf, Vec<u8>>;
+
+thread_local! {
+    /// While set (see [`with_files`]), configuration and certificate files come from this map
+    /// instead of the file system.
+    static MEMORY: std::cell::RefCell<Option<std::sync::Arc<FileMap>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with every file read (the configuration, its includes, globs, certificates) served
+/// from `files`: the unprivileged serving process compiles the bytes the supervisor read as root.
+/// A path missing from the map reads as `ENOENT`.
+pub fn with_files<R>(files: std::sync::Arc<FileMap>, f: impl FnOnce() -> R) -> R {
+    let prev = MEMORY.with(|m| m.replace(Some(files)));
+    let out = f();
+    MEMORY.with(|m| *m.borrow_mut() = prev);
+    out
+}
+
+fn memory() -> Option<std::sync::Arc<FileMap>> {
+    MEMORY.with(|m| m.borrow().clone())
+}
+
+/// Reads a file from the in-memory set when one is installed ([`with_files`]), else from disk.
+pub fn read_file(path: &Path) -> io::Result<Vec<u8>> {
+    match memory() {
+        Some(m) => m
+            .get(path)
+            .cloned()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT)),
+        None => std::fs::read(path),
+    }
+}
+
 /// Reads a whole configuration file the way nginx's `open()` + `pread()` would fail.
 pub fn read_conf_file(path: &Path, name: &str) -> Result<Vec<u8>, FileError> {
-    match std::fs::read(path) {
+    match read_file(path) {
         Ok(text) => Ok(text),
         Err(e) if e.raw_os_error() == Some(libc::EISDIR) => Err(FileError {
             // open() succeeds on a directory in C; the first read fails.
@@ -61,6 +96,9 @@ pub fn read_conf_file(path: &Path, name: &str) -> Result<Vec<u8>, FileError> {
 
 /// What identifies a file for cycle detection: its canonical path when it exists.
 pub fn identity(path: &Path) -> PathBuf {
+    if memory().is_some() {
+        return path.to_path_buf();
+    }
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
@@ -80,6 +118,19 @@ pub fn expand(arg: &str, conf_prefix: &Path) -> Result<Vec<PathBuf>, FileError> 
         require_literal_leading_dot: true,
     };
     let pattern = full.to_string_lossy();
+    if let Some(m) = memory() {
+        // The supervisor read exactly what the glob matched then: match against those paths.
+        let mut found: Vec<PathBuf> = match glob::Pattern::new(&pattern) {
+            Ok(p) => m
+                .keys()
+                .filter(|k| p.matches_path_with(k, options))
+                .cloned()
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        found.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
+        return Ok(found);
+    }
     let mut found: Vec<PathBuf> = match glob::glob_with(&pattern, options) {
         // Unreadable directories are skipped, like glob(3) without GLOB_ERR.
         Ok(paths) => paths.filter_map(Result::ok).collect(),

@@ -26,7 +26,7 @@ use nom::{IResult, Parser};
 
 use std::sync::Arc;
 
-use super::ast::{Arg, Quote, Span};
+use super::ast::{Arg, FileName, Quote, Span, Text};
 
 /// nginx's `NGX_CONF_BUFFER`: the longest token nginx can hold while reading a file.
 pub const CONF_BUFFER: usize = 4096;
@@ -105,6 +105,17 @@ fn bare_word(i: &[u8]) -> IResult<&[u8], &[u8]> {
     .parse(i)
 }
 
+/// A word's text: its bytes as they are when they hold no escape (the common case, with no
+/// intermediate buffer), else decoded.
+fn word_text(raw: &[u8]) -> Text {
+    if memchr::memchr(b'\\', raw).is_none() {
+        if let Ok(s) = std::str::from_utf8(raw) {
+            return Text::new(s);
+        }
+    }
+    into_string(unescape(raw)).into()
+}
+
 /// Decodes nginx's escapes in a word's raw bytes.
 fn unescape(raw: &[u8]) -> Vec<u8> {
     if memchr::memchr(b'\\', raw).is_none() {
@@ -161,7 +172,7 @@ fn byte_str(c: u8) -> String {
 pub struct Lexer {
     src: Arc<[u8]>,
     /// The file name put in every word's span.
-    file: Arc<str>,
+    file: FileName,
     pos: usize,
     source: Source,
     /// Words of the statement being read; reused so each statement allocates only its arguments.
@@ -177,7 +188,7 @@ pub struct Lexer {
 }
 
 impl Lexer {
-    pub fn new(src: Arc<[u8]>, file: Arc<str>, source: Source) -> Lexer {
+    pub fn new(src: Arc<[u8]>, file: FileName, source: Source) -> Lexer {
         Lexer {
             src,
             file,
@@ -338,13 +349,13 @@ impl Lexer {
                     }
                     self.check_room(close, Some(c))?;
                     words.push(Word {
-                        value: into_string(unescape(body)),
+                        value: word_text(body),
                         quote: if c == b'"' {
                             Quote::Double
                         } else {
                             Quote::Single
                         },
-                        span: Span::new(self.file.clone(), line, col),
+                        span: Span::new(self.file, line, col),
                     });
                     // After a closing quote nginx needs a space, `;`, `{` or `)`.
                     let n = close + 1;
@@ -397,9 +408,9 @@ impl Lexer {
         }
         self.check_room(end, None)?;
         words.push(Word {
-            value: into_string(unescape(&src[p..end])),
+            value: word_text(&src[p..end]),
             quote: Quote::Bare,
-            span: Span::new(self.file.clone(), line, col),
+            span: Span::new(self.file, line, col),
         });
         let t = src[end];
         self.pos = end + 1;
@@ -415,9 +426,9 @@ impl Lexer {
         let mut drain = words.drain(..);
         // Callers only finish a statement that has words; an empty name is the harmless fallback.
         let name = drain.next().unwrap_or_else(|| Word {
-            value: String::new(),
+            value: Text::default(),
             quote: Quote::Bare,
-            span: Span::new(self.file.clone(), line, 0),
+            span: Span::new(self.file, line, 0),
         });
         let args: Vec<Word> = drain.collect();
         self.scratch = words;
@@ -454,7 +465,11 @@ mod tests {
     use super::*;
 
     fn all(text: &str) -> Result<Vec<Statement>, LexError> {
-        let mut lx = Lexer::new(Arc::from(text.as_bytes()), Arc::from("t"), Source::File);
+        let mut lx = Lexer::new(
+            Arc::from(text.as_bytes()),
+            FileName::from("t"),
+            Source::File,
+        );
         let mut out = Vec::new();
         loop {
             let s = lx.next_statement()?;
@@ -474,7 +489,7 @@ mod tests {
                 Statement::Directive { name, args, .. } => Some(
                     std::iter::once(name)
                         .chain(args)
-                        .map(|w| (w.value, w.quote))
+                        .map(|w| (w.value.to_string(), w.quote))
                         .collect(),
                 ),
                 _ => None,
@@ -607,7 +622,11 @@ mod tests {
 
     #[test]
     fn param_source() {
-        let mut lx = Lexer::new(Arc::from(&b"daemon off"[..]), Arc::from("t"), Source::Param);
+        let mut lx = Lexer::new(
+            Arc::from(&b"daemon off"[..]),
+            FileName::from("t"),
+            Source::Param,
+        );
         let e = lx.next_statement().unwrap_err();
         assert_eq!(e.message, "unexpected end of parameter, expecting \";\"");
     }

@@ -2,7 +2,7 @@
 //!
 //! Never touches the network, never gives a directive meaning: that is `plan`'s job.
 //! Entry points: [`load_file`] (a file and its includes), [`parse_bytes`] (text in memory),
-//! [`parse_param`] (the `-g` flag), and [`dump`] (a stable text form of the tree for tests).
+//! [`parse_param`] (the `-g` flag), and [`dump()`] (a stable text form of the tree for tests).
 
 pub mod ast;
 pub mod dump;
@@ -10,8 +10,10 @@ pub mod error;
 pub mod include;
 pub mod lexer;
 pub mod parser;
+pub mod text;
 
-pub use ast::{Arg, Directive, Quote, SourceFile, Span};
+pub use ast::{Arg, Directive, FileName, Quote, SourceFile, Span};
 pub use dump::dump;
 pub use error::{ConfError, Level, Origin};
 pub use parser::{load_file, parse_bytes, parse_param, LoadOptions, Parsed};
+pub use text::Text;

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::ast::{Directive, SourceFile, Span};
+use super::ast::{Directive, FileName, SourceFile, Span};
 use super::error::{ConfError, Level, Origin};
 use super::include;
 use super::lexer::{Lexer, Source, Statement, Word};
@@ -60,7 +60,8 @@ pub fn parse_param(text: &str, opts: &LoadOptions) -> Parsed {
 /// it started (a `}` may not close a block opened by another file, nor may a file end inside one
 /// of its own blocks).
 struct FileFrame {
-    name: Arc<str>,
+    /// The file's name, interned for spans.
+    file: FileName,
     lexer: Lexer,
     /// The `-g` text or a file: decides how errors are located.
     source: Source,
@@ -127,12 +128,12 @@ impl<'o> Parser<'o> {
         &self,
         source: Source,
         message: impl Into<String>,
-        file: &Arc<str>,
+        file: &FileName,
         line: u32,
     ) -> ConfError {
         let origin = match source {
             Source::Param => Origin::CommandLine,
-            Source::File => Origin::At(Span::new(file.clone(), line, 0)),
+            Source::File => Origin::At(Span::new(*file, line, 0)),
         };
         ConfError {
             level: Level::Emerg,
@@ -159,7 +160,7 @@ impl<'o> Parser<'o> {
                 stack.push(child);
                 continue;
             }
-            let file = frame.name.clone();
+            let file = frame.file;
             let base_depth = frame.base_depth;
             let source = frame.source;
             let statement = frame.lexer.next_statement();
@@ -196,7 +197,7 @@ impl<'o> Parser<'o> {
                     line,
                 } => {
                     if name.value == "include" {
-                        let span = Span::new(file.clone(), line, name.span.col);
+                        let span = Span::new(file, line, name.span.col);
                         let paths = self.include_paths(source, &args, opens_block, &span)?;
                         if let Some(frame) = stack.last_mut() {
                             frame.pending = paths.into_iter().rev().collect();
@@ -307,9 +308,10 @@ fn new_frame(
     base_depth: usize,
     source: Source,
 ) -> FileFrame {
+    let file = FileName::from(&name);
     FileFrame {
-        lexer: Lexer::new(text, name.clone(), source),
-        name,
+        lexer: Lexer::new(text, file, source),
+        file,
         source,
         base_depth,
         identity,
@@ -322,14 +324,14 @@ fn make_directive(
     name: Word,
     args: Vec<Word>,
     opens_block: bool,
-    file: &Arc<str>,
+    file: &FileName,
     line: u32,
 ) -> Directive {
     Directive {
         name: name.value,
         args,
         block: opens_block.then(Vec::new),
-        span: Span::new(file.clone(), line, name.span.col),
+        span: Span::new(*file, line, name.span.col),
     }
 }
 

@@ -25,9 +25,15 @@
 //!   cross-thread wake-ups on the request path; see [`start_workers`] for the flavour). Every worker accepts on every listening socket
 //!   (one dup'd descriptor each). The main thread runs a separate small runtime for signals,
 //!   reloads and `resolve` re-resolution; the access log has its own writer thread.
+//! - Signal notices are nginx's, with the sender (`signal 1 (SIGHUP) received from 5678,
+//!   reconfiguring`), then `reconfiguring` / `reopening logs` / `gracefully shutting down`,
+//!   `exiting`, `exit`.
+//! - [`run_supervised`] is the same loop as the unprivileged half of the supervisor design: the
+//!   sockets come from the supervisor, there is no pid file, and reloads / reopens arrive as
+//!   bundles on the [`Link`] instead of signals (the Plan is compiled from the bundle's bytes).
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,15 +42,20 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::conf::{ConfError, Level};
 use crate::plan::{ListenAddr, ListenOpts, Plan};
+use crate::runtime::log::errorlog;
 use crate::runtime::log::hook::request_logger;
 use crate::runtime::log::layer::ErrorLogLayer;
 use crate::runtime::log::{ErrorLog, LogWriter};
 use crate::runtime::{server, Live};
 
+use crate::conf::include::{with_files, FileMap};
+
+use super::link::{send_ack, Incoming, Link};
 use super::listen::ListenerSet;
 use super::pid::PidFile;
 use super::reload::{reload, Host, Outcome};
 use super::signals::{Event, Signals};
+use super::supervisor::Kind;
 
 /// nginx's `worker_shutdown_timeout` is unset by default (wait forever); so do we.
 fn shutdown_limit(plan: &Plan) -> Option<Duration> {
@@ -75,6 +86,27 @@ struct DaemonHost<F> {
     writer: Arc<LogWriter>,
     /// Re-resolves `server ... resolve` names of the current Live's groups.
     resolver_task: Option<tokio::task::JoinHandle<()>>,
+    /// Supervised: sockets the supervisor bound for this reload, taken by `bind`.
+    handed: Vec<(ListenAddr, TcpListener)>,
+}
+
+/// Runs the blocking `f` (a reload compiles) from the signal loop: on a multi-threaded runtime the
+/// thread's other tasks move elsewhere meanwhile (`block_in_place`, which a current-thread runtime
+/// does not allow; there `f` simply runs).
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// Runs `f` reading files from `files` when set (supervised: the bundle's bytes), else from disk.
+fn reading<R>(files: &Option<Arc<FileMap>>, f: impl FnOnce() -> R) -> R {
+    match files {
+        Some(m) => with_files(m.clone(), f),
+        None => f(),
+    }
 }
 
 /// How often `server ... resolve` names are looked up again. nginx follows the DNS answer's TTL;
@@ -114,6 +146,9 @@ impl<F: FnMut() -> Result<Plan, ConfError>> Host for DaemonHost<F> {
             .find(|g| &g.addr == addr)
             .map(|g| g.opts.clone())
             .unwrap_or_default();
+        if let Some(i) = self.handed.iter().position(|(a, _)| a == addr) {
+            return Ok(served(self.handed.swap_remove(i).1));
+        }
         let l = match addr {
             ListenAddr::Inet(a) => bind_inet(*a, &opts)?,
             ListenAddr::Unix(_) => return Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT)),
@@ -122,6 +157,8 @@ impl<F: FnMut() -> Result<Plan, ConfError>> Host for DaemonHost<F> {
     }
 
     fn build(&mut self, plan: Plan, old: &Live) -> Result<Live, ConfError> {
+        // Server- and location-level error logs: a file that cannot be opened fails the reload.
+        open_level_logs(&plan).map_err(|e| ConfError::nowhere(e.to_string()))?;
         // Open the new error logs first: a log that cannot be opened fails the reload, as in nginx.
         let log =
             ErrorLog::open(&plan.main.error_logs).map_err(|e| ConfError::nowhere(e.to_string()))?;
@@ -269,7 +306,7 @@ fn any_access_log(plan: &Plan) -> bool {
 }
 
 /// Binds like `runtime::bind` (SO_REUSEADDR, ipv6only on by default, backlog 511, non-blocking).
-fn bind_inet(addr: SocketAddr, opts: &ListenOpts) -> io::Result<std::net::TcpListener> {
+pub(crate) fn bind_inet(addr: SocketAddr, opts: &ListenOpts) -> io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let domain = if addr.is_ipv6() {
         Domain::IPV6
@@ -290,6 +327,17 @@ fn bind_inet(addr: SocketAddr, opts: &ListenOpts) -> io::Result<std::net::TcpLis
     Ok(s.into())
 }
 
+/// Opens the server- and location-level `error_log`s of `plan` (a failure fails start or reload).
+fn open_level_logs(plan: &Plan) -> Result<(), crate::runtime::log::OpenError> {
+    let mut result = Ok(());
+    super::supervisor::each_conf(plan, &mut |c| {
+        if result.is_ok() {
+            result = errorlog::open_level_logs(&c.error_logs);
+        }
+    });
+    result
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -301,12 +349,103 @@ fn emerg(msg: &str) -> i32 {
     1
 }
 
+/// Where the serving loop's events come from: signals and, supervised, the supervisor's bundles.
+struct Inbox {
+    signals: Signals,
+    /// Supervised: the socketpair (for answers) and the bundles read from it (`None` once the
+    /// supervisor is gone).
+    link: Option<(std::os::unix::net::UnixStream, Option<BundleRx>)>,
+}
+
+type BundleRx = mpsc::UnboundedReceiver<Incoming>;
+
+impl Inbox {
+    /// The next event, its notice logged. Supervised, reloads and reopens come as bundles (the
+    /// supervisor re-reads as root), so SIGHUP/SIGUSR1 sent to this process are ignored, and a
+    /// closed link (supervisor gone) is a graceful stop.
+    async fn next(&mut self, log: &ErrorLog) -> (Event, Option<Incoming>) {
+        loop {
+            let bundles = self.link.as_mut().and_then(|(_, rx)| rx.as_mut());
+            let next_bundle = async {
+                match bundles {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = self.signals.recv_from() => {
+                    let supervised = self.link.is_some();
+                    if supervised && matches!(r.event, Event::Reload | Event::Reopen) {
+                        continue;
+                    }
+                    // A stop forwarded by the supervisor was logged there already.
+                    // SAFETY: getppid has no preconditions and cannot fail.
+                    if !supervised || r.from != Some(unsafe { libc::getppid() }) {
+                        log.log(Level::Notice, None, &r.notice(), None);
+                    }
+                    return (r.event, None);
+                }
+                b = next_bundle => {
+                    return match b {
+                        Some(inc) if inc.bundle.kind == Kind::Reopen => (Event::Reopen, Some(inc)),
+                        Some(inc) => (Event::Reload, Some(inc)),
+                        None => {
+                            if let Some((_, rx)) = &mut self.link {
+                                *rx = None;
+                            }
+                            (Event::GracefulStop, None)
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    /// Supervised: answers a configuration bundle with the addresses now served.
+    fn ack(&mut self, serving: Vec<ListenAddr>) -> io::Result<()> {
+        match &self.link {
+            Some((s, _)) => send_ack(s, serving),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Serves `plan` until stopped; returns the exit code. `loader` re-reads and compiles the
 /// configuration on SIGHUP.
 pub fn run<F>(plan: Plan, loader: F) -> i32
 where
     F: FnMut() -> Result<Plan, ConfError> + Send + 'static,
 {
+    serve(plan, loader, None)
+}
+
+/// The serving process under the privileged supervisor ([`super::supervisor`]): `first` is the
+/// start bundle (its sockets and log descriptors), `plan` was compiled from its bytes, `loader`
+/// compiles again on each new bundle (called with that bundle's files installed).
+pub fn run_supervised<F>(plan: Plan, loader: F, first: Incoming, link: Link) -> i32
+where
+    F: FnMut() -> Result<Plan, ConfError> + Send + 'static,
+{
+    serve(plan, loader, Some((first, link)))
+}
+
+/// The bundle's configuration files as the map the loader reads from.
+pub fn file_map(incoming: &Incoming) -> Arc<FileMap> {
+    Arc::new(incoming.bundle.files.iter().cloned().collect())
+}
+
+fn serve<F>(plan: Plan, loader: F, supervised: Option<(Incoming, Link)>) -> i32
+where
+    F: FnMut() -> Result<Plan, ConfError> + Send + 'static,
+{
+    let (mut handed, files, link) = match supervised {
+        Some((first, link)) => {
+            let files = file_map(&first);
+            super::logfds::install(first.logs);
+            (first.listens, Some(files), Some(link))
+        }
+        None => (Vec::new(), None, None),
+    };
     let error_log = match ErrorLog::open(&plan.main.error_logs) {
         Ok(l) => Arc::new(ArcSwap::from_pointee(l)),
         Err(e) => return emerg(&e.to_string()),
@@ -340,6 +479,13 @@ where
     // Bind everything first: nothing is served, and no pid file written, unless all binds succeed.
     let mut initial = Vec::new();
     for g in &plan.http.listens {
+        if initial.iter().any(|(a, _)| a == &g.addr) {
+            continue;
+        }
+        if let Some(i) = handed.iter().position(|(a, _)| a == &g.addr) {
+            initial.push((g.addr.clone(), served(handed.swap_remove(i).1)));
+            continue;
+        }
         match &g.addr {
             ListenAddr::Inet(a) => match bind_inet(*a, &g.opts) {
                 Ok(l) => initial.push((g.addr.clone(), served(l))),
@@ -376,8 +522,11 @@ where
         Ok(h) => h,
         Err(e) => return emerg(&e.to_string()),
     };
+    if let Err(e) = open_level_logs(&plan) {
+        return emerg(&e.to_string());
+    }
     let logs = any_access_log(&plan);
-    let live = Live::new(Arc::new(plan), None);
+    let live = reading(&files, || Live::new(Arc::new(plan), None));
     let live = Arc::new(ArcSwap::from_pointee(if logs {
         live.with_request_done(hook)
     } else {
@@ -386,13 +535,21 @@ where
     let access_logs = Some(Arc::clone(&writer));
 
     rt.block_on(async move {
-        let mut signals = match Signals::install() {
+        let signals = match Signals::install() {
             Ok(s) => s,
             Err(e) => return emerg(&format!("sigaction() failed {}", super::errno_text(&e))),
         };
-        let _pid = match PidFile::create(&pid_path) {
-            Ok(p) => p,
-            Err(e) => return emerg(&e.to_string()),
+        // Supervised, the pid file is the supervisor's (signals go to it).
+        let _pid = match &link {
+            Some(_) => None,
+            None => match PidFile::create(&pid_path) {
+                Ok(p) => Some(p),
+                Err(e) => return emerg(&e.to_string()),
+            },
+        };
+        let mut inbox = Inbox {
+            signals,
+            link: link.map(|l| (l.stream, Some(l.rx))),
         };
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         let mut host = DaemonHost {
@@ -404,32 +561,54 @@ where
             error_log: error_log.clone(),
             writer,
             resolver_task: None,
+            handed: Vec::new(),
         };
         host.follow_names(&live.load());
         let mut set = ListenerSet::new(initial);
         for (addr, s) in set.iter() {
             host.start(addr, s);
         }
+        // Supervised: tell the supervisor we are serving (it writes the pid file then).
+        if let Err(e) = inbox.ack(set.addrs()) {
+            return emerg(&format!("supervisor link failed {}", super::errno_text(&e)));
+        }
         loop {
-            match signals.recv().await {
+            let (event, incoming) = inbox.next(&error_log.load()).await;
+            match event {
                 Event::Reload => {
                     let log = error_log.load_full();
-                    // The main thread serves no requests: compiling here blocks no client.
-                    let outcome = reload(&mut host, &live, &mut set, &log);
+                    // Supervised, every file (configuration, certificates) is read from the
+                    // bundle: `reading` installs its bytes for the whole reload.
+                    let mut files = None;
+                    if let Some(inc) = incoming {
+                        files = Some(file_map(&inc));
+                        host.handed = inc.listens;
+                        super::logfds::install(inc.logs);
+                    } else {
+                        log.log(Level::Notice, None, "reconfiguring", None);
+                    }
+                    let outcome =
+                        blocking(|| reading(&files, || reload(&mut host, &live, &mut set, &log)));
+                    // Sockets handed for a reload that failed are closed here.
+                    host.handed.clear();
                     if let Outcome::Reloaded { removed, .. } = outcome {
                         drop(removed);
                     }
+                    // A failed answer means the supervisor is gone: the next event is the stop.
+                    let _ = inbox.ack(set.addrs());
                 }
                 Event::Reopen => {
                     let log = error_log.load_full();
-                    log.log(
-                        Level::Notice,
-                        None,
-                        "signal 10 (SIGUSR1) received, reopening logs",
-                        None,
-                    );
-                    let mut failures: Vec<String> =
-                        log.reopen().into_iter().map(|e| e.to_string()).collect();
+                    log.log(Level::Notice, None, "reopening logs", None);
+                    if let Some(inc) = incoming {
+                        super::logfds::install(inc.logs);
+                    }
+                    let mut failures: Vec<String> = log
+                        .reopen()
+                        .into_iter()
+                        .chain(errorlog::reopen_level_logs())
+                        .map(|e| e.to_string())
+                        .collect();
                     if let Some(w) = &access_logs {
                         failures.extend(w.reopen().into_iter().map(|e| e.to_string()));
                     }
@@ -438,12 +617,9 @@ where
                     }
                 }
                 Event::GracefulStop => {
-                    error_log.load().log(
-                        Level::Notice,
-                        None,
-                        "signal 3 (SIGQUIT) received, shutting down",
-                        None,
-                    );
+                    error_log
+                        .load()
+                        .log(Level::Notice, None, "gracefully shutting down", None);
                     // Stop every accept loop; connections see the switch and drain.
                     drop(set);
                     drop(host);
@@ -457,6 +633,7 @@ where
                     if let Some(w) = &access_logs {
                         w.flush();
                     }
+                    error_log.load().log(Level::Notice, None, "exit", None);
                     return 0;
                 }
                 Event::FastStop => {
@@ -464,6 +641,7 @@ where
                     if let Some(w) = &access_logs {
                         w.flush();
                     }
+                    error_log.load().log(Level::Notice, None, "exit", None);
                     return 0;
                 }
             }

@@ -13,13 +13,18 @@
 //!   compile, bind what is new, swap `Live`, close what was removed; on error log `[emerg]` and keep
 //!   everything as it was. [`listen::diff`] is the listen-set diff it uses.
 //! - [`fdpass`]: SCM_RIGHTS send/recv of bytes + file descriptors over a `UnixStream`.
-//! - [`supervisor`]: the privilege design (module doc) and the [`supervisor::Bundle`] wire format
-//!   (not wired: nginx-rs does not drop privileges yet).
+//! - [`supervisor`]: the privilege design (module doc), [`supervisor::run`] (the root supervisor
+//!   the CLI runs when started as root) and the [`supervisor::Bundle`] wire format; [`link`] pairs
+//!   bundles with their descriptors; [`daemon::run_supervised`] is the serving half;
+//!   [`privs`] resolves `user` and drops to it; [`logfds`] holds the log descriptors handed over.
 
 pub mod daemon;
 pub mod fdpass;
+pub mod link;
 pub mod listen;
+pub mod logfds;
 pub mod pid;
+pub mod privs;
 pub mod reload;
 pub mod send;
 pub mod signals;

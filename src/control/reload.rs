@@ -69,12 +69,6 @@ pub fn reload<H: Host>(
     listeners: &mut ListenerSet<H::Listener>,
     log: &ErrorLog,
 ) -> Outcome<H::Listener> {
-    log.log(
-        Level::Notice,
-        None,
-        "signal 1 (SIGHUP) received, reconfiguring",
-        None,
-    );
     let fail = |level: Level, msg: String| {
         log.log(level, None, &msg, None);
         Outcome::Failed(msg)

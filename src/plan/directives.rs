@@ -118,7 +118,7 @@ impl Walker<'_> {
                 }
                 once!(
                     self.main.user,
-                    (a(0).to_string(), d.args.get(1).map(|x| x.value.clone()))
+                    (a(0).to_string(), d.args.get(1).map(|x| x.value.to_string()))
                 )
             }
             "worker_rlimit_nofile" => once!(self.main.worker_rlimit_nofile, num()?),
@@ -622,7 +622,7 @@ impl Walker<'_> {
                 }
                 set!(
                     ssl_session_cache,
-                    d.args.iter().map(|x| x.value.clone()).collect()
+                    d.args.iter().map(|x| x.value.to_string()).collect()
                 )
             }
             ("http2", _) => set!(http2, flag()),

@@ -275,7 +275,7 @@ impl<'w, 'a> Finisher<'w, 'a> {
             if let Some(k) = key {
                 if !seen.insert(k) {
                     return Err(ConfError::emerg(
-                        format!("duplicate location \"{}\"", l.name),
+                        format!("duplicate location \"{}\"", l.name()),
                         &l.span,
                     ));
                 }
@@ -285,19 +285,13 @@ impl<'w, 'a> Finisher<'w, 'a> {
         Ok(())
     }
 
-    /// Builds the final `LocConf` of a merged level.
-    pub fn loc_conf(
-        &mut self,
-        m: &Lvl,
-        ops: &[RawOp],
-        server: usize,
-        with_pass: bool,
-    ) -> Res<LocConf> {
+    /// Builds the final settings of a merged level (`with_pass`: a location or `if`, where
+    /// `proxy_pass` applies; the server level has none of its own).
+    pub fn settings(&mut self, m: &Lvl, server: usize, with_pass: bool) -> Res<LocSettings> {
         let proxy = match (&m.proxy_pass, with_pass) {
             (Some((pass, span)), true) => Some(self.proxy_conf(m, pass, span)?),
             _ => None,
         };
-        let rewrites = self.ops(ops, m, server)?;
         let defaults = ClientLimits::default();
         let real_ip = m.real_ip_from.as_ref().map(|from| {
             Arc::new(RealIp {
@@ -326,9 +320,8 @@ impl<'w, 'a> Finisher<'w, 'a> {
                 condition: None,
             }],
         };
-        Ok(LocConf {
+        Ok(LocSettings {
             proxy,
-            rewrites,
             access: m.access.clone().unwrap_or_default(),
             add_headers: m.add_headers.clone().unwrap_or_default(),
             error_pages: m.error_pages.clone().unwrap_or_default(),
@@ -380,11 +373,13 @@ impl<'w, 'a> Finisher<'w, 'a> {
         })
     }
 
-    fn ops(&mut self, ops: &[RawOp], enclosing: &Lvl, server: usize) -> Res<Vec<RewriteOp>> {
-        let mut out = Vec::new();
+    /// The rewrite steps of a level, moved out of the raw tree (an `if` with settings of its own
+    /// gets its merged `LocConf`).
+    fn ops(&mut self, ops: Vec<RawOp>, enclosing: &Lvl, server: usize) -> Res<Vec<RewriteOp>> {
+        let mut out = Vec::with_capacity(ops.len());
         for op in ops {
             match op {
-                RawOp::Op(o) => out.push(clone_op(o)),
+                RawOp::Op(o) => out.push(o),
                 RawOp::If {
                     cond,
                     ops,
@@ -394,19 +389,19 @@ impl<'w, 'a> Finisher<'w, 'a> {
                     let inner = self.ops(ops, enclosing, server)?;
                     let conf = if lvl.touched {
                         // proxy_pass set in the enclosing location applies inside `if` too.
-                        let mut m = merge(lvl, enclosing);
+                        let mut m = merge(&lvl, enclosing);
                         if m.proxy_pass.is_none() {
                             m.proxy_pass = enclosing.proxy_pass.clone();
                         }
-                        Some(Arc::new(self.loc_conf(&m, &[], server, true)?))
+                        Some(Arc::new(LocConf::from(self.settings(&m, server, true)?)))
                     } else {
                         None
                     };
                     out.push(RewriteOp::If {
-                        cond: clone_cond(cond),
+                        cond,
                         ops: inner,
                         conf,
-                        span: span.clone(),
+                        span,
                     });
                 }
             }
@@ -511,20 +506,58 @@ impl<'w, 'a> Finisher<'w, 'a> {
         })
     }
 
-    /// A location and its children, merged from `parent`.
-    pub fn location(&mut self, l: &RawLoc, parent: &Lvl, server: usize) -> Res<Arc<Location>> {
-        let empty = Lvl::default();
-        let m = merge(l.lvl.as_deref().unwrap_or(&empty), parent);
-        let conf = Arc::new(self.loc_conf(&m, &l.ops, server, true)?);
-        let mut children = Vec::new();
-        for c in &l.children {
-            children.push(self.location(c, &m, server)?);
+    /// A location and its children, merged from `parent`, moved out of the raw tree.
+    ///
+    /// `empty` caches, per enclosing level, the merged level and settings of a child that sets
+    /// nothing itself: all such siblings share one `LocSettings` (see [`LocConf`]).
+    pub fn location(
+        &mut self,
+        l: RawLoc,
+        parent: &Lvl,
+        server: usize,
+        empty: &mut Option<(Lvl, Arc<LocSettings>)>,
+    ) -> Res<Arc<Location>> {
+        let RawLoc {
+            matcher,
+            lvl,
+            ops,
+            children,
+            span,
+            ..
+        } = l;
+        let own;
+        let (m, settings) = match lvl {
+            Some(lvl) => {
+                own = merge(&lvl, parent);
+                let settings = Arc::new(self.settings(&own, server, true)?);
+                (&own, settings)
+            }
+            None => {
+                let cached = match empty.take() {
+                    Some(c) => c,
+                    None => {
+                        let m = merge(&Lvl::default(), parent);
+                        let settings = Arc::new(self.settings(&m, server, true)?);
+                        (m, settings)
+                    }
+                };
+                let (m, settings) = &*empty.insert(cached);
+                (m, settings.clone())
+            }
+        };
+        let mut rewrites = self.ops(ops, m, server)?;
+        rewrites.shrink_to_fit();
+        let conf = Arc::new(LocConf { rewrites, settings });
+        let mut child_empty = None;
+        let mut out = Vec::with_capacity(children.len());
+        for c in children {
+            out.push(self.location(c, m, server, &mut child_empty)?);
         }
         Ok(Arc::new(Location {
-            matcher: clone_match(&l.matcher),
+            matcher,
             conf,
-            children,
-            span: l.span.clone(),
+            children: out,
+            span,
         }))
     }
 
@@ -576,66 +609,6 @@ impl<'w, 'a> Finisher<'w, 'a> {
     }
 }
 
-/// The walk stores rewrite steps by value; the Plan types are not `Clone`, so copy explicitly.
-fn clone_op(o: &RewriteOp) -> RewriteOp {
-    match o {
-        RewriteOp::Rewrite {
-            regex,
-            replacement,
-            flag,
-            span,
-        } => RewriteOp::Rewrite {
-            regex: regex.clone(),
-            replacement: replacement.clone(),
-            flag: *flag,
-            span: span.clone(),
-        },
-        RewriteOp::Return { code, body, span } => RewriteOp::Return {
-            code: *code,
-            body: body.clone(),
-            span: span.clone(),
-        },
-        RewriteOp::Set { slot, value, span } => RewriteOp::Set {
-            slot: *slot,
-            value: value.clone(),
-            span: span.clone(),
-        },
-        RewriteOp::If {
-            cond,
-            ops,
-            conf,
-            span,
-        } => RewriteOp::If {
-            cond: clone_cond(cond),
-            ops: ops.iter().map(clone_op).collect(),
-            conf: conf.clone(),
-            span: span.clone(),
-        },
-        RewriteOp::Break => RewriteOp::Break,
-    }
-}
-
-fn clone_cond(c: &Condition) -> Condition {
-    match c {
-        Condition::Var(t) => Condition::Var(t.clone()),
-        Condition::Eq(a, b, n) => Condition::Eq(a.clone(), b.clone(), *n),
-        Condition::Regex(a, r, n) => Condition::Regex(a.clone(), r.clone(), *n),
-        Condition::File(f, t, n) => Condition::File(*f, t.clone(), *n),
-    }
-}
-
-pub fn clone_match(m: &LocMatch) -> LocMatch {
-    match m {
-        LocMatch::Exact(s) => LocMatch::Exact(s.clone()),
-        LocMatch::Prefix { path, no_regex } => LocMatch::Prefix {
-            path: path.clone(),
-            no_regex: *no_regex,
-        },
-        LocMatch::Regex(r) => LocMatch::Regex(r.clone()),
-        LocMatch::Named(n) => LocMatch::Named(n.clone()),
-    }
-}
-
 /// Server level = server settings merged over http's.
 pub fn merge_server(server: &Lvl, http: &Lvl) -> Lvl {
     merge(server, http)
@@ -643,7 +616,7 @@ pub fn merge_server(server: &Lvl, http: &Lvl) -> Lvl {
 
 impl Finisher<'_, '_> {
     /// Server-level rewrite steps (run before location matching).
-    pub fn server_ops(&mut self, ops: &[RawOp], m: &Lvl, server: usize) -> Res<Vec<RewriteOp>> {
+    pub fn server_ops(&mut self, ops: Vec<RawOp>, m: &Lvl, server: usize) -> Res<Vec<RewriteOp>> {
         self.ops(ops, m, server)
     }
 }

@@ -1,7 +1,5 @@
 //! `error_log`, `log_format` and `access_log`: nginx's log module values and messages.
 
-use std::path::PathBuf;
-
 use crate::conf::{Directive, Level};
 
 use super::types::*;
@@ -21,7 +19,8 @@ impl Walker<'_> {
                 &d.span,
             ));
         } else {
-            Some(PathBuf::from(target))
+            // Relative to the prefix, as nginx resolves it (at every level, not only main).
+            Some(self.opts.prefix.join(target))
         };
         let level = match d.args.len() {
             1 => Level::Error,
@@ -71,7 +70,7 @@ impl Walker<'_> {
         let text: String = rest.iter().map(|a| a.value.as_str()).collect();
         let template = self.tpl(&text, &d.span)?;
         self.log_formats.push(std::sync::Arc::new(LogFormat {
-            name,
+            name: name.to_string(),
             escape,
             template,
         }));

@@ -160,6 +160,40 @@ pub fn compile_collecting(
     parsed: &Parsed,
     opts: &CompileOptions,
 ) -> (Result<Plan, ConfError>, Vec<ConfError>) {
+    compile_tree(parsed, Tree::Borrowed(&parsed.directives), opts)
+}
+
+/// Like [`compile_collecting`], but takes the tree out of `parsed` and frees it as soon as it was
+/// walked, before the Plan is built (`parsed` keeps its files and error). For a large file the
+/// tree is the biggest structure after the Plan itself: the CLI does not hold both at once.
+pub fn compile_collecting_owned(
+    parsed: &mut Parsed,
+    opts: &CompileOptions,
+) -> (Result<Plan, ConfError>, Vec<ConfError>) {
+    let tree = std::mem::take(&mut parsed.directives);
+    compile_tree(parsed, Tree::Owned(tree), opts)
+}
+
+/// The directives to walk: borrowed from the caller, or owned and dropped after the walk.
+enum Tree<'a> {
+    Borrowed(&'a [Directive]),
+    Owned(Vec<Directive>),
+}
+
+impl Tree<'_> {
+    fn get(&self) -> &[Directive] {
+        match self {
+            Tree::Borrowed(d) => d,
+            Tree::Owned(d) => d,
+        }
+    }
+}
+
+fn compile_tree(
+    parsed: &Parsed,
+    tree: Tree,
+    opts: &CompileOptions,
+) -> (Result<Plan, ConfError>, Vec<ConfError>) {
     let mut w = walk::Walker {
         opts,
         resolver: &*opts.resolver,
@@ -177,17 +211,18 @@ pub fn compile_collecting(
         fragment: false,
         sources: &parsed.files,
     };
-    let result = compile_into(&mut w, parsed, opts);
+    let result = compile_into(&mut w, parsed, tree, opts);
     (result, std::mem::take(&mut w.warnings))
 }
 
 fn compile_into(
     w: &mut walk::Walker,
     parsed: &Parsed,
+    tree: Tree,
     opts: &CompileOptions,
 ) -> Result<Plan, ConfError> {
     let fragment = match opts.shape {
-        Shape::Auto => is_fragment(&parsed.directives),
+        Shape::Auto => is_fragment(tree.get()),
         Shape::Full => false,
         Shape::Fragment => true,
     };
@@ -204,9 +239,9 @@ fn compile_into(
         }
     };
     if fragment {
-        register(&parsed.directives, w);
+        register(tree.get(), w);
     } else {
-        for h in parsed.directives.iter().filter(|d| d.name == "http") {
+        for h in tree.get().iter().filter(|d| d.name == "http") {
             register(h.block.as_deref().unwrap_or(&[]), w);
         }
     }
@@ -225,10 +260,12 @@ fn compile_into(
     w.cmdline = false;
     if fragment {
         w.main.http = true;
-        w.block(&parsed.directives, table::HTTP, &mut walk::Target::Http)?;
+        w.block(tree.get(), table::HTTP, &mut walk::Target::Http)?;
     } else {
-        w.block(&parsed.directives, table::MAIN, &mut walk::Target::Main)?;
+        w.block(tree.get(), table::MAIN, &mut walk::Target::Main)?;
     }
+    // Everything the Plan needs is in the walker's raw levels now.
+    drop(tree);
     if let Some(e) = &parsed.error {
         return Err(e.clone());
     }
@@ -242,33 +279,41 @@ fn compile_into(
     let mut f = finish::Finisher::new(&mut *w, combined);
     let upstreams = f.upstreams()?;
     let mut servers = Vec::new();
-    for (i, s) in raw_servers.iter().enumerate() {
+    for (i, s) in raw_servers.into_iter().enumerate() {
         f.check_duplicates(&s.locations)?;
         let m = finish::merge_server(&s.lvl, &http_lvl);
-        let conf = Arc::new(f.loc_conf(&m, &[], i, false)?);
-        let rewrites = f.server_ops(&s.ops, &m, i)?;
+        let conf = Arc::new(LocConf::from(f.settings(&m, i, false)?));
+        let tls = f.tls(&s, &m)?;
+        let raw::RawServer {
+            names,
+            listens,
+            ops,
+            locations: raw_locations,
+            span,
+            ..
+        } = s;
+        let rewrites = f.server_ops(ops, &m, i)?;
         let mut locations = Vec::new();
         let mut named = Vec::new();
-        for l in &s.locations {
-            let loc = f.location(l, &m, i)?;
+        // Every location that sets nothing of its own shares one merged `LocSettings`.
+        let mut empty = None;
+        for l in raw_locations {
+            let loc = f.location(l, &m, i, &mut empty)?;
             if matches!(loc.matcher, LocMatch::Named(_)) {
                 named.push(loc);
             } else {
                 locations.push(loc);
             }
         }
-        let tls = f.tls(s, &m)?;
         servers.push(Arc::new(Server {
-            names: s.names.clone(),
-            listens: s
-                .listens
-                .iter()
-                .map(|(a, o)| {
+            names,
+            listens: listens
+                .into_iter()
+                .map(|(a, mut o)| {
                     // `http2 on` (nginx >= 1.25.1) enables HTTP/2 on the server's addresses, as
                     // `listen ... http2` does.
-                    let mut o = o.clone();
                     o.http2 |= m.http2 == Some(true);
-                    (a.clone(), o)
+                    (a, o)
                 })
                 .collect(),
             locations,
@@ -276,7 +321,7 @@ fn compile_into(
             conf,
             rewrites,
             tls,
-            span: s.span.clone(),
+            span,
         }));
     }
     drop(f);

@@ -134,7 +134,7 @@ pub struct Lvl {
 pub enum RawOp {
     Op(RewriteOp),
     If {
-        cond: Condition,
+        cond: Box<Condition>,
         ops: Vec<RawOp>,
         lvl: Box<Lvl>,
         span: Span,
@@ -144,14 +144,23 @@ pub enum RawOp {
 #[derive(Debug)]
 pub struct RawLoc {
     pub matcher: LocMatch,
-    /// The name as written, for `duplicate location` messages.
-    pub name: String,
     /// Allocated on the first setting (a `Lvl` is large, and most locations set little: a
     /// 300,000-line file of `location { return ...; }` must not hold one per location).
     pub lvl: Option<Box<Lvl>>,
     pub ops: Vec<RawOp>,
     pub children: Vec<RawLoc>,
     pub span: Span,
+}
+
+impl RawLoc {
+    /// The name as written (without its modifier), for messages.
+    pub fn name(&self) -> &str {
+        match &self.matcher {
+            LocMatch::Exact(x) | LocMatch::Named(x) => x,
+            LocMatch::Prefix { path, .. } => path,
+            LocMatch::Regex(r) => &r.source,
+        }
+    }
 }
 
 #[derive(Debug)]

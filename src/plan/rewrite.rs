@@ -79,7 +79,7 @@ impl Walker<'_> {
                 }
                 let replacement = self.tpl(repl, sp)?;
                 Ok(RewriteOp::Rewrite {
-                    regex,
+                    regex: Box::new(regex),
                     replacement,
                     flag,
                     span: sp.clone(),
@@ -90,7 +90,7 @@ impl Walker<'_> {
 
     /// `ngx_http_rewrite_if_condition`.
     pub(super) fn condition(&mut self, d: &Directive) -> Res<Condition> {
-        let mut args: Vec<String> = d.args.iter().map(|a| a.value.clone()).collect();
+        let mut args: Vec<String> = d.args.iter().map(|a| a.value.to_string()).collect();
         // The parentheses are part of the first and last words.
         let first = &mut args[0];
         if first == "(" {

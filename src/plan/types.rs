@@ -151,11 +151,40 @@ pub enum LocMatch {
     Named(String),
 }
 
-/// Everything that applies to a request once its location is chosen, already merged.
+/// Everything that applies to a request once its location is chosen, already merged: the level's
+/// own rewrite steps, and its merged settings.
+///
+/// The settings are shared: every location that sets nothing of its own (only rewrite-module
+/// steps such as `return`, or nothing at all) points at one `LocSettings` per enclosing level,
+/// so 100,000 `location = /x { return 200; }` hold one copy of the inherited settings, not
+/// 100,000. Field reads go through `Deref` (`conf.proxy`, `conf.client`, ...).
 #[derive(Debug, Default)]
 pub struct LocConf {
-    pub proxy: Option<ProxyConf>,
+    /// The rewrite-module steps of this level (nginx does not inherit them).
     pub rewrites: Vec<RewriteOp>,
+    pub settings: Arc<LocSettings>,
+}
+
+impl std::ops::Deref for LocConf {
+    type Target = LocSettings;
+    fn deref(&self) -> &LocSettings {
+        &self.settings
+    }
+}
+
+impl From<LocSettings> for LocConf {
+    fn from(settings: LocSettings) -> LocConf {
+        LocConf {
+            rewrites: Vec::new(),
+            settings: Arc::new(settings),
+        }
+    }
+}
+
+/// The merged settings of a level (everything but its rewrite steps); see [`LocConf`].
+#[derive(Debug, Default)]
+pub struct LocSettings {
+    pub proxy: Option<ProxyConf>,
     pub access: Vec<AccessRule>,
     pub add_headers: Vec<AddHeader>,
     pub error_pages: Vec<ErrorPage>,
@@ -386,7 +415,9 @@ impl std::fmt::Display for PeerAddr {
 #[derive(Debug)]
 pub enum RewriteOp {
     Rewrite {
-        regex: Regex,
+        /// Boxed, as `If`'s condition: they are the large variants, and a `return` (the most
+        /// common step) should not pay for them in every location.
+        regex: Box<Regex>,
         replacement: Template,
         flag: RewriteFlag,
         span: Span,
@@ -402,7 +433,7 @@ pub enum RewriteOp {
         span: Span,
     },
     If {
-        cond: Condition,
+        cond: Box<Condition>,
         /// Directives inside the `if` block.
         ops: Vec<RewriteOp>,
         /// Location-level config inside the `if` (e.g. `proxy_pass` in `if`), if any.

@@ -19,7 +19,7 @@ impl Walker<'_> {
         let flags = u.method.as_ref().map(|(m, _)| m);
         let backup_ok = matches!(flags, None | Some(Balance::RoundRobin | Balance::LeastConn));
         let mut s = UpstreamServer {
-            name: d.args[0].value.clone(),
+            name: d.args[0].value.to_string(),
             addrs: Vec::new(),
             weight: 1,
             max_fails: 1,

@@ -234,6 +234,8 @@ impl Run<'_> {
             }
         };
 
+        // The configuration chosen (location, or an `if` inside it): its error_log applies.
+        ctx.loc_conf = Some(conf.clone());
         // Preaccess: the location's realip settings when the server's did not apply.
         self.realip(ctx, conf.real_ip.as_deref());
         if !access::allowed(&conf.access, Client::Ip(ctx.conn.remote.ip())) {
@@ -290,6 +292,8 @@ impl Run<'_> {
             return Ok((None, server.conf.clone()));
         };
         let conf = m.location.conf.clone();
+        // From here on the location's error_log applies to this request's error lines.
+        ctx.loc_conf = Some(conf.clone());
         ctx.set_captures(m.captures);
         if conf.internal && !ctx.edge.internal {
             return Err(Box::new((reply(Reply::page(404)), conf)));

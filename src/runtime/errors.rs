@@ -140,7 +140,13 @@ pub fn log_error(ctx: &RequestCtx, msg: &str, upstream: Option<&str>) {
             String::from_utf8_lossy(h.as_bytes())
         ));
     }
-    tracing::error!(target: "nginx_rs::error_log", conn = ctx.conn.id, "{line}");
+    // The error_log of the location (or server, or http) handling the request, else the main one.
+    let conf = ctx.loc_conf.as_ref().unwrap_or(&ctx.server.conf);
+    let level = crate::conf::Level::Error;
+    if !crate::runtime::log::errorlog::log_level(&conf.error_logs, level, Some(ctx.conn.id), &line)
+    {
+        tracing::error!(target: "nginx_rs::error_log", conn = ctx.conn.id, "{line}");
+    }
 }
 
 #[cfg(test)]

@@ -69,7 +69,8 @@ struct ServerTlsConfig {
 impl TlsSet {
     /// Load every server's certificates and build the rustls configurations (reads the files).
     pub fn load(plan: &Plan) -> Result<TlsSet, ConfError> {
-        Self::load_with(plan, &|p: &Path| std::fs::read(p))
+        // Through `conf::include::read_file`: the serving process reads the supervisor's bytes.
+        Self::load_with(plan, &|p: &Path| crate::conf::include::read_file(p))
     }
 
     /// As [`TlsSet::load`], reading files through `read` (the supervisor passes file bytes it read

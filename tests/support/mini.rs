@@ -122,7 +122,7 @@ fn block(
             if top {
                 *err = Some(ConfError::emerg(
                     "unexpected \"}\"",
-                    &Span::new(file.clone(), *l, *c),
+                    &Span::new(file.into(), *l, *c),
                 ));
             }
             *pos += 1;
@@ -131,7 +131,7 @@ fn block(
         if *special {
             *err = Some(ConfError::emerg(
                 format!("unexpected \"{w}\""),
-                &Span::new(file.clone(), *l, *c),
+                &Span::new(file.into(), *l, *c),
             ));
             return out;
         }
@@ -143,17 +143,17 @@ fn block(
             let Some((w, q, l, c, special)) = t.get(*pos) else {
                 *err = Some(ConfError::emerg(
                     "unexpected end of file, expecting \";\" or \"}\"",
-                    &Span::new(file.clone(), nl, nc),
+                    &Span::new(file.into(), nl, nc),
                 ));
                 return out;
             };
             *pos += 1;
             if *special {
-                let span = Span::new(file.clone(), *l, nc);
+                let span = Span::new(file.into(), *l, nc);
                 let _ = nl;
                 match w.as_str() {
                     ";" => out.push(Directive {
-                        name,
+                        name: name.into(),
                         args,
                         block: None,
                         span,
@@ -161,7 +161,7 @@ fn block(
                     "{" => {
                         let inner = block(t, pos, file, err, false);
                         out.push(Directive {
-                            name,
+                            name: name.into(),
                             args,
                             block: Some(inner),
                             span,
@@ -174,9 +174,9 @@ fn block(
                 break;
             }
             args.push(Arg {
-                value: w.clone(),
+                value: w.clone().into(),
                 quote: *q,
-                span: Span::new(file.clone(), *l, *c),
+                span: Span::new(file.into(), *l, *c),
             });
         }
     }

@@ -48,7 +48,7 @@ pub fn free_port() -> u16 {
 }
 
 pub fn span() -> Span {
-    Span::new(Arc::from("/test.conf"), 1, 1)
+    Span::new("/test.conf".into(), 1, 1)
 }
 
 pub fn tpl(parts: &[&str]) -> Template {
@@ -164,14 +164,10 @@ pub fn proxy_conf(up: &Arc<Upstream>, uri: Option<&str>) -> ProxyConf {
 }
 
 pub fn loc_conf(proxy: Option<ProxyConf>) -> Arc<LocConf> {
-    Arc::new(LocConf {
+    Arc::new(LocConf::from(LocSettings {
         proxy,
-        merge_slashes: true,
-        absolute_redirect: true,
-        port_in_redirect: true,
-        default_type: "text/plain".into(),
-        ..LocConf::default()
-    })
+        ..base_loc_conf()
+    }))
 }
 
 pub fn loc(
@@ -211,27 +207,28 @@ pub fn server(names: Vec<ServerName>, locations: Vec<Arc<Location>>) -> Arc<Serv
 pub fn server_with_conf(
     names: Vec<ServerName>,
     locations: Vec<Arc<Location>>,
-    conf: LocConf,
+    conf: LocSettings,
 ) -> Arc<Server> {
     Arc::new(Server {
         names,
         listens: vec![],
         locations,
         named: vec![],
-        conf: Arc::new(conf),
+        conf: Arc::new(LocConf::from(conf)),
         rewrites: vec![],
         tls: None,
         span: span(),
     })
 }
 
-pub fn base_loc_conf() -> LocConf {
-    LocConf {
+/// The settings of a level that sets nothing (the merge's defaults), to adjust in a test.
+pub fn base_loc_conf() -> LocSettings {
+    LocSettings {
         merge_slashes: true,
         absolute_redirect: true,
         port_in_redirect: true,
         default_type: "text/plain".into(),
-        ..LocConf::default()
+        ..LocSettings::default()
     }
 }
 

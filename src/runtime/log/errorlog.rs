@@ -9,6 +9,10 @@
 //! message is about a connection. A sink at level L records messages of severity L and more severe
 //! (`error_log x warn` gets `emerg`..`warn`). Writes are synchronous and whole-line (one `write(2)` on
 //! an `O_APPEND` file), as nginx's are: error lines are rare and must not be lost in a crash.
+//!
+//! [`ErrorLog`] is the main-level log (and the process's own lines). A request's lines go to the
+//! `error_log`s of the configuration that handled it (http, server or location level, inherited):
+//! [`log_level`], with files opened once per path ([`open_level_logs`], [`reopen_level_logs`]).
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -225,6 +229,88 @@ impl ErrorLog {
     pub fn reopen(&self) -> Vec<OpenError> {
         self.sinks.iter().filter_map(|s| s.reopen().err()).collect()
     }
+}
+
+/// The `error_log`s of http, server and location levels. nginx writes a request's error lines to
+/// the error log of the configuration handling it (inherited location <- server <- http), and
+/// only falls back to the main one when none of those levels has its own.
+///
+/// Files are opened once per path for the whole process and shared by every configuration that
+/// names them (as nginx shares open files across its configuration); [`open_level_logs`] opens
+/// them when a configuration is loaded (so a path that cannot be opened fails the start or the
+/// reload), [`log_level`] writes, [`reopen_level_logs`] reopens them on SIGUSR1.
+static LEVEL_FILES: std::sync::Mutex<Vec<(PathBuf, Arc<ArcSwap<File>>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn level_file(path: &Path) -> Result<Arc<ArcSwap<File>>, OpenError> {
+    let mut files = LEVEL_FILES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, f)) = files.iter().find(|(p, _)| p == path) {
+        return Ok(f.clone());
+    }
+    let f = open_log_file(path).map_err(|error| OpenError {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    let f = Arc::new(ArcSwap::from_pointee(f));
+    files.push((path.to_path_buf(), f.clone()));
+    Ok(f)
+}
+
+/// Opens every file of `confs` (a server's or location's `error_log` list) not open yet.
+pub fn open_level_logs(confs: &[ErrorLogConf]) -> Result<(), OpenError> {
+    for c in confs {
+        if let Some(p) = &c.path {
+            level_file(p)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `message` to the `error_log`s of a request's configuration (`confs`, non-empty)
+/// whose level admits it. Returns false when `confs` is empty: the caller logs to the main log.
+pub fn log_level(confs: &[ErrorLogConf], level: Level, conn: Option<u64>, message: &str) -> bool {
+    if confs.is_empty() {
+        return false;
+    }
+    if !confs.iter().any(|c| level <= c.level) {
+        return true;
+    }
+    let line = format_line(
+        LocalTime::from_system(SystemTime::now()),
+        level,
+        std::process::id(),
+        thread_id(),
+        conn,
+        message,
+        None,
+    );
+    for c in confs.iter().filter(|c| level <= c.level) {
+        // A failed error-log write has nowhere better to be reported; nginx ignores it too.
+        let _ = match &c.path {
+            None => io::stderr().lock().write_all(&line),
+            Some(p) => match level_file(p) {
+                Ok(f) => (&*f.load_full()).write_all(&line),
+                Err(_) => Ok(()),
+            },
+        };
+    }
+    true
+}
+
+/// Reopens every server/location-level error log (SIGUSR1).
+pub fn reopen_level_logs() -> Vec<OpenError> {
+    let files = LEVEL_FILES.lock().unwrap_or_else(|p| p.into_inner());
+    let mut failed = Vec::new();
+    for (p, f) in files.iter() {
+        match open_log_file(p) {
+            Ok(new) => f.store(Arc::new(new)),
+            Err(error) => failed.push(OpenError {
+                path: p.clone(),
+                error,
+            }),
+        }
+    }
+    failed
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //!
 //! Every location's sinks are opened when the `Live` is built (so a file that cannot be opened fails
 //! the start or the reload, with nginx's `open() "..." failed (13: ...)`), and found per request by the
-//! address of the request's `LocConf` — no lookup by name, no lock.
+//! address of the request's `LocConf` settings (shared by levels that set nothing) — no lookup by
+//! name, no lock.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,8 +18,9 @@ use super::{LogWriter, OpenError};
 
 type Sinks = HashMap<usize, Vec<AccessSink>>;
 
+/// Levels that share their settings (`LocConf::settings`) share their sinks too.
 fn key(c: &Arc<LocConf>) -> usize {
-    Arc::as_ptr(c) as usize
+    Arc::as_ptr(&c.settings) as usize
 }
 
 fn add(map: &mut Sinks, c: &Arc<LocConf>, w: &Arc<LogWriter>) -> Result<(), OpenError> {

@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 
 /// Opens a log file as nginx does: append, create with mode 0644.
 pub fn open_log_file(path: &Path) -> io::Result<File> {
+    // The unprivileged serving process uses the descriptors the supervisor opened as root.
+    if let Some(f) = crate::control::logfds::lookup(path) {
+        return f;
+    }
     OpenOptions::new()
         .append(true)
         .create(true)
