@@ -60,56 +60,31 @@ const MAX_HEADERS: usize = 8192;
 
 /// Takes a complete head off the front of `buf`. `Ok(None)`: not complete yet (read more),
 /// unless `buf` already holds `max` bytes.
+///
+/// One httparse pass: the parsed pieces are kept as offsets into `buf`, which then becomes the
+/// head's shared `Bytes` (values are slices of it, not copies).
 pub fn parse(
     buf: &mut BytesMut,
     head_request: bool,
     max: usize,
 ) -> Result<Option<Head>, HeadError> {
-    let len = match head_len(buf)? {
-        Some(n) => n,
-        None if buf.len() >= max => return Err(HeadError::TooBig),
-        None => return Ok(None),
-    };
-    if len > max {
-        return Err(HeadError::TooBig);
-    }
-    let bytes = buf.split_to(len).freeze();
-    build(&bytes, head_request)
-}
-
-/// The head's length once complete.
-fn head_len(buf: &[u8]) -> Result<Option<usize>, HeadError> {
-    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
-    match httparse::Response::new(&mut stack).parse(buf) {
-        Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
-        Ok(httparse::Status::Partial) => Ok(None),
-        Err(httparse::Error::TooManyHeaders) => {
-            let mut heap = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
-            match httparse::Response::new(&mut heap).parse(buf) {
-                Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
-                Ok(httparse::Status::Partial) => Ok(None),
-                Err(e) => Err(classify(e)),
-            }
-        }
-        Err(e) => Err(classify(e)),
-    }
-}
-
-fn classify(e: httparse::Error) -> HeadError {
-    match e {
-        httparse::Error::Version | httparse::Error::Status => HeadError::NoValidHeader,
-        _ => HeadError::InvalidHeader,
-    }
-}
-
-fn build(bytes: &Bytes, head_request: bool) -> Result<Option<Head>, HeadError> {
     let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
     let mut heap;
     let mut resp = httparse::Response::new(&mut stack);
-    if let Err(httparse::Error::TooManyHeaders) = resp.parse(bytes) {
+    let mut outcome = resp.parse(buf);
+    if let Err(httparse::Error::TooManyHeaders) = outcome {
         heap = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
         resp = httparse::Response::new(&mut heap);
-        resp.parse(bytes).map_err(classify)?;
+        outcome = resp.parse(buf);
+    }
+    let len = match outcome {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= max => return Err(HeadError::TooBig),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(classify(e)),
+    };
+    if len > max {
+        return Err(HeadError::TooBig);
     }
     let code = resp.code.ok_or(HeadError::NoValidHeader)?;
     let status = StatusCode::from_u16(code).map_err(|_| HeadError::NoValidHeader)?;
@@ -117,16 +92,25 @@ fn build(bytes: &Bytes, head_request: bool) -> Result<Option<Head>, HeadError> {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
+    let base = buf.as_ptr() as usize;
+    // Every slice httparse hands back points into `buf`: its offset is its address minus base.
+    let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
     let reason = resp
         .reason
         .filter(|r| status.canonical_reason() != Some(*r))
-        .map(|r| bytes.slice_ref(r.as_bytes()));
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+        .map(|r| at(r.as_bytes()));
+    let mut fields = Vec::with_capacity(resp.headers.len());
     for h in resp.headers.iter() {
         let name =
             HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HeadError::InvalidHeader)?;
-        let value = HeaderValue::from_maybe_shared(bytes.slice_ref(h.value))
-            .map_err(|_| HeadError::InvalidHeader)?;
+        fields.push((name, at(h.value)));
+    }
+    let bytes = buf.split_to(len).freeze();
+    let slice = |(off, n): (usize, usize)| bytes.slice(off..off + n);
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    for (name, range) in fields {
+        let value =
+            HeaderValue::from_maybe_shared(slice(range)).map_err(|_| HeadError::InvalidHeader)?;
         headers.append(name, value);
     }
     let framing = framing(status, version, &headers, head_request)?;
@@ -134,12 +118,19 @@ fn build(bytes: &Bytes, head_request: bool) -> Result<Option<Head>, HeadError> {
         version == Version::HTTP_11 && !has_token(&headers, header::CONNECTION, b"close");
     Ok(Some(Head {
         status,
-        reason,
+        reason: reason.map(slice),
         version,
         headers,
         framing,
         keepalive,
     }))
+}
+
+fn classify(e: httparse::Error) -> HeadError {
+    match e {
+        httparse::Error::Version | httparse::Error::Status => HeadError::NoValidHeader,
+        _ => HeadError::InvalidHeader,
+    }
 }
 
 /// RFC 9112 §6.3, as nginx applies it: chunked wins over a length; no length and no chunking
