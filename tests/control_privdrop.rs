@@ -11,8 +11,10 @@
 //!
 //! Every test is skipped, with a printed reason, when not run as root.
 
+mod control_common;
+
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,8 @@ use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use control_common::{free_addr, get_once, request};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nginx-rs");
 
@@ -87,42 +91,6 @@ fn serve_backend_conn(c: TcpStream, name: &str, hits: &AtomicUsize) -> io::Resul
             name.len()
         )?;
     }
-}
-
-/// One request on a keepalive connection; the body of a 200, else an error.
-fn request(r: &mut BufReader<TcpStream>, path: &str) -> io::Result<String> {
-    write!(r.get_mut(), "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")?;
-    let mut status = String::new();
-    r.read_line(&mut status)?;
-    if !status.starts_with("HTTP/1.1 200") {
-        return Err(io::Error::other(format!("status {status:?}")));
-    }
-    let mut len = 0;
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h)? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        if h == "\r\n" {
-            break;
-        }
-        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().map_err(io::Error::other)?;
-        }
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    String::from_utf8(body).map_err(io::Error::other)
-}
-
-fn get_once(addr: SocketAddr, path: &str) -> io::Result<String> {
-    let mut r = BufReader::new(TcpStream::connect(addr)?);
-    request(&mut r, path)
-}
-
-fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
 }
 
 /// A free port below 1024 on 127.0.0.1 (only root may bind it).
