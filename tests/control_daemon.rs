@@ -15,11 +15,11 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use control_common::{free_addr, get_once, request};
+use control_common::{free_addr, get_once, wait_for, Load};
 
 use nginx_rs::control::{send_signal, Signal};
 
@@ -188,16 +188,6 @@ impl Drop for Daemon {
     }
 }
 
-fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
-    for _ in 0..800 {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[test]
 fn reload_under_load_loses_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -209,40 +199,8 @@ fn reload_under_load_loses_nothing() {
     assert!(get_once(p, "/").is_ok());
 
     // Keepalive clients on the kept port for the whole test.
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicUsize::new(0));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (stop, failures, done) = (stop.clone(), failures.clone(), done.clone());
-            std::thread::spawn(move || {
-                let mut conn = BufReader::new(TcpStream::connect(p).expect("connect"));
-                while !stop.load(Ordering::SeqCst) {
-                    match request(&mut conn, "/") {
-                        Ok(_) => {
-                            done.fetch_add(1, Ordering::SeqCst);
-                        }
-                        Err(e) => {
-                            eprintln!("request failed: {e}");
-                            failures.fetch_add(1, Ordering::SeqCst);
-                            match TcpStream::connect(p) {
-                                Ok(c) => conn = BufReader::new(c),
-                                Err(_) => return,
-                            }
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    let wait_requests = |n: usize| {
-        let target = done.load(Ordering::SeqCst) + n;
-        wait_for(
-            || done.load(Ordering::SeqCst) >= target,
-            "requests under load",
-        );
-    };
-    wait_requests(100);
+    let load = Load::start(p, 4);
+    load.wait_requests(100);
     assert!(
         two.hits.load(Ordering::SeqCst) > 0,
         "both backends used at first"
@@ -253,7 +211,7 @@ fn reload_under_load_loses_nothing() {
     send_signal(&d.pid_path(), Signal::Reload).expect("-s reload");
     wait_for(|| get_once(p2, "/").is_ok(), "new port p2");
     let two_after = two.hits.load(Ordering::SeqCst);
-    wait_requests(300);
+    load.wait_requests(300);
     assert_eq!(
         two.hits.load(Ordering::SeqCst),
         two_after,
@@ -273,24 +231,16 @@ fn reload_under_load_loses_nothing() {
         )),
         "{emerg}"
     );
-    wait_requests(100);
+    load.wait_requests(100);
     assert_eq!(get_once(p2, "/").expect("p2 still served"), "one");
 
     // 3. Remove p2 again.
     d.write_conf(&config(&dir, &[p], &[b1], ""));
     send_signal(&d.pid_path(), Signal::Reload).expect("-s reload");
     wait_for(|| TcpStream::connect(p2).is_err(), "p2 closed");
-    wait_requests(100);
+    load.wait_requests(100);
 
-    stop.store(true, Ordering::SeqCst);
-    for c in clients {
-        c.join().expect("client");
-    }
-    assert_eq!(
-        failures.load(Ordering::SeqCst),
-        0,
-        "failed requests during reloads"
-    );
+    assert_eq!(load.finish(), 0, "failed requests during reloads");
     assert_eq!(two.hits.load(Ordering::SeqCst), two_after);
 }
 

@@ -19,11 +19,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use control_common::{free_addr, get_once, request};
+use control_common::{free_addr, get_once, wait_for, Load};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nginx-rs");
 
@@ -99,16 +99,6 @@ fn free_low_addr() -> SocketAddr {
         .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
         .find(|a| TcpListener::bind(a).is_ok())
         .expect("a free port below 1024")
-}
-
-fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
-    for _ in 0..800 {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// `dir` (0700) holds `conf/` (0700: nginx-rs.conf, servers.inc, the TLS pair, all 0600) and
@@ -303,40 +293,8 @@ fn supervisor_root_server_nobody_reload_under_load() {
     }
 
     // Keepalive clients on the kept port for the whole test.
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicUsize::new(0));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (stop, failures, done) = (stop.clone(), failures.clone(), done.clone());
-            std::thread::spawn(move || {
-                let mut conn = BufReader::new(TcpStream::connect(p).expect("connect"));
-                while !stop.load(Ordering::SeqCst) {
-                    match request(&mut conn, "/") {
-                        Ok(_) => {
-                            done.fetch_add(1, Ordering::SeqCst);
-                        }
-                        Err(e) => {
-                            eprintln!("request failed: {e}");
-                            failures.fetch_add(1, Ordering::SeqCst);
-                            match TcpStream::connect(p) {
-                                Ok(c) => conn = BufReader::new(c),
-                                Err(_) => return,
-                            }
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    let wait_requests = |n: usize| {
-        let target = done.load(Ordering::SeqCst) + n;
-        wait_for(
-            || done.load(Ordering::SeqCst) >= target,
-            "requests under load",
-        );
-    };
-    wait_requests(100);
+    let load = Load::start(p, 4);
+    load.wait_requests(100);
     assert!(
         two.hits.load(Ordering::SeqCst) > 0,
         "both backends used at first"
@@ -353,7 +311,7 @@ fn supervisor_root_server_nobody_reload_under_load() {
     );
     wait_for(|| get_once(low, "/").is_ok(), "the port below 1024");
     let two_after = two.hits.load(Ordering::SeqCst);
-    wait_requests(300);
+    load.wait_requests(300);
     assert_eq!(
         two.hits.load(Ordering::SeqCst),
         two_after,
@@ -385,7 +343,7 @@ fn supervisor_root_server_nobody_reload_under_load() {
         std::process::id()
     );
     assert!(log.contains(&notice), "{log}");
-    wait_requests(100);
+    load.wait_requests(100);
     assert_eq!(get_once(low, "/").expect("low port still served"), "one");
 
     // 3. Remove the low port again: the serving process closes it (the supervisor kept no copy).
@@ -397,17 +355,9 @@ fn supervisor_root_server_nobody_reload_under_load() {
         String::from_utf8_lossy(&out.stderr)
     );
     wait_for(|| TcpStream::connect(low).is_err(), "the low port closed");
-    wait_requests(100);
+    load.wait_requests(100);
 
-    stop.store(true, Ordering::SeqCst);
-    for c in clients {
-        c.join().expect("client");
-    }
-    assert_eq!(
-        failures.load(Ordering::SeqCst),
-        0,
-        "failed requests during reloads"
-    );
+    assert_eq!(load.finish(), 0, "failed requests during reloads");
     assert_eq!(two.hits.load(Ordering::SeqCst), two_after);
 }
 
