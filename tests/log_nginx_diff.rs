@@ -27,7 +27,10 @@ struct Nginx {
 impl Drop for Nginx {
     fn drop(&mut self) {
         // SIGTERM to the master: it stops its workers too (SIGKILL would orphan them).
-        // SAFETY: plain kill(2) to our own child.
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return; // already reaped: its pid may belong to someone else now
+        }
+        // SAFETY: plain kill(2) to our own child, not yet reaped.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
     }
@@ -39,12 +42,23 @@ fn free_port() -> u16 {
 }
 
 /// Starts nginx with `http_body` inside `http {}` (the port is substituted for `PORT`, the
-/// directory for `DIR`).
+/// directory for `DIR`). The port is only "free a moment ago": when another test takes it first,
+/// nginx fails to bind and exits, and we try again on a new port.
 fn start_nginx(http_body: &str) -> Option<Nginx> {
     if !Path::new(NGINX).exists() {
         eprintln!("skipped: {NGINX} not installed");
         return None;
     }
+    for _ in 0..3 {
+        if let Some(n) = try_start_nginx(http_body) {
+            return Some(n);
+        }
+    }
+    panic!("nginx did not start listening in three attempts");
+}
+
+/// One attempt; `None` when nginx exited (its port was taken).
+fn try_start_nginx(http_body: &str) -> Option<Nginx> {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("logs")).expect("logs dir");
     let port = free_port();
@@ -54,9 +68,10 @@ fn start_nginx(http_body: &str) -> Option<Nginx> {
     let conf = format!("events {{}}\nhttp {{\n{body}\n}}\n");
     let conf_path = dir.path().join("nginx.conf");
     std::fs::write(&conf_path, conf).expect("write conf");
+    let pid_path = dir.path().join("nginx.pid");
     let globals = format!(
-        "daemon off; master_process on; pid {}/nginx.pid; error_log stderr;",
-        dir.path().display()
+        "daemon off; master_process on; pid {}; error_log stderr;",
+        pid_path.display()
     );
     let child = Command::new(NGINX)
         .arg("-p")
@@ -70,9 +85,14 @@ fn start_nginx(http_body: &str) -> Option<Nginx> {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn nginx");
-    let n = Nginx { child, dir, port };
-    for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+    let mut n = Nginx { child, dir, port };
+    for _ in 0..400 {
+        if let Ok(Some(_)) = n.child.try_wait() {
+            return None;
+        }
+        // nginx writes its pid file only after it bound its listeners: a connection before
+        // that could reach whoever took the port.
+        if pid_path.exists() && TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Some(n);
         }
         std::thread::sleep(Duration::from_millis(25));
