@@ -307,7 +307,6 @@ pub fn load_as(
     let lopts = LoadOptions {
         conf_prefix: paths.conf_prefix.clone(),
     };
-    let mut parsed = parser::load_file(&paths.conf_file, &lopts);
     let mut opts = CompileOptions {
         prefix: paths.prefix.clone(),
         conf_prefix: paths.conf_prefix.clone(),
@@ -319,24 +318,27 @@ pub fn load_as(
     if let Some(g) = global {
         let gp = parser::parse_param(g, &lopts);
         if let Some(e) = gp.error {
+            // A `-g` error says `in command line`: no file to point at.
             return Err(Box::new(Failed {
                 error: e,
                 warnings: Vec::new(),
-                parsed,
+                parsed: Parsed::default(),
                 syntax_ok: false,
             }));
         }
         opts.global = gp.directives;
     }
+    // Compiled as read: the file is never held as a whole tree next to its Plan. `parsed` keeps
+    // the files (for `-T` and caret lines).
     // Certificates are loaded as nginx loads them while reading the configuration: a bad one fails
     // `-t`, start and reload alike (`cannot load certificate "..."`).
-    // The tree is freed once walked; `parsed` keeps the files (for `-T` and caret lines).
-    let compiled = match plan::compile_collecting_owned(&mut parsed, &opts) {
-        (Ok(plan), warnings) => match crate::runtime::tls::TlsSet::load(&plan) {
+    let (result, warnings, parsed) = plan::compile_file(&paths.conf_file, &lopts, &opts);
+    let compiled = match result {
+        Ok(plan) => match crate::runtime::tls::TlsSet::load(&plan) {
             Ok(_) => (Ok(plan), warnings),
             Err(e) => (Err(e), warnings),
         },
-        other => other,
+        Err(e) => (Err(e), warnings),
     };
     match compiled {
         (Ok(mut plan), warnings) => Ok(Loaded {
