@@ -173,6 +173,29 @@ fn proxy_header_names(
         .collect()
 }
 
+/// What the locations of one level share: the merged settings of those that set nothing of their
+/// own, and one [`LocConf`] per plain body among those (see [`LocConf`]'s docs).
+#[derive(Default)]
+pub struct Shared {
+    empty: Option<(Lvl, Arc<LocSettings>)>,
+    confs: HashMap<PlainKey, Arc<LocConf>>,
+}
+
+/// A plain body: no rewrite steps (`None`), or one `return CODE [constant text]`.
+type PlainKey = Option<(u16, Option<Box<str>>)>;
+
+/// The key of a body that can share its `LocConf`, if it is plain.
+fn plain_key(ops: &[RawOp]) -> Option<PlainKey> {
+    match ops {
+        [] => Some(None),
+        [RawOp::Op(RewriteOp::Return { code, body, .. })] => match body {
+            None => Some(Some((*code, None))),
+            Some(t) => t.as_literal().map(|s| Some((*code, Some(s.into())))),
+        },
+        _ => None,
+    }
+}
+
 pub struct Finisher<'w, 'a> {
     pub w: &'w mut Walker<'a>,
     upstreams: HashMap<String, Arc<Upstream>>,
@@ -515,7 +538,7 @@ impl<'w, 'a> Finisher<'w, 'a> {
         l: RawLoc,
         parent: &Lvl,
         server: usize,
-        empty: &mut Option<(Lvl, Arc<LocSettings>)>,
+        shared: &mut Shared,
     ) -> Res<Arc<Location>> {
         let RawLoc {
             matcher,
@@ -526,6 +549,11 @@ impl<'w, 'a> Finisher<'w, 'a> {
             ..
         } = l;
         let own;
+        let plain = match (&lvl, children.is_empty()) {
+            (None, true) => plain_key(&ops),
+            _ => None,
+        };
+        let Shared { empty, confs } = shared;
         let (m, settings) = match lvl {
             Some(lvl) => {
                 own = merge(&lvl, parent);
@@ -545,18 +573,27 @@ impl<'w, 'a> Finisher<'w, 'a> {
                 (m, settings.clone())
             }
         };
-        let mut rewrites = self.ops(ops, m, server)?;
-        rewrites.shrink_to_fit();
-        let conf = Arc::new(LocConf { rewrites, settings });
-        let mut child_empty = None;
+        let conf = match plain.as_ref().and_then(|k| confs.get(k)) {
+            Some(c) => c.clone(),
+            None => {
+                let mut rewrites = self.ops(ops, m, server)?;
+                rewrites.shrink_to_fit();
+                let conf = Arc::new(LocConf { rewrites, settings });
+                if let Some(k) = plain {
+                    confs.insert(k, conf.clone());
+                }
+                conf
+            }
+        };
+        let mut child_shared = Shared::default();
         let mut out = Vec::with_capacity(children.len());
         for c in children {
-            out.push(self.location(c, m, server, &mut child_empty)?);
+            out.push(self.location(c, m, server, &mut child_shared)?);
         }
         Ok(Arc::new(Location {
             matcher,
             conf,
-            children: out,
+            children: out.into_boxed_slice(),
             span,
         }))
     }

@@ -398,12 +398,12 @@ fn finish_plan(
             ..
         } = s;
         let rewrites = f.server_ops(ops, &m, i)?;
-        let mut locations = Vec::new();
+        let mut locations = Vec::with_capacity(raw_locations.len());
         let mut named = Vec::new();
         // Every location that sets nothing of its own shares one merged `LocSettings`.
-        let mut empty = None;
+        let mut shared = finish::Shared::default();
         for l in raw_locations {
-            let loc = f.location(l, &m, i, &mut empty)?;
+            let loc = f.location(l, &m, i, &mut shared)?;
             if matches!(loc.matcher, LocMatch::Named(_)) {
                 named.push(loc);
             } else {

@@ -515,9 +515,9 @@ impl<'a> Walker<'a> {
             return Err(self.err(format!("invalid location modifier \"{modifier}\""), &d.span));
         }
         let matcher = match modifier {
-            "=" => LocMatch::Exact(name.to_string()),
+            "=" => LocMatch::Exact(name.into()),
             "^~" => LocMatch::Prefix {
-                path: name.to_string(),
+                path: name.into(),
                 no_regex: true,
             },
             "~" | "~*" => {
@@ -525,11 +525,11 @@ impl<'a> Walker<'a> {
                     .vars
                     .regex(name, modifier == "~*")
                     .map_err(|m| self.err(m, &d.span))?;
-                LocMatch::Regex(re)
+                LocMatch::Regex(Box::new(re))
             }
-            _ if name.starts_with('@') => LocMatch::Named(name.to_string()),
+            _ if name.starts_with('@') => LocMatch::Named(name.into()),
             _ => LocMatch::Prefix {
-                path: name.to_string(),
+                path: name.into(),
                 no_regex: false,
             },
         };
