@@ -50,7 +50,7 @@ fn big_conf_heap() {
     // What the CLI does: compile while reading, no tree.
     let base = LIVE.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
-    let (result, _, parsed) = plan::compile_file(&path, &lopts, &opts);
+    let (result, _, parsed) = plan::compile_file(&path, &lopts, &opts, false);
     let plan = result.expect("big.conf compiles");
     let with_sources = LIVE.load(Ordering::Relaxed) - base;
     drop(parsed);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::ast::{Directive, FileName, SourceFile, Span};
 use super::error::{ConfError, Level, Origin};
 use super::include;
-use super::lexer::{Lexer, Source, Statement, Word};
+use super::lexer::{Lexer, Source, Statement, Word, WINDOW};
 use super::parser::{LoadOptions, MAX_DEPTH};
 
 /// What [`Reader::next`] read.
@@ -51,6 +51,8 @@ pub struct Reader {
     stack: Vec<FileFrame>,
     /// Blocks open now.
     depth: usize,
+    /// Files are tokenized as they are read, and their text is not kept.
+    streaming: bool,
     error: Option<ConfError>,
 }
 
@@ -68,6 +70,30 @@ impl Reader {
         }
     }
 
+    /// Like [`Reader::open`], but reads each file as it is tokenized, through a window of
+    /// [`super::lexer::WINDOW`] bytes, and keeps no text ([`SourceFile::text`] is `None`): what
+    /// `-t` uses, so that a large file is never in memory whole.
+    pub fn streaming(path: &Path, opts: &LoadOptions) -> Reader {
+        let mut r = Reader::empty(opts);
+        r.streaming = true;
+        let name: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
+        match include::open_conf_stream(path, &name, WINDOW) {
+            Ok((head, rest)) => {
+                r.files.push(SourceFile {
+                    path: name.clone(),
+                    text: None,
+                });
+                let file = FileName::from(&name);
+                let lexer = Lexer::streaming(head, rest, file, Source::File);
+                let identity = include::identity(path);
+                r.stack
+                    .push(new_frame(name, lexer, identity, 0, Source::File));
+            }
+            Err(message) => r.error = Some(message.into_error(Origin::Nowhere)),
+        }
+        r
+    }
+
     /// Reads text already in memory, named `name` in spans (includes still read from disk);
     /// `source` says whether it is a file or the `-g` parameter.
     pub fn new(text: Arc<[u8]>, name: Arc<str>, opts: &LoadOptions, source: Source) -> Reader {
@@ -75,11 +101,12 @@ impl Reader {
         if source == Source::File {
             r.files.push(SourceFile {
                 path: name.clone(),
-                text: text.clone(),
+                text: Some(text.clone()),
             });
         }
         let identity = include::identity(Path::new(name.as_ref()));
-        r.stack.push(new_frame(name, text, identity, 0, source));
+        let lexer = Lexer::new(text, FileName::from(&name), source);
+        r.stack.push(new_frame(name, lexer, identity, 0, source));
         r
     }
 
@@ -90,6 +117,7 @@ impl Reader {
             stack: Vec::new(),
             depth: 0,
             error: None,
+            streaming: false,
         }
     }
 
@@ -256,17 +284,28 @@ impl Reader {
                 hints: Vec::new(),
             });
         }
-        let text: Arc<[u8]> = match include::read_conf_file(path, &name) {
-            Ok(t) => Arc::from(t),
-            Err(m) => return Err(m.into_error(origin)),
+        let file = FileName::from(&name);
+        let (lexer, text) = if self.streaming {
+            match include::open_conf_stream(path, &name, WINDOW) {
+                Ok((head, rest)) => (Lexer::streaming(head, rest, file, Source::File), None),
+                Err(m) => return Err(m.into_error(origin)),
+            }
+        } else {
+            match include::read_conf_file(path, &name) {
+                Ok(t) => {
+                    let t: Arc<[u8]> = Arc::from(t);
+                    (Lexer::new(t.clone(), file, Source::File), Some(t))
+                }
+                Err(m) => return Err(m.into_error(origin)),
+            }
         };
         if !self.files.iter().any(|f| f.path == name) {
             self.files.push(SourceFile {
                 path: name.clone(),
-                text: text.clone(),
+                text,
             });
         }
-        Ok(new_frame(name, text, identity, self.depth, Source::File))
+        Ok(new_frame(name, lexer, identity, self.depth, Source::File))
     }
 }
 
@@ -292,14 +331,14 @@ impl Iterator for Reader {
 
 fn new_frame(
     name: Arc<str>,
-    text: Arc<[u8]>,
+    lexer: Lexer,
     identity: PathBuf,
     base_depth: usize,
     source: Source,
 ) -> FileFrame {
     let file = FileName::from(&name);
     FileFrame {
-        lexer: Lexer::new(text, file, source),
+        lexer,
         file,
         source,
         base_depth,

@@ -184,12 +184,25 @@ pub fn compile_collecting_owned(
 ///
 /// The file is read twice: a first pass only notes what must be known before the walk (is the
 /// top level a fragment, which variables `map`s define), as [`compile`] looks at the tree.
+///
+/// With `keep_sources`, the files are read whole and kept in the returned [`Parsed`] (for `-T`,
+/// and for serving: the supervisor hands the bytes it checked to the serving process); without,
+/// they are read through a small window as they are tokenized ([`Reader::streaming`]) and only
+/// their names are kept, so the text of a large file is never in memory whole either.
 pub fn compile_file(
     path: &std::path::Path,
     lopts: &crate::conf::LoadOptions,
     opts: &CompileOptions,
+    keep_sources: bool,
 ) -> (Result<Plan, ConfError>, Vec<ConfError>, Parsed) {
-    let outline = Outline::read(Reader::open(path, lopts));
+    let open = |path| {
+        if keep_sources {
+            Reader::open(path, lopts)
+        } else {
+            Reader::streaming(path, lopts)
+        }
+    };
+    let outline = Outline::read(Reader::streaming(path, lopts));
     let fragment = match opts.shape {
         Shape::Auto => !outline.main_only,
         Shape::Full => false,
@@ -200,7 +213,7 @@ pub fn compile_file(
     } else {
         outline.http_maps
     };
-    let mut reader = Reader::open(path, lopts);
+    let mut reader = open(path);
     let mut w = walker(opts, &[], fragment);
     let result = walk_all(&mut w, &maps, &mut walk::StreamSrc::new(&mut reader));
     let (files, error) = reader.finish();

@@ -446,7 +446,9 @@ impl<'a> Walker<'a> {
         let Some(src) = self.sources.iter().find(|f| *f.path == *start.file) else {
             return d.span.clone();
         };
-        let text = &src.text;
+        let Some(text) = &src.text else {
+            return d.span.clone();
+        };
         // Byte offset of the start line.
         let mut line = 1u32;
         let mut i = 0usize;
