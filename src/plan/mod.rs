@@ -305,6 +305,8 @@ fn walker<'a>(
         log_formats: Vec::new(),
         warnings: Vec::new(),
         listen_seen: Default::default(),
+        plain: Vec::new(),
+        plain_index: std::collections::HashMap::new(),
         cmdline: false,
         fragment,
         sources,
@@ -415,14 +417,22 @@ fn finish_plan(
         let mut named = Vec::new();
         // Every location that sets nothing of its own shares one merged `LocSettings`.
         let mut shared = finish::Shared::default();
-        for l in raw_locations {
+        // In file order, taken from the end of the reversed raw list, which gives its memory
+        // back as it shrinks: the raw locations and the Plan's are not all alive at once.
+        let mut raw_locations = raw_locations;
+        raw_locations.reverse();
+        while let Some(l) = raw_locations.pop() {
             let loc = f.location(l, &m, i, &mut shared)?;
             if matches!(loc.matcher, LocMatch::Named(_)) {
                 named.push(loc);
             } else {
                 locations.push(loc);
             }
+            if raw_locations.len() % 4096 == 0 {
+                raw_locations.shrink_to_fit();
+            }
         }
+        named.shrink_to_fit();
         servers.push(Arc::new(Server {
             names,
             listens: listens

@@ -187,6 +187,9 @@ pub struct Walker<'a> {
     /// Listen addresses seen so far: address → (has a default_server, has options), for nginx's
     /// `a duplicate default server` and `duplicate listen options` checks.
     pub listen_seen: HashMap<ListenAddr, (bool, bool)>,
+    /// Interned plain location bodies (see [`RawLoc::plain`]), and their index by key.
+    pub plain: Vec<(PlainKey, Span)>,
+    pub plain_index: HashMap<PlainKey, usize>,
     /// True while walking `-g` directives: errors say `in command line`.
     pub cmdline: bool,
     /// The file is a `conf.d` fragment: its logs and pid default like the official nginx Docker
@@ -574,8 +577,26 @@ impl<'a> Walker<'a> {
             ops: Vec::new(),
             children: Vec::new(),
             span: d.span.clone(),
+            plain: 0,
         };
         self.block(src, table::LOC, &mut Target::Loc(&mut loc))?;
+        if loc.lvl.is_none() && loc.children.is_empty() {
+            if let Some(key) = plain_key(&loc.ops) {
+                let span = match loc.ops.first() {
+                    Some(RawOp::Op(RewriteOp::Return { span, .. })) => span.clone(),
+                    _ => loc.span.clone(),
+                };
+                let next = self.plain.len();
+                let index = *self.plain_index.entry(key.clone()).or_insert_with(|| {
+                    self.plain.push((key, span));
+                    next
+                });
+                loc.plain = u32::try_from(index + 1).unwrap_or(0);
+                if loc.plain != 0 {
+                    loc.ops = Vec::new();
+                }
+            }
+        }
         // Exact sizes: a file may hold 100,000 locations of one `return` each.
         loc.ops.shrink_to_fit();
         loc.children.shrink_to_fit();
