@@ -333,3 +333,22 @@ fn plain_location_bodies_share_one_conf() {
     assert!(Arc::ptr_eq(&l[0].conf.settings, &l[2].conf.settings));
     assert_eq!(l[8].children.len(), 1);
 }
+
+#[test]
+fn first_duplicate_location_in_file_order() {
+    let e = err(
+        "server {\n location /a {\n  location /a/x { }\n  location /a/x { }\n }\n \
+         location /a { }\n}\n",
+    );
+    assert_eq!(e, "[emerg] duplicate location \"/a/x\" in t.conf:4");
+    let e = err(
+        "server {\n location = /b { }\n location /c { }\n location = /b { }\n \
+         location /c { }\n location = /c { }\n}\n",
+    );
+    assert_eq!(e, "[emerg] duplicate location \"/b\" in t.conf:4");
+    let e = err(
+        "server {\n location /c { }\n location = /c { }\n location @c { }\n \
+         location ~ c { }\n location ~ c { }\n location /c { }\n}\n",
+    );
+    assert_eq!(e, "[emerg] duplicate location \"/c\" in t.conf:7");
+}
