@@ -4,8 +4,9 @@
 //! Never touches the network except to resolve upstream names at load time (as nginx does), and
 //! then only through the injected [`Resolve`]; never needs an async runtime.
 //!
-//! # Entry point
-//! [`compile`]`(&parsed, &opts)` returns the [`Plan`] and the warnings (`[warn]` lines the CLI
+//! # Entry points
+//! [`compile`]`(&parsed, &opts)` (a tree) and [`compile_file`]`(path, ...)` (the file compiled as
+//! it is read, what the CLI uses) return the [`Plan`] and the warnings (`[warn]` lines the CLI
 //! prints), or the first `[emerg]` error, in nginx's order:
 //! 1. the walk, in file order: for each directive the dispatcher checks that it is known, allowed
 //!    in its context, terminated right (`;` vs `{`), has a valid argument count, then runs its
