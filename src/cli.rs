@@ -228,7 +228,9 @@ fn run(flags: Flags) -> anyhow::Result<i32> {
         return send_signal(&paths, &flags, sig);
     }
     let test = flags.test || flags.dump;
-    let loaded = load(&paths, flags.global.as_deref());
+    // `-t` alone needs no text after the check; `-T` prints it and serving hands it on.
+    let keep_sources = !flags.test || flags.dump;
+    let loaded = load_with(&paths, flags.global.as_deref(), is_root(), keep_sources);
     let quiet = flags.quiet;
     match loaded {
         Ok(l) => {
@@ -304,10 +306,20 @@ pub fn load_as(
     global: Option<&str>,
     superuser: bool,
 ) -> Result<Loaded, Box<Failed>> {
+    load_with(paths, global, superuser, true)
+}
+
+/// [`load_as`]; without `keep_sources` the files are read as they are tokenized and their text is
+/// not kept (what `-t` needs: a caret line reads its file again).
+fn load_with(
+    paths: &Paths,
+    global: Option<&str>,
+    superuser: bool,
+    keep_sources: bool,
+) -> Result<Loaded, Box<Failed>> {
     let lopts = LoadOptions {
         conf_prefix: paths.conf_prefix.clone(),
     };
-    let mut parsed = parser::load_file(&paths.conf_file, &lopts);
     let mut opts = CompileOptions {
         prefix: paths.prefix.clone(),
         conf_prefix: paths.conf_prefix.clone(),
@@ -319,24 +331,28 @@ pub fn load_as(
     if let Some(g) = global {
         let gp = parser::parse_param(g, &lopts);
         if let Some(e) = gp.error {
+            // A `-g` error says `in command line`: no file to point at.
             return Err(Box::new(Failed {
                 error: e,
                 warnings: Vec::new(),
-                parsed,
+                parsed: Parsed::default(),
                 syntax_ok: false,
             }));
         }
         opts.global = gp.directives;
     }
+    // Compiled as read: the file is never held as a whole tree next to its Plan. `parsed` keeps
+    // the files (for `-T` and caret lines).
     // Certificates are loaded as nginx loads them while reading the configuration: a bad one fails
     // `-t`, start and reload alike (`cannot load certificate "..."`).
-    // The tree is freed once walked; `parsed` keeps the files (for `-T` and caret lines).
-    let compiled = match plan::compile_collecting_owned(&mut parsed, &opts) {
-        (Ok(plan), warnings) => match crate::runtime::tls::TlsSet::load(&plan) {
+    let (result, warnings, parsed) =
+        plan::compile_file(&paths.conf_file, &lopts, &opts, keep_sources);
+    let compiled = match result {
+        Ok(plan) => match crate::runtime::tls::TlsSet::load(&plan) {
             Ok(_) => (Ok(plan), warnings),
             Err(e) => (Err(e), warnings),
         },
-        other => other,
+        Err(e) => (Err(e), warnings),
     };
     match compiled {
         (Ok(mut plan), warnings) => Ok(Loaded {
@@ -442,7 +458,8 @@ fn print_error(e: &ConfError, parsed: &Parsed) {
 
 fn source_line(files: &[SourceFile], file: &str, line: u32) -> Option<String> {
     let f = files.iter().find(|f| &*f.path == file)?;
-    let text = String::from_utf8_lossy(&f.text);
+    let bytes = f.bytes().ok()?;
+    let text = String::from_utf8_lossy(&bytes);
     text.lines()
         .nth(line.checked_sub(1)? as usize)
         .map(|l| l.trim_end().to_string())
@@ -454,7 +471,7 @@ fn dump(files: &[SourceFile]) -> anyhow::Result<()> {
     let mut out = stdout.lock();
     for f in files {
         writeln!(out, "# configuration file {}:", f.path)?;
-        out.write_all(&f.text)?;
+        out.write_all(&f.bytes()?)?;
         out.write_all(b"\n")?;
     }
     out.flush()?;
@@ -540,7 +557,10 @@ fn serve(loaded: Loaded, paths: &Paths, flags: &Flags) -> anyhow::Result<i32> {
 fn source_files(files: &[SourceFile]) -> Vec<(PathBuf, Vec<u8>)> {
     files
         .iter()
-        .map(|f| (PathBuf::from(&*f.path), f.text.to_vec()))
+        .map(|f| {
+            let bytes = f.bytes().map(|b| b.into_owned()).unwrap_or_default();
+            (PathBuf::from(&*f.path), bytes)
+        })
         .collect()
 }
 

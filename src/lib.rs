@@ -3,21 +3,27 @@
 //! # Bird's-eye view
 //!
 //! ```text
-//!  text ──conf──▶ AST ──plan──▶ Plan ──runtime──▶ listeners, router, balancers, proxy, logs
+//!  text ──conf──▶ directives ──plan──▶ Plan ──runtime──▶ listeners, router, balancers, proxy, logs
 //!   (lexer + nom parser,   (directive table: contexts,    (tokio + hyper; works from the Plan only)
-//!    includes, spans)       arity, value checks; typed,            ▲
-//!                           inherited, templates compiled)   cli / control (flags, pid, signals)
+//!    includes, spans;       arity, value checks; typed,            ▲
+//!    one at a time, or      inherited, templates compiled)   cli / control (flags, pid, signals)
+//!    as an AST tree)
 //! ```
 //!
 //! # Codemap
-//! - [`conf`]: nginx's tokenizer rules and a nom parser. Produces [`conf::Directive`] trees with
-//!   file/line/column spans; expands `include`. Errors are [`conf::ConfError`], formatted as nginx's.
-//!   Kept compact for 100,000-location files: words are [`conf::Text`] (inline up to 22 bytes),
-//!   spans name their file by an interned [`conf::FileName`].
-//! - [`plan`]: the directive table (nginx's `ngx_command_t` as data) and the compiler from AST to the
-//!   typed [`plan::Plan`]: servers, locations, upstreams, compiled variable [`plan::Template`]s.
-//!   A location's [`plan::LocConf`] is its own rewrite steps plus merged [`plan::LocSettings`]
-//!   shared with every sibling that sets nothing itself.
+//! - [`conf`]: nginx's tokenizer rules and a nom parser. [`conf::Reader`] yields one
+//!   [`conf::Directive`] at a time with file/line/column spans, `include` expanded in place; the
+//!   tree builder ([`conf::load_file`]) collects them into a tree (for `conf::dump`, the grammar
+//!   goldens, tools). The lexer reads a whole text, or a file through a 64 KB window
+//!   ([`conf::Reader::streaming`], what `-t` uses). Errors are [`conf::ConfError`], formatted as
+//!   nginx's. Kept compact for 100,000-location files: words are [`conf::Text`] (inline up to 22
+//!   bytes), spans name their file by an interned [`conf::FileName`].
+//! - [`plan`]: the directive table (nginx's `ngx_command_t` as data) and the compiler to the typed
+//!   [`plan::Plan`]: servers, locations, upstreams, compiled variable [`plan::Template`]s. It walks
+//!   a tree ([`plan::compile`]) or a reader ([`plan::compile_file`], what the CLI uses: no tree is
+//!   ever alive next to the Plan). A location's [`plan::LocConf`] is its own rewrite steps plus
+//!   merged [`plan::LocSettings`] shared with every sibling that sets nothing itself; siblings
+//!   with the same plain body (`return 200;`) share the whole `LocConf`.
 //! - [`runtime`]: everything that serves traffic, driven by a `Plan` held in a [`runtime::Live`]
 //!   behind an `ArcSwap`. Per connection: `server` (accept loop) → `handshake` (PROXY protocol, TLS,
 //!   HTTP/2 choice) → `guard` (raw head checks before hyper; records what hyper's request loses:

@@ -163,3 +163,73 @@ fn normalize_nginx_line(l: &str) -> String {
     };
     format!("{level} {msg}")
 }
+
+/// The CLI compiles while reading ([`plan::compile_file`]); the goldens above go through the
+/// tree ([`plan::compile`]). Both must give the same verdict, warnings and files on every case,
+/// grammar and plan alike, read as a fragment and as a full configuration.
+#[test]
+fn streaming_compile_agrees_with_tree() {
+    let mut paths = Vec::new();
+    for dir in ["ok", "err"] {
+        for e in fs::read_dir(root().join(dir))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if e.path().extension().is_some_and(|x| x == "conf") {
+                paths.push(e.path());
+            }
+        }
+    }
+    paths.sort();
+    assert!(paths.len() >= 400, "found only {} cases", paths.len());
+    let lopts = LoadOptions {
+        conf_prefix: root(),
+    };
+    let mut failures = Vec::new();
+    let mut errors = 0;
+    for path in &paths {
+        // Read as a stream (what `-t` does) and whole (serving, `-T`).
+        for (shape, keep) in [Shape::Fragment, Shape::Full, Shape::Auto]
+            .into_iter()
+            .flat_map(|s| [(s, false), (s, true)])
+        {
+            let opts = CompileOptions {
+                shape,
+                resolver: Arc::new(plan::NoNetwork),
+                default_listen_port: 80,
+                ..Default::default()
+            };
+            let parsed = nginx_rs::conf::load_file(path, &lopts);
+            let (tree, tree_warnings) = plan::compile_collecting(&parsed, &opts);
+            let (stream, stream_warnings, sparsed) = plan::compile_file(path, &lopts, &opts, keep);
+            let show = |r: &Result<plan::Plan, nginx_rs::conf::ConfError>| match r {
+                Ok(p) => format!("ok, {} servers", p.http.servers.len()),
+                Err(e) => e.to_string(),
+            };
+            let (t, s) = (show(&tree), show(&stream));
+            errors += usize::from(tree.is_err());
+            let tw: Vec<String> = tree_warnings.iter().map(|w| w.to_string()).collect();
+            let sw: Vec<String> = stream_warnings.iter().map(|w| w.to_string()).collect();
+            let tf: Vec<&str> = parsed.files.iter().map(|f| &*f.path).collect();
+            let sf: Vec<&str> = sparsed.files.iter().map(|f| &*f.path).collect();
+            // After an error the stream has read only up to it; the tree read everything.
+            if t != s || tw != sw || (tree.is_ok() && tf != sf) {
+                failures.push(format!(
+                    "{} ({shape:?}, keep {keep})\n  tree:   {t} {tw:?} {tf:?}\n  stream: {s} {sw:?} {sf:?}",
+                    path.display()
+                ));
+            }
+        }
+    }
+    assert!(
+        errors > 600,
+        "only {errors} error verdicts: the cases did not run"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -192,7 +192,7 @@ async fn keepalive_requests_and_keepalive_timeout_zero_close_the_connection() {
         let l = Arc::new(Location {
             matcher: prefix("/"),
             conf: Arc::new(LocConf::from(lc)),
-            children: vec![],
+            children: Box::new([]),
             span: span(),
         });
         let s = server_with_conf(vec![], vec![l], c);

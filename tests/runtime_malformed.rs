@@ -185,7 +185,7 @@ async fn client_body_timeout_closes_without_answer() {
     let l = std::sync::Arc::new(Location {
         matcher: prefix("/"),
         conf: std::sync::Arc::new(LocConf::from(cm)),
-        children: vec![],
+        children: Box::new([]),
         span: span(),
     });
     let s = server(vec![], vec![l]);

@@ -143,24 +143,24 @@ async fn location_precedence() {
             vec![
                 loc(prefix("/app/admin/"), t("app-admin"), vec![]),
                 loc(
-                    LocMatch::Regex(regex(r"\.php$", false, &[])),
+                    LocMatch::Regex(Box::new(regex(r"\.php$", false, &[]))),
                     t("app-php"),
                     vec![],
                 ),
             ],
         ),
         loc(
-            LocMatch::Regex(regex(r"\.(gif|jpg)$", false, &[])),
+            LocMatch::Regex(Box::new(regex(r"\.(gif|jpg)$", false, &[]))),
             t("regex-img"),
             vec![],
         ),
         loc(
-            LocMatch::Regex(regex(r"\.JPG$", true, &[])),
+            LocMatch::Regex(Box::new(regex(r"\.JPG$", true, &[]))),
             t("regex-jpg-ci"),
             vec![],
         ),
         loc(
-            LocMatch::Regex(regex(r"^/app/.*\.txt$", false, &[])),
+            LocMatch::Regex(Box::new(regex(r"^/app/.*\.txt$", false, &[]))),
             t("regex-txt"),
             vec![],
         ),

@@ -320,9 +320,9 @@ async fn routing_matches_nginx() {
                 no_regex: true,
             }
         } else if let Some(r) = s.strip_prefix("~* ") {
-            LocMatch::Regex(regex(&r.replace("\\\\", "\\"), true, &[]))
+            LocMatch::Regex(Box::new(regex(&r.replace("\\\\", "\\"), true, &[])))
         } else if let Some(r) = s.strip_prefix("~ ") {
-            LocMatch::Regex(regex(&r.replace("\\\\", "\\"), false, &[]))
+            LocMatch::Regex(Box::new(regex(&r.replace("\\\\", "\\"), false, &[])))
         } else {
             prefix(s)
         }

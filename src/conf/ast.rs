@@ -182,5 +182,17 @@ impl Directive {
 #[derive(Clone, Debug)]
 pub struct SourceFile {
     pub path: Arc<str>,
-    pub text: Arc<[u8]>,
+    /// `None` when the file was read as a stream and not kept ([`super::Reader::streaming`]).
+    pub text: Option<Arc<[u8]>>,
+}
+
+impl SourceFile {
+    /// The text: as kept, or read again when only the name was kept.
+    pub fn bytes(&self) -> std::io::Result<std::borrow::Cow<'_, [u8]>> {
+        match &self.text {
+            Some(t) => Ok(std::borrow::Cow::Borrowed(t)),
+            None => super::include::read_file(std::path::Path::new(&*self.path))
+                .map(std::borrow::Cow::Owned),
+        }
+    }
 }

@@ -80,18 +80,43 @@ pub fn read_file(path: &Path) -> io::Result<Vec<u8>> {
 
 /// Reads a whole configuration file the way nginx's `open()` + `pread()` would fail.
 pub fn read_conf_file(path: &Path, name: &str) -> Result<Vec<u8>, FileError> {
-    match read_file(path) {
-        Ok(text) => Ok(text),
-        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => Err(FileError {
-            // open() succeeds on a directory in C; the first read fails.
+    read_file(path).map_err(|e| file_error(name, &e))
+}
+
+fn file_error(name: &str, e: &io::Error) -> FileError {
+    if e.raw_os_error() == Some(libc::EISDIR) {
+        // open() succeeds on a directory in C; the first read fails.
+        FileError {
             level: Level::Crit,
-            message: format!("pread() \"{name}\" failed {}", errno_text(&e)),
-        }),
-        Err(e) => Err(FileError {
+            message: format!("pread() \"{name}\" failed {}", errno_text(e)),
+        }
+    } else {
+        FileError {
             level: Level::Emerg,
-            message: format!("open() \"{name}\" failed {}", errno_text(&e)),
-        }),
+            message: format!("open() \"{name}\" failed {}", errno_text(e)),
+        }
     }
+}
+
+/// Opens a configuration file to be read as it is tokenized: its first `head` bytes (so that
+/// opening fails as [`read_conf_file`] does) and the rest as a stream. Files served from memory
+/// ([`with_files`]) come whole.
+pub fn open_conf_stream(
+    path: &Path,
+    name: &str,
+    head: usize,
+) -> Result<(Vec<u8>, Box<dyn io::Read>), FileError> {
+    use io::Read;
+    if memory().is_some() {
+        return read_conf_file(path, name).map(|t| (t, Box::new(io::empty()) as Box<dyn Read>));
+    }
+    let mut file = std::fs::File::open(path).map_err(|e| file_error(name, &e))?;
+    let mut first = Vec::with_capacity(head);
+    (&mut file)
+        .take(head as u64)
+        .read_to_end(&mut first)
+        .map_err(|e| file_error(name, &e))?;
+    Ok((first, Box::new(file)))
 }
 
 /// What identifies a file for cycle detection: its canonical path when it exists.

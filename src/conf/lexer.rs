@@ -168,9 +168,26 @@ fn byte_str(c: u8) -> String {
     into_string(vec![c])
 }
 
-/// nginx's tokenizer over one text.
+/// How much text a streaming lexer keeps ahead of the statement it reads (nginx's own buffer is
+/// 4096 bytes; a statement that does not fit is read again with a larger window).
+pub const WINDOW: usize = 64 * 1024;
+
+/// nginx's tokenizer over one text: all of it in memory, or a window over a file that is read as
+/// the statements are ([`Lexer::streaming`]).
+///
+/// A streaming lexer keeps the text from the start of the current line onward (so columns and
+/// lines are still known) and at least [`WINDOW`] bytes ahead. It reads each statement on that
+/// window as if the window's end were the end of the text: every answer that depends on where
+/// the text ends is an end-of-file statement or an error, so on those (and only those, before the
+/// real end) it reads more and reads the statement again. The tokens are the same as on the whole
+/// text, byte for byte.
 pub struct Lexer {
+    /// The text, or the window: byte 0 is the start of a line.
     src: Arc<[u8]>,
+    /// The rest of the file, for a streaming lexer that has not reached the end.
+    more: Option<Box<dyn std::io::Read>>,
+    /// [`WINDOW`] (tests make it tiny to cross every boundary).
+    window: usize,
     /// The file name put in every word's span.
     file: FileName,
     pos: usize,
@@ -191,6 +208,8 @@ impl Lexer {
     pub fn new(src: Arc<[u8]>, file: FileName, source: Source) -> Lexer {
         Lexer {
             src,
+            more: None,
+            window: WINDOW,
             file,
             pos: 0,
             source,
@@ -201,6 +220,68 @@ impl Lexer {
             line: 1,
             line_start: 0,
         }
+    }
+
+    /// A lexer over `head` (the file's first bytes) followed by whatever `rest` yields.
+    pub fn streaming(
+        head: Vec<u8>,
+        rest: Box<dyn std::io::Read>,
+        file: FileName,
+        source: Source,
+    ) -> Lexer {
+        let mut lx = Lexer::new(Arc::from(head), file, source);
+        lx.more = Some(rest);
+        lx
+    }
+
+    /// Drops the text before the current line and reads until `ahead` bytes follow `pos` (or the
+    /// file ends).
+    fn refill(&mut self, ahead: usize) -> Result<(), LexError> {
+        let Some(more) = self.more.as_mut() else {
+            return Ok(());
+        };
+        let drop = self.line_start;
+        let kept = &self.src[drop..];
+        let want = (self.pos - drop) + ahead;
+        let mut buf = Vec::with_capacity(want.max(kept.len()));
+        buf.extend_from_slice(kept);
+        let mut eof = false;
+        let mut failed = None;
+        while buf.len() < want {
+            let room = want - buf.len();
+            let r: &mut dyn std::io::Read = &mut **more;
+            match std::io::Read::read_to_end(&mut std::io::Read::take(r, room as u64), &mut buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            let line = self.line;
+            let message = format!(
+                "pread() \"{}\" failed {}",
+                self.file,
+                super::include::errno_text(&e)
+            );
+            return Err(self.err(message, line));
+        }
+        if eof {
+            self.more = None;
+        }
+        self.src = Arc::from(buf);
+        self.pos -= drop;
+        self.scan -= drop;
+        self.line_start = 0;
+        self.mark = self.pos;
+        self.mark_line_at = self.pos;
+        Ok(())
     }
 
     /// Line and column (1-based) of the byte at `p`; `p` never decreases between calls except on
@@ -218,14 +299,23 @@ impl Lexer {
         (self.line, col_of(p, self.line_start))
     }
 
+    /// Line and column of `p` from the counted position, forward or back, without moving it
+    /// (byte 0 of the text kept is always the start of a line).
     fn recount(&self, p: usize) -> (u32, u32) {
-        let head = &self.src[..p];
-        let lines = memchr::memchr_iter(b'\n', head).count();
-        let start = memchr::memrchr(b'\n', head).map_or(0, |n| n + 1);
-        (
-            u32::try_from(lines + 1).unwrap_or(u32::MAX),
-            col_of(p, start),
-        )
+        let p = p.min(self.src.len());
+        let (line, start) = if p >= self.scan {
+            let n = memchr::memchr_iter(b'\n', &self.src[self.scan..p]).count();
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
+            let start = memchr::memrchr(b'\n', &self.src[self.line_start..p])
+                .map_or(self.line_start, |i| self.line_start + i + 1);
+            (self.line.saturating_add(n), start)
+        } else {
+            let n = memchr::memchr_iter(b'\n', &self.src[p..self.scan]).count();
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
+            let start = memchr::memrchr(b'\n', &self.src[..p]).map_or(0, |i| i + 1);
+            (self.line.saturating_sub(n), start)
+        };
+        (line, col_of(p, start))
     }
 
     /// nginx's current line after it consumed the byte at `p` (a newline counts at once).
@@ -289,6 +379,34 @@ impl Lexer {
 
     /// Reads the next statement, like one call of `ngx_conf_read_token`.
     pub fn next_statement(&mut self) -> Result<Statement, LexError> {
+        if self.more.is_none() {
+            return self.statement();
+        }
+        // Refill when less than half a window is left (not on every statement: a refill copies
+        // the window).
+        let mut ahead = self.window;
+        if self.src.len() - self.pos < self.window / 2 {
+            self.refill(ahead)?;
+        }
+        loop {
+            let saved = (self.pos, self.scan, self.line, self.line_start);
+            let result = self.statement();
+            let settled = matches!(
+                result,
+                Ok(Statement::Directive { .. } | Statement::BlockEnd { .. })
+            );
+            if settled || self.more.is_none() {
+                return result;
+            }
+            // The end of the window decided (or may have): read further and try again.
+            (self.pos, self.scan, self.line, self.line_start) = saved;
+            ahead = ahead.saturating_mul(2);
+            self.refill(ahead)?;
+        }
+    }
+
+    /// One statement on the text in memory (see [`Lexer`] for the streaming case).
+    fn statement(&mut self) -> Result<Statement, LexError> {
         let src = self.src.clone();
         let len = src.len();
         let mut words = std::mem::take(&mut self.scratch);
@@ -465,11 +583,57 @@ mod tests {
     use super::*;
 
     fn all(text: &str) -> Result<Vec<Statement>, LexError> {
-        let mut lx = Lexer::new(
+        let lx = Lexer::new(
             Arc::from(text.as_bytes()),
             FileName::from("t"),
             Source::File,
         );
+        let whole = run(lx);
+        // The streaming lexer must agree on every input, at every window size.
+        for window in [1, 2, 3, 7, 64, 4096] {
+            for head in [0, 1, 5] {
+                let head = head.min(text.len());
+                let mut lx = Lexer::streaming(
+                    text.as_bytes()[..head].to_vec(),
+                    Box::new(Trickle(text.as_bytes()[head..].to_vec(), 0)),
+                    FileName::from("t"),
+                    Source::File,
+                );
+                lx.window = window;
+                assert_eq!(run(lx), whole, "window {window}, head {head}: {text:?}");
+            }
+        }
+        whole
+    }
+
+    /// Hands out its bytes 3 at a time.
+    struct Trickle(Vec<u8>, usize);
+
+    impl std::io::Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(3).min(self.0.len() - self.1);
+            buf[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
+            self.1 += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn streaming_agrees_on_a_long_text() {
+        let mut text = String::new();
+        for i in 0..3000 {
+            text.push_str(&format!(
+                "location = /ok{i} {{\n  return 200 \"a;{{b}}\\\"{i}\";  # c{i} ;{{\n}}\n"
+            ));
+        }
+        text.push_str("x 'unterminated\n");
+        let e = all(&text).unwrap_err();
+        assert!(e.message.starts_with("unexpected end of file"), "{e:?}");
+        let ok = all(&text[..text.len() - 17]).unwrap();
+        assert_eq!(ok.len(), 3000 * 3 + 1);
+    }
+
+    fn run(mut lx: Lexer) -> Result<Vec<Statement>, LexError> {
         let mut out = Vec::new();
         loop {
             let s = lx.next_statement()?;

@@ -10,10 +10,12 @@ pub mod error;
 pub mod include;
 pub mod lexer;
 pub mod parser;
+pub mod reader;
 pub mod text;
 
 pub use ast::{Arg, Directive, FileName, Quote, SourceFile, Span};
 pub use dump::dump;
 pub use error::{ConfError, Level, Origin};
 pub use parser::{load_file, parse_bytes, parse_param, LoadOptions, Parsed};
+pub use reader::{Event, Reader};
 pub use text::Text;

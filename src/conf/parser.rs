@@ -7,10 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::ast::{Directive, FileName, SourceFile, Span};
-use super::error::{ConfError, Level, Origin};
-use super::include;
-use super::lexer::{Lexer, Source, Statement, Word};
+use super::ast::{Directive, SourceFile};
+use super::error::ConfError;
+use super::lexer::Source;
+use super::reader::{Event, Reader};
 
 /// Blocks nested deeper than this are refused (nginx has no limit, but no real configuration
 /// comes close, and every later stage walks the tree recursively).
@@ -36,82 +36,60 @@ pub struct LoadOptions {
 
 /// Reads `path` and every file it includes. `path` names the file in spans as given.
 pub fn load_file(path: &Path, opts: &LoadOptions) -> Parsed {
-    let name: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
-    match include::read_conf_file(path, &name) {
-        Ok(text) => parse_bytes(&text, name, opts),
-        Err(message) => Parsed {
-            error: Some(message.into_error(Origin::Nowhere)),
-            ..Parsed::default()
-        },
-    }
+    Parser::run(Reader::open(path, opts))
 }
 
 /// Parses text already in memory, named `file` in spans (includes still read from disk).
 pub fn parse_bytes(text: &[u8], file: Arc<str>, opts: &LoadOptions) -> Parsed {
-    Parser::new(opts, Source::File).run(text, file)
+    Parser::run(Reader::new(Arc::from(text), file, opts, Source::File))
 }
 
 /// Parses the `-g` command-line parameter: main-context directives; errors say `in command line`.
 pub fn parse_param(text: &str, opts: &LoadOptions) -> Parsed {
-    Parser::new(opts, Source::Param).run(text.as_bytes(), Arc::from("command line"))
+    Parser::run(Reader::new(
+        Arc::from(text.as_bytes()),
+        Arc::from("command line"),
+        opts,
+        Source::Param,
+    ))
 }
 
-/// One file being read: its text, the tokenizer position, and how deep the block stack was when
-/// it started (a `}` may not close a block opened by another file, nor may a file end inside one
-/// of its own blocks).
-struct FileFrame {
-    /// The file's name, interned for spans.
-    file: FileName,
-    lexer: Lexer,
-    /// The `-g` text or a file: decides how errors are located.
-    source: Source,
-    base_depth: usize,
-    /// Identity for cycle detection (canonical path when it exists).
-    identity: PathBuf,
-    /// Files still to read for the current `include` (a glob), in reverse order.
-    pending: Vec<PathBuf>,
-    /// The `include` directive those pending files came from.
-    include_span: Option<Span>,
-}
-
-struct Parser<'o> {
-    opts: &'o LoadOptions,
-    source: Source,
-    files: Vec<SourceFile>,
-    /// Open blocks, innermost last; each has `block: Some(children so far)`.
+/// Builds the tree from a [`Reader`]: open blocks on a stack, innermost last.
+struct Parser {
     blocks: Vec<Directive>,
     top: Vec<Directive>,
 }
 
-impl<'o> Parser<'o> {
-    fn new(opts: &'o LoadOptions, source: Source) -> Parser<'o> {
-        Parser {
-            opts,
-            source,
-            files: Vec::new(),
+impl Parser {
+    fn run(mut reader: Reader) -> Parsed {
+        let mut p = Parser {
             blocks: Vec::new(),
             top: Vec::new(),
+        };
+        for event in reader.by_ref() {
+            match event {
+                Event::Directive(d) if d.block.is_some() => p.blocks.push(d),
+                Event::Directive(d) => p.children().push(d),
+                Event::BlockEnd(_) => {
+                    if let Some(mut done) = p.blocks.pop() {
+                        // Blocks grow by doubling; give back the slack of finished ones.
+                        if let Some(children) = done.block.as_mut() {
+                            children.shrink_to_fit();
+                        }
+                        p.children().push(done);
+                    }
+                }
+            }
         }
-    }
-
-    fn run(mut self, text: &[u8], name: Arc<str>) -> Parsed {
-        let text: Arc<[u8]> = Arc::from(text);
-        if self.source == Source::File {
-            self.files.push(SourceFile {
-                path: name.clone(),
-                text: text.clone(),
-            });
-        }
-        let identity = include::identity(Path::new(name.as_ref()));
-        let error = self.parse_all(name, text, identity).err();
         // Attach unfinished blocks to their parents so the partial tree is complete.
-        while let Some(open) = self.blocks.pop() {
-            self.children().push(open);
+        while let Some(open) = p.blocks.pop() {
+            p.children().push(open);
         }
-        self.top.shrink_to_fit();
+        p.top.shrink_to_fit();
+        let (files, error) = reader.finish();
         Parsed {
-            directives: self.top,
-            files: self.files,
+            directives: p.top,
+            files,
             error,
         }
     }
@@ -122,216 +100,6 @@ impl<'o> Parser<'o> {
             Some(d) => d.block.get_or_insert_with(Vec::new),
             None => &mut self.top,
         }
-    }
-
-    fn error_at(
-        &self,
-        source: Source,
-        message: impl Into<String>,
-        file: &FileName,
-        line: u32,
-    ) -> ConfError {
-        let origin = match source {
-            Source::Param => Origin::CommandLine,
-            Source::File => Origin::At(Span::new(*file, line, 0)),
-        };
-        ConfError {
-            level: Level::Emerg,
-            message: message.into(),
-            origin,
-            hints: Vec::new(),
-        }
-    }
-
-    fn parse_all(
-        &mut self,
-        name: Arc<str>,
-        text: Arc<[u8]>,
-        identity: PathBuf,
-    ) -> Result<(), ConfError> {
-        let mut stack: Vec<FileFrame> = Vec::new();
-        stack.push(new_frame(name, text, identity, 0, self.source));
-
-        while let Some(frame) = stack.last_mut() {
-            // A glob include still has files to read: open the next one.
-            if let Some(path) = frame.pending.pop() {
-                let span = frame.include_span.clone();
-                let child = self.open_include(&path, span, &stack)?;
-                stack.push(child);
-                continue;
-            }
-            let file = frame.file;
-            let base_depth = frame.base_depth;
-            let source = frame.source;
-            let statement = frame.lexer.next_statement();
-            let statement =
-                statement.map_err(|e| self.error_at(source, e.message, &file, e.line))?;
-            match statement {
-                Statement::Eof { line } => {
-                    if self.blocks.len() > base_depth {
-                        return Err(self.error_at(
-                            source,
-                            "unexpected end of file, expecting \"}\"",
-                            &file,
-                            line,
-                        ));
-                    }
-                    stack.pop();
-                }
-                Statement::BlockEnd { line } => {
-                    if self.blocks.len() <= base_depth {
-                        return Err(self.error_at(source, "unexpected \"}\"", &file, line));
-                    }
-                    if let Some(mut done) = self.blocks.pop() {
-                        // Blocks grow by doubling; give back the slack of finished ones.
-                        if let Some(children) = done.block.as_mut() {
-                            children.shrink_to_fit();
-                        }
-                        self.children().push(done);
-                    }
-                }
-                Statement::Directive {
-                    name,
-                    args,
-                    opens_block,
-                    line,
-                } => {
-                    if name.value == "include" {
-                        let span = Span::new(file, line, name.span.col);
-                        let paths = self.include_paths(source, &args, opens_block, &span)?;
-                        if let Some(frame) = stack.last_mut() {
-                            frame.pending = paths.into_iter().rev().collect();
-                            frame.include_span = Some(span);
-                        }
-                        continue;
-                    }
-                    if opens_block && source == Source::Param {
-                        return Err(self.error_at(
-                            source,
-                            "block directives are not supported in -g option",
-                            &file,
-                            line,
-                        ));
-                    }
-                    let directive = make_directive(name, args, opens_block, &file, line);
-                    if opens_block {
-                        if self.blocks.len() >= MAX_DEPTH {
-                            return Err(self.error_at(
-                                source,
-                                format!("blocks are nested deeper than {MAX_DEPTH} levels"),
-                                &file,
-                                line,
-                            ));
-                        }
-                        self.blocks.push(directive);
-                    } else {
-                        self.children().push(directive);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Checks an `include` statement like nginx's dispatcher and expands its argument to the
-    /// files to read, in order.
-    fn include_paths(
-        &self,
-        source: Source,
-        args: &[Word],
-        opens_block: bool,
-        span: &Span,
-    ) -> Result<Vec<PathBuf>, ConfError> {
-        let at = |m: String| self.error_at(source, m, &span.file, span.line);
-        if opens_block {
-            return Err(at("directive \"include\" is not terminated by \";\"".into()));
-        }
-        if args.len() != 1 {
-            return Err(at(
-                "invalid number of arguments in \"include\" directive".into()
-            ));
-        }
-        let origin = match source {
-            Source::Param => Origin::CommandLine,
-            Source::File => Origin::At(span.clone()),
-        };
-        include::expand(&args[0].value, &self.opts.conf_prefix).map_err(|m| m.into_error(origin))
-    }
-
-    fn open_include(
-        &mut self,
-        path: &Path,
-        span: Option<Span>,
-        stack: &[FileFrame],
-    ) -> Result<FileFrame, ConfError> {
-        let from_param = stack.last().is_some_and(|f| f.source == Source::Param);
-        let origin = match span {
-            _ if from_param => Origin::CommandLine,
-            Some(s) => Origin::At(s),
-            None => Origin::Nowhere,
-        };
-        let name: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
-        let identity = include::identity(path);
-        if stack.iter().any(|f| f.identity == identity) {
-            let message = format!("include cycle: \"{name}\" is already being read");
-            return Err(ConfError {
-                level: Level::Emerg,
-                message,
-                origin,
-                hints: Vec::new(),
-            });
-        }
-        let text: Arc<[u8]> = match include::read_conf_file(path, &name) {
-            Ok(t) => Arc::from(t),
-            Err(m) => return Err(m.into_error(origin)),
-        };
-        if !self.files.iter().any(|f| f.path == name) {
-            self.files.push(SourceFile {
-                path: name.clone(),
-                text: text.clone(),
-            });
-        }
-        Ok(new_frame(
-            name,
-            text,
-            identity,
-            self.blocks.len(),
-            Source::File,
-        ))
-    }
-}
-
-fn new_frame(
-    name: Arc<str>,
-    text: Arc<[u8]>,
-    identity: PathBuf,
-    base_depth: usize,
-    source: Source,
-) -> FileFrame {
-    let file = FileName::from(&name);
-    FileFrame {
-        lexer: Lexer::new(text, file, source),
-        file,
-        source,
-        base_depth,
-        identity,
-        pending: Vec::new(),
-        include_span: None,
-    }
-}
-
-fn make_directive(
-    name: Word,
-    args: Vec<Word>,
-    opens_block: bool,
-    file: &FileName,
-    line: u32,
-) -> Directive {
-    Directive {
-        name: name.value,
-        args,
-        block: opens_block.then(Vec::new),
-        span: Span::new(*file, line, name.span.col),
     }
 }
 

@@ -4,8 +4,9 @@
 //! Never touches the network except to resolve upstream names at load time (as nginx does), and
 //! then only through the injected [`Resolve`]; never needs an async runtime.
 //!
-//! # Entry point
-//! [`compile`]`(&parsed, &opts)` returns the [`Plan`] and the warnings (`[warn]` lines the CLI
+//! # Entry points
+//! [`compile`]`(&parsed, &opts)` (a tree) and [`compile_file`]`(path, ...)` (the file compiled as
+//! it is read, what the CLI uses) return the [`Plan`] and the warnings (`[warn]` lines the CLI
 //! prints), or the first `[emerg]` error, in nginx's order:
 //! 1. the walk, in file order: for each directive the dispatcher checks that it is known, allowed
 //!    in its context, terminated right (`;` vs `{`), has a valid argument count, then runs its
@@ -49,7 +50,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::conf::parser::Parsed;
-use crate::conf::{ConfError, Directive, Level};
+use crate::conf::{ConfError, Directive, Event, Level, Reader};
 
 /// Name resolution for `upstream` servers and `proxy_pass` hosts, injected so that `plan` itself
 /// never does I/O: the CLI passes the system resolver, tests pass a fixed table.
@@ -133,11 +134,14 @@ impl Default for CompileOptions {
 
 /// Is this top level a fragment (read as the contents of `http {}`)?
 pub fn is_fragment(top: &[Directive]) -> bool {
-    !top.iter().any(|d| {
-        let cmds: Vec<_> = table::lookup(&d.name).collect();
-        cmds.iter().any(|c| c.ctx & table::MAIN != 0)
-            && !cmds.iter().any(|c| c.ctx & table::HTTP != 0)
-    })
+    !top.iter().any(|d| is_main_only(&d.name))
+}
+
+/// A directive allowed in the main context but not inside `http`: its presence at the top level
+/// makes a file a full configuration.
+fn is_main_only(name: &str) -> bool {
+    table::lookup(name).any(|c| c.ctx & table::MAIN != 0)
+        && !table::lookup(name).any(|c| c.ctx & table::HTTP != 0)
 }
 
 /// The predefined `combined` format (ngx_http_log_module).
@@ -164,14 +168,109 @@ pub fn compile_collecting(
 }
 
 /// Like [`compile_collecting`], but takes the tree out of `parsed` and frees it as soon as it was
-/// walked, before the Plan is built (`parsed` keeps its files and error). For a large file the
-/// tree is the biggest structure after the Plan itself: the CLI does not hold both at once.
+/// walked, before the Plan is built (`parsed` keeps its files and error).
 pub fn compile_collecting_owned(
     parsed: &mut Parsed,
     opts: &CompileOptions,
 ) -> (Result<Plan, ConfError>, Vec<ConfError>) {
     let tree = std::mem::take(&mut parsed.directives);
     compile_tree(parsed, Tree::Owned(tree), opts)
+}
+
+/// Reads `path` (and its includes) and compiles it as it is read: the file never exists as a
+/// whole tree, only as the Plan being built (what the CLI does; a 300,000-line file would
+/// otherwise hold its tree and its Plan at once). Same checks, order and messages as
+/// [`compile_collecting`] on [`crate::conf::load_file`]'s tree. The returned [`Parsed`] has no
+/// directives, only the files read (for `-T` and caret lines) and the syntax error, if any.
+///
+/// The file is read twice: a first pass only notes what must be known before the walk (is the
+/// top level a fragment, which variables `map`s define), as [`compile`] looks at the tree.
+///
+/// With `keep_sources`, the files are read whole and kept in the returned [`Parsed`] (for `-T`,
+/// and for serving: the supervisor hands the bytes it checked to the serving process); without,
+/// they are read through a small window as they are tokenized ([`Reader::streaming`]) and only
+/// their names are kept, so the text of a large file is never in memory whole either.
+pub fn compile_file(
+    path: &std::path::Path,
+    lopts: &crate::conf::LoadOptions,
+    opts: &CompileOptions,
+    keep_sources: bool,
+) -> (Result<Plan, ConfError>, Vec<ConfError>, Parsed) {
+    let open = |path| {
+        if keep_sources {
+            Reader::open(path, lopts)
+        } else {
+            Reader::streaming(path, lopts)
+        }
+    };
+    let outline = Outline::read(Reader::streaming(path, lopts));
+    let fragment = match opts.shape {
+        Shape::Auto => !outline.main_only,
+        Shape::Full => false,
+        Shape::Fragment => true,
+    };
+    let maps = if fragment {
+        outline.top_maps
+    } else {
+        outline.http_maps
+    };
+    let mut reader = open(path);
+    let mut w = walker(opts, &[], fragment);
+    let result = walk_all(&mut w, &maps, &mut walk::StreamSrc::new(&mut reader));
+    let (files, error) = reader.finish();
+    let result = result.and_then(|()| match error.clone() {
+        Some(e) => Err(e),
+        None => finish_plan(&mut w, opts, &files),
+    });
+    let warnings = std::mem::take(&mut w.warnings);
+    let parsed = Parsed {
+        directives: Vec::new(),
+        files,
+        error,
+    };
+    (result, warnings, parsed)
+}
+
+/// What must be known before the walk, from a first reading of the file.
+#[derive(Default)]
+struct Outline {
+    /// Some top-level directive belongs to the main context only (see [`is_fragment`]).
+    main_only: bool,
+    /// `$name` of the `map`s at the top level and directly inside `http` blocks.
+    top_maps: Vec<String>,
+    http_maps: Vec<String>,
+}
+
+impl Outline {
+    fn read(reader: Reader) -> Outline {
+        let mut o = Outline::default();
+        // For each open block: is it a top-level `http`?
+        let mut open: Vec<bool> = Vec::new();
+        for event in reader {
+            match event {
+                Event::Directive(d) => {
+                    let map = (d.name == "map")
+                        .then(|| d.arg(1).and_then(|n| n.strip_prefix('$')))
+                        .flatten();
+                    match open.as_slice() {
+                        [] => {
+                            o.main_only |= is_main_only(&d.name);
+                            o.top_maps.extend(map.map(str::to_string));
+                        }
+                        [true] => o.http_maps.extend(map.map(str::to_string)),
+                        _ => {}
+                    }
+                    if d.block.is_some() {
+                        open.push(open.is_empty() && d.name == "http");
+                    }
+                }
+                Event::BlockEnd(_) => {
+                    open.pop();
+                }
+            }
+        }
+        o
+    }
 }
 
 /// The directives to walk: borrowed from the caller, or owned and dropped after the walk.
@@ -189,12 +288,12 @@ impl Tree<'_> {
     }
 }
 
-fn compile_tree(
-    parsed: &Parsed,
-    tree: Tree,
-    opts: &CompileOptions,
-) -> (Result<Plan, ConfError>, Vec<ConfError>) {
-    let mut w = walk::Walker {
+fn walker<'a>(
+    opts: &'a CompileOptions,
+    sources: &'a [crate::conf::SourceFile],
+    fragment: bool,
+) -> walk::Walker<'a> {
+    walk::Walker {
         opts,
         resolver: &*opts.resolver,
         vars: vars::Vars::default(),
@@ -207,69 +306,91 @@ fn compile_tree(
         log_formats: Vec::new(),
         warnings: Vec::new(),
         listen_seen: Default::default(),
+        plain: Vec::new(),
+        plain_index: std::collections::HashMap::new(),
         cmdline: false,
-        fragment: false,
-        sources: &parsed.files,
-    };
-    let result = compile_into(&mut w, parsed, tree, opts);
-    (result, std::mem::take(&mut w.warnings))
+        fragment,
+        sources,
+    }
 }
 
-fn compile_into(
-    w: &mut walk::Walker,
+fn compile_tree(
     parsed: &Parsed,
     tree: Tree,
     opts: &CompileOptions,
-) -> Result<Plan, ConfError> {
+) -> (Result<Plan, ConfError>, Vec<ConfError>) {
     let fragment = match opts.shape {
         Shape::Auto => is_fragment(tree.get()),
         Shape::Full => false,
         Shape::Fragment => true,
     };
-    w.fragment = fragment;
     // Map outputs are known before the walk so any template may use them.
-    let mut map_index = 0u32;
-    let mut register = |dirs: &[Directive], w: &mut walk::Walker| {
+    let mut maps = Vec::new();
+    let mut register = |dirs: &[Directive]| {
         for d in dirs.iter().filter(|d| d.name == "map") {
             if let Some(name) = d.arg(1).and_then(|n| n.strip_prefix('$')) {
-                w.vars.add_map(name, map_index);
-                w.map_names.push(name.to_string());
-                map_index += 1;
+                maps.push(name.to_string());
             }
         }
     };
     if fragment {
-        register(tree.get(), w);
+        register(tree.get());
     } else {
         for h in tree.get().iter().filter(|d| d.name == "http") {
-            register(h.block.as_deref().unwrap_or(&[]), w);
+            register(h.block.as_deref().unwrap_or(&[]));
         }
     }
+    let mut w = walker(opts, &parsed.files, fragment);
+    let walked = walk_all(&mut w, &maps, &mut walk::TreeSrc::new(tree.get()));
+    // Everything the Plan needs is in the walker's raw levels now.
+    drop(tree);
+    let result = walked.and_then(|()| match &parsed.error {
+        Some(e) => Err(e.clone()),
+        None => finish_plan(&mut w, opts, &parsed.files),
+    });
+    (result, std::mem::take(&mut w.warnings))
+}
+
+/// Step 1: registers the `map` outputs, then walks `-g` and the file.
+fn walk_all(
+    w: &mut walk::Walker,
+    maps: &[String],
+    src: &mut dyn walk::Src,
+) -> Result<(), ConfError> {
+    for (index, name) in maps.iter().enumerate() {
+        w.vars.add_map(name, index as u32);
+        w.map_names.push(name.clone());
+    }
     let combined_tpl = w.vars.template(COMBINED).map_err(ConfError::nowhere)?;
-    let combined = Arc::new(LogFormat {
+    w.log_formats.push(Arc::new(LogFormat {
         name: "combined".into(),
         escape: LogEscape::Default,
         template: combined_tpl,
-    });
-    w.log_formats.push(combined.clone());
-
-    // 1. The walk.
+    }));
     w.cmdline = true;
-    let global = opts.global.clone();
-    w.block(&global, table::MAIN, &mut walk::Target::Main)?;
+    let global = w.opts.global.clone();
+    w.block(
+        &mut walk::TreeSrc::new(&global),
+        table::MAIN,
+        &mut walk::Target::Main,
+    )?;
     w.cmdline = false;
-    if fragment {
+    if w.fragment {
         w.main.http = true;
-        w.block(tree.get(), table::HTTP, &mut walk::Target::Http)?;
+        w.block(src, table::HTTP, &mut walk::Target::Http)
     } else {
-        w.block(tree.get(), table::MAIN, &mut walk::Target::Main)?;
+        w.block(src, table::MAIN, &mut walk::Target::Main)
     }
-    // Everything the Plan needs is in the walker's raw levels now.
-    drop(tree);
-    if let Some(e) = &parsed.error {
-        return Err(e.clone());
-    }
+}
 
+/// Step 2: post-parse checks, in nginx's order, and the Plan.
+fn finish_plan(
+    w: &mut walk::Walker,
+    opts: &CompileOptions,
+    files: &[crate::conf::SourceFile],
+) -> Result<Plan, ConfError> {
+    let fragment = w.fragment;
+    let combined = w.log_formats[0].clone();
     // 2. Post-parse checks, in nginx's order.
     let main = main_conf(w, opts);
     let raw_servers = std::mem::take(&mut w.servers);
@@ -293,18 +414,26 @@ fn compile_into(
             ..
         } = s;
         let rewrites = f.server_ops(ops, &m, i)?;
-        let mut locations = Vec::new();
+        let mut locations = Vec::with_capacity(raw_locations.len());
         let mut named = Vec::new();
         // Every location that sets nothing of its own shares one merged `LocSettings`.
-        let mut empty = None;
-        for l in raw_locations {
-            let loc = f.location(l, &m, i, &mut empty)?;
+        let mut shared = finish::Shared::default();
+        // In file order, taken from the end of the reversed raw list, which gives its memory
+        // back as it shrinks: the raw locations and the Plan's are not all alive at once.
+        let mut raw_locations = raw_locations;
+        raw_locations.reverse();
+        while let Some(l) = raw_locations.pop() {
+            let loc = f.location(l, &m, i, &mut shared)?;
             if matches!(loc.matcher, LocMatch::Named(_)) {
                 named.push(loc);
             } else {
                 locations.push(loc);
             }
+            if raw_locations.len() % 4096 == 0 {
+                raw_locations.shrink_to_fit();
+            }
         }
+        named.shrink_to_fit();
         servers.push(Arc::new(Server {
             names,
             listens: listens
@@ -352,11 +481,7 @@ fn compile_into(
             log_formats,
             slots: w.vars.slots.clone(),
         },
-        files: parsed
-            .files
-            .iter()
-            .map(|f| PathBuf::from(&*f.path))
-            .collect(),
+        files: files.iter().map(|f| PathBuf::from(&*f.path)).collect(),
     };
     Ok(plan)
 }

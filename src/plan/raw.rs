@@ -150,6 +150,40 @@ pub struct RawLoc {
     pub ops: Vec<RawOp>,
     pub children: Vec<RawLoc>,
     pub span: Span,
+    /// A plain body (no settings, no children, plain rewrite steps: see `plan::LocConf`) is not
+    /// kept here but interned in the walker: 1 + its index in `Walker::plain` (0: not plain).
+    pub plain: u32,
+}
+
+/// A plain body: no rewrite steps (`None`), or one `return CODE [constant text]`.
+pub type PlainKey = Option<(u16, Option<Box<str>>)>;
+
+/// The key of a body that can be interned, if it is plain.
+pub fn plain_key(ops: &[RawOp]) -> Option<PlainKey> {
+    match ops {
+        [] => Some(None),
+        [RawOp::Op(RewriteOp::Return { code, body, .. })] => match body
+            .as_ref()
+            .map(|t| t.segments.as_slice())
+        {
+            None => Some(Some((*code, None))),
+            Some([super::template::Segment::Literal(s)]) => Some(Some((*code, Some((**s).into())))),
+            Some(_) => None,
+        },
+        _ => None,
+    }
+}
+
+/// The rewrite steps of an interned plain body (`span`: where the first of them was written).
+pub fn plain_ops(key: &PlainKey, span: &Span) -> Vec<RewriteOp> {
+    match key {
+        None => Vec::new(),
+        Some((code, body)) => vec![RewriteOp::Return {
+            code: *code,
+            body: body.as_deref().map(Template::literal),
+            span: span.clone(),
+        }],
+    }
 }
 
 impl RawLoc {

@@ -312,3 +312,43 @@ fn http2_directive_enables_h2_on_the_servers_addresses() {
     assert!(plan.http.listens[0].opts.http2);
     assert!(!plan.http.listens[1].opts.http2);
 }
+
+#[test]
+fn plain_location_bodies_share_one_conf() {
+    let (plan, _) = ok("server {\n listen 80;\n location = /a { return 200; }\n \
+         location = /b { return 200; }\n location = /c { return 404; }\n \
+         location = /d { root /x; return 200; }\n location = /e { return 200 \"$uri\"; }\n \
+         location = /f { return 200 \"$uri\"; }\n location = /g { return 200 hi; }\n \
+         location = /h { return 200 hi; }\n location /i { location /i/j { return 200; } }\n}\n");
+    let l = &plan.http.servers[0].locations;
+    let same = |a: usize, b: usize| Arc::ptr_eq(&l[a].conf, &l[b].conf);
+    assert!(same(0, 1), "two `return 200;` share");
+    assert!(same(6, 7), "same constant text shares");
+    assert!(!same(0, 2), "another code does not");
+    assert!(!same(0, 3), "own settings do not");
+    assert!(!same(4, 5), "text with variables does not");
+    assert!(!same(0, 8), "a location with children does not");
+    // Each keeps its own span; the shared settings are the server's merged ones.
+    assert_eq!((l[0].span.line, l[1].span.line), (3, 4));
+    assert!(Arc::ptr_eq(&l[0].conf.settings, &l[2].conf.settings));
+    assert_eq!(l[8].children.len(), 1);
+}
+
+#[test]
+fn first_duplicate_location_in_file_order() {
+    let e = err(
+        "server {\n location /a {\n  location /a/x { }\n  location /a/x { }\n }\n \
+         location /a { }\n}\n",
+    );
+    assert_eq!(e, "[emerg] duplicate location \"/a/x\" in t.conf:4");
+    let e = err(
+        "server {\n location = /b { }\n location /c { }\n location = /b { }\n \
+         location /c { }\n location = /c { }\n}\n",
+    );
+    assert_eq!(e, "[emerg] duplicate location \"/b\" in t.conf:4");
+    let e = err(
+        "server {\n location /c { }\n location = /c { }\n location @c { }\n \
+         location ~ c { }\n location ~ c { }\n location /c { }\n}\n",
+    );
+    assert_eq!(e, "[emerg] duplicate location \"/c\" in t.conf:7");
+}

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::conf::{Level, Span};
+use crate::conf::{Level, Span, Text};
 
 use super::template::Template;
 
@@ -131,24 +131,27 @@ impl std::fmt::Debug for Regex {
     }
 }
 
+/// A location: 72 bytes plus its `Arc`, since a file may hold 100,000 of them. Paths up to 22
+/// bytes live inline ([`Text`]); the regex of a regex location is boxed (the rarer, larger case).
 #[derive(Debug)]
 pub struct Location {
     pub matcher: LocMatch,
+    /// Shared with every sibling whose body compiles to the same thing (see [`LocConf`]).
     pub conf: Arc<LocConf>,
-    pub children: Vec<Arc<Location>>,
+    pub children: Box<[Arc<Location>]>,
     pub span: Span,
 }
 
 #[derive(Debug)]
 pub enum LocMatch {
     /// `location = /x`
-    Exact(String),
+    Exact(Text),
     /// `location /x` (`no_regex` = `^~`)
-    Prefix { path: String, no_regex: bool },
+    Prefix { path: Text, no_regex: bool },
     /// `location ~ re` / `~* re`
-    Regex(Regex),
+    Regex(Box<Regex>),
     /// `location @name`
-    Named(String),
+    Named(Text),
 }
 
 /// Everything that applies to a request once its location is chosen, already merged: the level's
@@ -158,6 +161,11 @@ pub enum LocMatch {
 /// steps such as `return`, or nothing at all) points at one `LocSettings` per enclosing level,
 /// so 100,000 `location = /x { return 200; }` hold one copy of the inherited settings, not
 /// 100,000. Field reads go through `Deref` (`conf.proxy`, `conf.client`, ...).
+///
+/// A whole `LocConf` is shared too: siblings that set nothing of their own and whose rewrite
+/// steps are plain (no steps, or one `return CODE` with no text or a constant one) point at one
+/// `LocConf` per distinct body, whose steps keep the spans of the first of them (the runtime
+/// never reads a step's span; each `Location` keeps its own).
 #[derive(Debug, Default)]
 pub struct LocConf {
     /// The rewrite-module steps of this level (nginx does not inherit them).

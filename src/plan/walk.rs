@@ -16,6 +16,110 @@ use super::{CompileOptions, Resolve};
 
 pub type Res<T> = Result<T, ConfError>;
 
+/// Where the walk reads directives from: a tree already in memory ([`TreeSrc`]) or the streaming
+/// [`crate::conf::Reader`] ([`StreamSrc`]), so that a large file is compiled as it is read and never
+/// held as a whole tree.
+///
+/// A block directive comes with `block: Some(empty)`; its contents are the directives that
+/// follow, up to `None` (the block's end). The handler of a block directive reads its contents
+/// before returning.
+pub trait Src {
+    /// The next directive of the current block; `None` at its end, at the end of the input, or
+    /// when the reader stopped on an error (every open block then ends).
+    fn next_directive(&mut self) -> Option<Directive>;
+    /// Where the block finished last was closed (its `}`), when the source knows it.
+    fn closed_at(&self) -> Option<Span>;
+}
+
+/// Walks a tree: each directive comes out as a copy without its block (cheap: name and words),
+/// and its block's children follow.
+pub struct TreeSrc<'t> {
+    stack: Vec<std::slice::Iter<'t, Directive>>,
+}
+
+impl<'t> TreeSrc<'t> {
+    pub fn new(top: &'t [Directive]) -> TreeSrc<'t> {
+        TreeSrc {
+            stack: vec![top.iter()],
+        }
+    }
+}
+
+impl Src for TreeSrc<'_> {
+    fn next_directive(&mut self) -> Option<Directive> {
+        let it = self.stack.last_mut()?;
+        match it.next() {
+            Some(d) => {
+                if let Some(b) = &d.block {
+                    self.stack.push(b.iter());
+                }
+                Some(Directive {
+                    name: d.name.clone(),
+                    args: d.args.clone(),
+                    block: d.block.as_ref().map(|_| Vec::new()),
+                    span: d.span.clone(),
+                })
+            }
+            None => {
+                self.stack.pop();
+                None
+            }
+        }
+    }
+
+    fn closed_at(&self) -> Option<Span> {
+        None
+    }
+}
+
+/// Walks the streaming reader.
+pub struct StreamSrc<'r> {
+    pub reader: &'r mut crate::conf::Reader,
+    closed: Option<Span>,
+}
+
+impl<'r> StreamSrc<'r> {
+    pub fn new(reader: &'r mut crate::conf::Reader) -> StreamSrc<'r> {
+        StreamSrc {
+            reader,
+            closed: None,
+        }
+    }
+}
+
+impl Src for StreamSrc<'_> {
+    fn next_directive(&mut self) -> Option<Directive> {
+        match self.reader.next() {
+            Some(crate::conf::Event::Directive(d)) => Some(d),
+            Some(crate::conf::Event::BlockEnd(span)) => {
+                self.closed = Some(span);
+                None
+            }
+            None => {
+                self.closed = None;
+                None
+            }
+        }
+    }
+
+    fn closed_at(&self) -> Option<Span> {
+        self.closed.clone()
+    }
+}
+
+/// The contents of the block just opened, as a tree (for `map` and `types`, whose handlers look
+/// at their entries as a whole; such blocks are small).
+fn body_tree(src: &mut dyn Src) -> Vec<Directive> {
+    let mut out = Vec::new();
+    while let Some(mut d) = src.next_directive() {
+        if d.block.is_some() {
+            d.block = Some(body_tree(src));
+        }
+        out.push(d);
+    }
+    out
+}
+
 /// Builds errors without borrowing the walker (handlers hold a `&mut Lvl` into it).
 #[derive(Clone, Copy)]
 pub struct Ec {
@@ -83,6 +187,9 @@ pub struct Walker<'a> {
     /// Listen addresses seen so far: address → (has a default_server, has options), for nginx's
     /// `a duplicate default server` and `duplicate listen options` checks.
     pub listen_seen: HashMap<ListenAddr, (bool, bool)>,
+    /// Interned plain location bodies (see [`RawLoc::plain`]), and their index by key.
+    pub plain: Vec<(PlainKey, Span)>,
+    pub plain_index: HashMap<PlainKey, usize>,
     /// True while walking `-g` directives: errors say `in command line`.
     pub cmdline: bool,
     /// The file is a `conf.d` fragment: its logs and pid default like the official nginx Docker
@@ -119,14 +226,21 @@ impl<'a> Walker<'a> {
         e
     }
 
-    pub fn block(&mut self, dirs: &[Directive], ctx: Ctx, tgt: &mut Target) -> Res<()> {
-        for d in dirs {
-            self.directive(d, ctx, tgt)?;
+    /// Walks the directives of the current block of `src`, up to its end.
+    pub fn block(&mut self, src: &mut dyn Src, ctx: Ctx, tgt: &mut Target) -> Res<()> {
+        while let Some(d) = src.next_directive() {
+            self.directive(&d, src, ctx, tgt)?;
         }
         Ok(())
     }
 
-    fn directive(&mut self, d: &Directive, ctx: Ctx, tgt: &mut Target) -> Res<()> {
+    fn directive(
+        &mut self,
+        d: &Directive,
+        src: &mut dyn Src,
+        ctx: Ctx,
+        tgt: &mut Target,
+    ) -> Res<()> {
         let name = d.name.as_str();
         let mut found = false;
         let mut cmd: Option<&'static Cmd> = None;
@@ -182,55 +296,58 @@ impl<'a> Walker<'a> {
             ));
         }
         // From here on, handlers may index `d.args` up to the minimum their arity guarantees.
-        self.handle(cmd, d, ctx, tgt)
+        self.handle(cmd, d, src, ctx, tgt)
     }
 
-    fn handle(&mut self, cmd: &Cmd, d: &Directive, ctx: Ctx, tgt: &mut Target) -> Res<()> {
-        let body = || d.block.as_deref().unwrap_or(&[]);
+    fn handle(
+        &mut self,
+        cmd: &Cmd,
+        d: &Directive,
+        src: &mut dyn Src,
+        ctx: Ctx,
+        tgt: &mut Target,
+    ) -> Res<()> {
         match (d.name.as_str(), cmd.ctx) {
             ("events", _) => {
                 if self.main.events {
                     return Err(self.err("\"events\" directive is duplicate", &d.span));
                 }
                 self.main.events = true;
-                self.block(body(), table::EVENT, &mut Target::Events)
+                self.block(src, table::EVENT, &mut Target::Events)
             }
             ("http", _) => {
                 if self.main.http {
                     return Err(self.err("\"http\" directive is duplicate", &d.span));
                 }
                 self.main.http = true;
-                self.block(body(), table::HTTP, &mut Target::Http)
+                self.block(src, table::HTTP, &mut Target::Http)
             }
-            ("server", table::HTTP) => self.server_block(d),
+            ("server", table::HTTP) => self.server_block(d, src),
             ("server", _) => match tgt {
                 Target::Ups(u) => self.upstream_server(d, u),
                 _ => Ok(()),
             },
-            ("upstream", _) => self.upstream_block(d),
-            ("location", _) => self.location_block(d, tgt),
-            ("if", _) => self.if_block(d, ctx, tgt),
-            ("map", _) => self.map_block(d),
-            ("types", _) => self.types_block(d, tgt),
+            ("upstream", _) => self.upstream_block(d, src),
+            ("location", _) => self.location_block(d, src, tgt),
+            ("if", _) => self.if_block(d, src, ctx, tgt),
+            ("map", _) => self.map_block(d, &body_tree(src)),
+            ("types", _) => self.types_block(d, &body_tree(src), tgt),
             ("include", _) => Ok(()), // expanded by the parser
             _ => self.simple(d, ctx, tgt),
         }
     }
 
-    fn server_block(&mut self, d: &Directive) -> Res<()> {
+    fn server_block(&mut self, d: &Directive, src: &mut dyn Src) -> Res<()> {
         let mut srv = RawServer {
             names: Vec::new(),
             listens: Vec::new(),
             lvl: Lvl::default(),
             ops: Vec::new(),
-            locations: Vec::with_capacity(locations_in(d)),
+            locations: Vec::new(),
             span: d.span.clone(),
         };
-        self.block(
-            d.block.as_deref().unwrap_or(&[]),
-            table::SRV,
-            &mut Target::Server(&mut srv),
-        )?;
+        self.block(src, table::SRV, &mut Target::Server(&mut srv))?;
+        srv.locations.shrink_to_fit();
         if srv.listens.is_empty() {
             let addr = ListenAddr::Inet(std::net::SocketAddr::from((
                 [0, 0, 0, 0],
@@ -281,7 +398,7 @@ impl<'a> Walker<'a> {
         Ok(())
     }
 
-    fn upstream_block(&mut self, d: &Directive) -> Res<()> {
+    fn upstream_block(&mut self, d: &Directive, src: &mut dyn Src) -> Res<()> {
         let name = d.args[0].value.clone();
         if let Some(prev) = self
             .upstreams
@@ -312,13 +429,9 @@ impl<'a> Walker<'a> {
             port_written: false,
             span: d.span.clone(),
         };
-        self.block(
-            d.block.as_deref().unwrap_or(&[]),
-            table::UPS,
-            &mut Target::Ups(&mut u),
-        )?;
+        self.block(src, table::UPS, &mut Target::Ups(&mut u))?;
         if u.servers.is_empty() {
-            let end = self.block_end(d);
+            let end = src.closed_at().unwrap_or_else(|| self.block_end(d));
             return Err(self.err("no servers are inside upstream", &end));
         }
         // An implicit group of the same name (from an earlier proxy_pass) is replaced by this one.
@@ -336,7 +449,9 @@ impl<'a> Walker<'a> {
         let Some(src) = self.sources.iter().find(|f| *f.path == *start.file) else {
             return d.span.clone();
         };
-        let text = &src.text;
+        let Some(text) = &src.text else {
+            return d.span.clone();
+        };
         // Byte offset of the start line.
         let mut line = 1u32;
         let mut i = 0usize;
@@ -386,7 +501,7 @@ impl<'a> Walker<'a> {
         d.span.clone()
     }
 
-    fn location_block(&mut self, d: &Directive, tgt: &mut Target) -> Res<()> {
+    fn location_block(&mut self, d: &Directive, src: &mut dyn Src, tgt: &mut Target) -> Res<()> {
         let a0 = d.args[0].value.as_str();
         let (modifier, name) = if d.args.len() == 2 {
             (a0, d.args[1].value.as_str())
@@ -405,9 +520,9 @@ impl<'a> Walker<'a> {
             return Err(self.err(format!("invalid location modifier \"{modifier}\""), &d.span));
         }
         let matcher = match modifier {
-            "=" => LocMatch::Exact(name.to_string()),
+            "=" => LocMatch::Exact(name.into()),
             "^~" => LocMatch::Prefix {
-                path: name.to_string(),
+                path: name.into(),
                 no_regex: true,
             },
             "~" | "~*" => {
@@ -415,11 +530,11 @@ impl<'a> Walker<'a> {
                     .vars
                     .regex(name, modifier == "~*")
                     .map_err(|m| self.err(m, &d.span))?;
-                LocMatch::Regex(re)
+                LocMatch::Regex(Box::new(re))
             }
-            _ if name.starts_with('@') => LocMatch::Named(name.to_string()),
+            _ if name.starts_with('@') => LocMatch::Named(name.into()),
             _ => LocMatch::Prefix {
-                path: name.to_string(),
+                path: name.into(),
                 no_regex: false,
             },
         };
@@ -460,14 +575,28 @@ impl<'a> Walker<'a> {
             matcher,
             lvl: None,
             ops: Vec::new(),
-            children: Vec::with_capacity(locations_in(d)),
+            children: Vec::new(),
             span: d.span.clone(),
+            plain: 0,
         };
-        self.block(
-            d.block.as_deref().unwrap_or(&[]),
-            table::LOC,
-            &mut Target::Loc(&mut loc),
-        )?;
+        self.block(src, table::LOC, &mut Target::Loc(&mut loc))?;
+        if loc.lvl.is_none() && loc.children.is_empty() {
+            if let Some(key) = plain_key(&loc.ops) {
+                let span = match loc.ops.first() {
+                    Some(RawOp::Op(RewriteOp::Return { span, .. })) => span.clone(),
+                    _ => loc.span.clone(),
+                };
+                let next = self.plain.len();
+                let index = *self.plain_index.entry(key.clone()).or_insert_with(|| {
+                    self.plain.push((key, span));
+                    next
+                });
+                loc.plain = u32::try_from(index + 1).unwrap_or(0);
+                if loc.plain != 0 {
+                    loc.ops = Vec::new();
+                }
+            }
+        }
         // Exact sizes: a file may hold 100,000 locations of one `return` each.
         loc.ops.shrink_to_fit();
         loc.children.shrink_to_fit();
@@ -479,7 +608,13 @@ impl<'a> Walker<'a> {
         Ok(())
     }
 
-    fn if_block(&mut self, d: &Directive, ctx: Ctx, tgt: &mut Target) -> Res<()> {
+    fn if_block(
+        &mut self,
+        d: &Directive,
+        src: &mut dyn Src,
+        ctx: Ctx,
+        tgt: &mut Target,
+    ) -> Res<()> {
         let cond = self.condition(d)?;
         let inner = if ctx == table::SRV {
             table::SIF
@@ -489,7 +624,7 @@ impl<'a> Walker<'a> {
         let mut lvl = Lvl::default();
         let mut ops = Vec::new();
         self.block(
-            d.block.as_deref().unwrap_or(&[]),
+            src,
             inner,
             &mut Target::If {
                 lvl: &mut lvl,
@@ -510,7 +645,7 @@ impl<'a> Walker<'a> {
         Ok(())
     }
 
-    fn map_block(&mut self, d: &Directive) -> Res<()> {
+    fn map_block(&mut self, d: &Directive, body: &[Directive]) -> Res<()> {
         let index = self.maps.len() as u32;
         let source = self
             .vars
@@ -529,7 +664,7 @@ impl<'a> Walker<'a> {
             regexes: Vec::new(),
             span: d.span.clone(),
         };
-        for e in d.block.as_deref().unwrap_or(&[]) {
+        for e in body {
             let mut words: Vec<&str> = vec![e.name.as_str()];
             words.extend(e.args.iter().map(|a| a.value.as_str()));
             if words.len() == 1 && (words[0] == "hostnames" || words[0] == "volatile") {
@@ -578,9 +713,9 @@ impl<'a> Walker<'a> {
         Ok(())
     }
 
-    fn types_block(&mut self, d: &Directive, tgt: &mut Target) -> Res<()> {
+    fn types_block(&mut self, d: &Directive, body: &[Directive], tgt: &mut Target) -> Res<()> {
         let mut types = Vec::new();
-        for e in d.block.as_deref().unwrap_or(&[]) {
+        for e in body {
             if e.block.is_some() || e.args.is_empty() {
                 return Err(self.err(
                     "invalid number of arguments in \"types\" directive",
@@ -612,12 +747,4 @@ impl<'a> Walker<'a> {
             _ => None,
         }
     }
-}
-
-/// How many `location` blocks `d` holds directly: the raw list is sized once, not doubled (a
-/// server of 100,000 locations would otherwise keep up to a third of its list as slack).
-fn locations_in(d: &Directive) -> usize {
-    d.block
-        .as_deref()
-        .map_or(0, |b| b.iter().filter(|c| c.name == "location").count())
 }

@@ -102,7 +102,7 @@ pub fn parse(text: &str, file: &str) -> Parsed {
         directives,
         files: vec![SourceFile {
             path: file.clone(),
-            text: text.as_bytes().into(),
+            text: Some(text.as_bytes().into()),
         }],
         error: err,
     }

@@ -178,7 +178,7 @@ pub fn loc(
     Arc::new(Location {
         matcher,
         conf: loc_conf(proxy),
-        children,
+        children: children.into(),
         span: span(),
     })
 }
