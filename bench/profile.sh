@@ -127,9 +127,10 @@ for flavor in $ONLY; do
     pids+=("$pid")
     wait_port "$PROXY_PORT" || { echo "$flavor did not serve: $(head -c 300 "$dir/stderr")" >&2; exit 1; }
     taskset -c "$LOAD_CPU" wrk -t1 -c "$CONNS" -d2s "http://127.0.0.1:$PROXY_PORT/" >/dev/null
-    # nginx: the worker process; nginx-rs: the whole process (one worker thread serves).
-    target=$pid
-    if [ "$flavor" = nginx ]; then target=$(pgrep -P "$pid" | head -1); fi
+    # nginx: the worker process; nginx-rs: the serving process (started as root, nginx-rs
+    # serves from a child running as `user`; otherwise from the process itself).
+    target=$(pgrep -P "$pid" | head -1 || true)
+    target=${target:-$pid}
     rec_pid=
     if [ "$RECORD" = 1 ]; then
         perf record -q -F "$FREQ" --call-graph dwarf,16384 -p "$target" -o "$dir/perf.data" \
