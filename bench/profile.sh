@@ -4,6 +4,7 @@
 #   bench/profile.sh                              # keepalive config, 64 connections, 5 s each
 #   CONNS=512 DURATION=5 bench/profile.sh
 #   NGINX_RS=target/release/nginx-rs bench/profile.sh   # skip the release build
+#   ACCESS_LOG=1 bench/profile.sh               # with access_log in the combined format
 #   RECORD=0 ONLY=nginx-rs NGINX_RS=/tmp/a bench/profile.sh   # CPU per request only
 #
 # Same setup as bench/run.sh's keepalive variant (three `return 200` backends in one nginx, the
@@ -25,6 +26,7 @@ BASE_PORT=${BASE_PORT:-18100}
 NGINX=${NGINX:-/usr/sbin/nginx}
 FREQ=${FREQ:-999}
 RECORD=${RECORD:-1}
+ACCESS_LOG=${ACCESS_LOG:-0}
 CLK_TCK=$(getconf CLK_TCK)
 ONLY=${ONLY:-"nginx nginx-rs"}
 OUT=bench/profiles
@@ -97,6 +99,7 @@ PROXY_HTTP="    upstream backends {
     }
     server {
         listen 127.0.0.1:$PROXY_PORT;
+        LOG_HERE
         location / {
             proxy_pass http://backends;
             proxy_http_version 1.1;
@@ -120,7 +123,9 @@ cpu_ticks() {
 for flavor in $ONLY; do
     dir="$WORK/$flavor"
     mkdir -p "$dir"
-    main_conf "$dir" "$PROXY_HTTP" "$flavor" >"$dir/nginx.conf"
+    log=""
+    [ "$ACCESS_LOG" = 1 ] && log="access_log $dir/access.log combined;"
+    main_conf "$dir" "${PROXY_HTTP/LOG_HERE/$log}" "$flavor" >"$dir/nginx.conf"
     if [ "$flavor" = nginx ]; then bin=("$NGINX" -e stderr); else bin=("$NGINX_RS"); fi
     taskset -c "$PROXY_CPU" "${bin[@]}" -p "$dir" -c "$dir/nginx.conf" 2>"$dir/stderr" &
     pid=$!
