@@ -17,7 +17,8 @@
 # bottleneck). Proxies: nginx (`worker_processes 1`) as A, nginx-rs (`worker_processes 1`) as B,
 # run in turn A B A B on the same generated config. On 2+ cores the proxy under test is pinned
 # to PROXY_CPU and wrk plus the backends to LOAD_CPU (taskset), so the proxy that uses less CPU is
-# not punished twice. Per run: requests/s, p50/p99 latency, errors, proxy CPU seconds
+# not punished twice. Per run: requests/s, p50/p99 latency, p99.9 and max (from a wrk Lua
+# `done` hook), errors, proxy CPU seconds
 # (utime+stime from /proc over the proxy's processes, during the wrk run only), requests per proxy
 # CPU-second, and memory (nginx: PSS summed over master and worker at the end of the run;
 # nginx-rs: peak RSS, VmHWM). Then per connection count the B/A ratios with median and spread
@@ -190,6 +191,13 @@ to_ms() {
         printf "%.3f", n }'
 }
 
+# wrk prints p50..p99 with --latency; the tail beyond that comes from this hook (microseconds).
+cat >"$WORK/tail.lua" <<'LUA'
+done = function(summary, latency, requests)
+    io.write(string.format("tail p99.9 %d max %d\n", latency:percentile(99.9), latency.max))
+end
+LUA
+
 # --- backends ---
 mkdir -p "$WORK/backends/html"
 head -c 1048576 /dev/zero | tr '\0' 'x' >"$WORK/backends/html/big.bin"
@@ -242,28 +250,30 @@ run_one() {
         echo "  $label ($flavor) did not serve: $(head -c 300 "$dir/stderr")" >&2
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
-        printf '%s\t%s\t%s\t%s\tNA\tNA\tNA\tNA\tNA\tNA\n' "$label" "$flavor" "$conns" "$pair" >>"$OUT/runs.tsv"
+        printf '%s\t%s\t%s\t%s\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\n' "$label" "$flavor" "$conns" "$pair" >>"$OUT/runs.tsv"
         return 0
     fi
     # Warm up pools and caches, then measure.
     taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c "$conns" -d1s "http://127.0.0.1:$PROXY_PORT$URL_PATH" >/dev/null
     local t0 t1
     t0=$(cpu_ticks "$pid")
-    taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c "$conns" -d"${DURATION}s" --latency \
+    taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c "$conns" -d"${DURATION}s" --latency -s "$WORK/tail.lua" \
         "http://127.0.0.1:$PROXY_PORT$URL_PATH" >"$dir/wrk.txt"
     t1=$(cpu_ticks "$pid")
-    local mem rps p50 p99 errors cpu
+    local mem rps p50 p99 p999 max errors cpu
     if [ "$flavor" = nginx ]; then mem=$(mem_kib "$pid" pss); else mem=$(mem_kib "$pid" hwm); fi
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$dir/wrk.txt")
     p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$dir/wrk.txt")")
     p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$dir/wrk.txt")")
+    p999=$(awk '$1 == "tail" {printf "%.3f", $3 / 1000}' "$dir/wrk.txt")
+    max=$(awk '$1 == "tail" {printf "%.3f", $5 / 1000}' "$dir/wrk.txt")
     errors=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(/,/, ""); n += $4 + $6 + $8 + $10} END {print n + 0}' "$dir/wrk.txt")
     cpu=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", t / hz}')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$flavor" "$conns" "$pair" \
-        "$rps" "$p50" "$p99" "$errors" "$cpu" "$mem" >>"$OUT/runs.tsv"
-    echo "  $label $flavor c=$conns pair=$pair: $rps req/s, p99 ${p99} ms, cpu ${cpu} s, mem ${mem} KiB, errors $errors"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$flavor" "$conns" "$pair" \
+        "$rps" "$p50" "$p99" "$errors" "$cpu" "$mem" "${p999:-NA}" "${max:-NA}" >>"$OUT/runs.tsv"
+    echo "  $label $flavor c=$conns pair=$pair: $rps req/s, p99 ${p99} ms, p99.9 ${p999} ms, max ${max} ms, cpu ${cpu} s, mem ${mem} KiB, errors $errors"
 }
 
 # Memory per idle keepalive connection: proxy PSS before and after IDLE_N clients that each made
@@ -336,7 +346,7 @@ if [ "$VARIANT" = idle ]; then
     exit 0
 fi
 
-printf 'label\tproxy\tconns\tpair\trps\tp50_ms\tp99_ms\terrors\tcpu_s\tmem_kib\n' >"$OUT/runs.tsv"
+printf 'label\tproxy\tconns\tpair\trps\tp50_ms\tp99_ms\terrors\tcpu_s\tmem_kib\tp999_ms\tmax_ms\n' >"$OUT/runs.tsv"
 echo "variant=$VARIANT workers=$WORKERS duration=${DURATION}s pairs=$PAIRS conns=[$CONNS] A=nginx B=$B_NAME proxy cpu $PROXY_CPU, load cpu $LOAD_CPU"
 for conns in $CONNS; do
     for pair in $(seq "$PAIRS"); do
@@ -366,11 +376,12 @@ NR == 1 { next }
     eff = ($9 > 0) ? $5 * dur / $9 : 0; effv[$1, key] = eff;
     arps[$1, $3] = arps[$1, $3] " " $5; ap99[$1, $3] = ap99[$1, $3] " " $7;
     aeff[$1, $3] = aeff[$1, $3] " " eff; amem[$1, $3] = amem[$1, $3] " " $10;
+    ap999[$1, $3] = ap999[$1, $3] " " $11; amax[$1, $3] = amax[$1, $3] " " $12;
 }
 END {
     printf "Variant `%s`, worker_processes %s, %ss per run; A = nginx, B = %s. Ratios are B/A per pair: median (min-max).\n\n", variant, workers, dur, b;
-    print "| conns | A req/s | B req/s | A req/CPU-s | B req/CPU-s | B/A req/CPU-s | A p99 ms | B p99 ms | B/A p99 | A mem KiB | B mem KiB |";
-    print "|---|---|---|---|---|---|---|---|---|---|---|";
+    print "| conns | A req/s | B req/s | A req/CPU-s | B req/CPU-s | B/A req/CPU-s | A p99 ms | B p99 ms | B/A p99 | A p99.9 ms | B p99.9 ms | A max ms | B max ms | A mem KiB | B mem KiB |";
+    print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
     nk = split(order, ks, " ");
     for (ki = 1; ki <= nk; ki++) {
         k = ks[ki];
@@ -384,11 +395,12 @@ END {
             if (p99[kk] > 0) rp99 = rp99 " " p99[bk] / p99[kk];
         }
         note = (k in bad) ? " (some runs did not serve)" : "";
-        printf "| %s%s | %.0f | %.0f | %.0f | %.0f | %s (%s) | %.2f | %.2f | %s (%s) | %.0f | %.0f |\n", k, note,
+        printf "| %s%s | %.0f | %.0f | %.0f | %.0f | %s (%s) | %.2f | %.2f | %s (%s) | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f |\n", k, note,
             median(arps["A", k]), median(arps["B", k]), median(aeff["A", k]), median(aeff["B", k]),
             (reff == "" ? "NA" : sprintf("%.2f", median(reff))), spread(reff),
             median(ap99["A", k]), median(ap99["B", k]),
             (rp99 == "" ? "NA" : sprintf("%.2f", median(rp99))), spread(rp99),
+            median(ap999["A", k]), median(ap999["B", k]), median(amax["A", k]), median(amax["B", k]),
             median(amem["A", k]), median(amem["B", k]);
     }
     printf "\nErrors: A %d, B %d.\n", err["A"], err["B"];

