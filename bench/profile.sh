@@ -46,43 +46,8 @@ if [ -z "${NGINX_RS:-}" ]; then
     NGINX_RS=target/release/nginx-rs
 fi
 
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-# Waits until something accepts on 127.0.0.1:$1, at most $2 tenths of a second (default 100).
-wait_port() {
-    for _ in $(seq "${2:-100}"); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    return 1
-}
-
-main_conf() {
-    local dir=$1 http=$2 temps=""
-    if [ "${3:-nginx}" = nginx ]; then
-        temps="client_body_temp_path $dir/cb; proxy_temp_path $dir/pt; fastcgi_temp_path $dir/ft;
-    uwsgi_temp_path $dir/ut; scgi_temp_path $dir/st;"
-    fi
-    cat <<CONF
-daemon off;
-master_process on;
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    $temps
-$http
-}
-CONF
-}
+# shellcheck source=bench/common.sh
+. bench/common.sh
 
 mkdir -p "$WORK/backends"
 main_conf "$WORK/backends" "    server {
@@ -106,18 +71,6 @@ PROXY_HTTP="    upstream backends {
             proxy_set_header Connection \"\";
         }
     }"
-
-# utime+stime in ticks of pid $1 and its children, as "user system".
-cpu_ticks() {
-    local u=0 k=0 p f
-    for p in "$1" $(pgrep -P "$1" || true); do
-        if [ -r "/proc/$p/stat" ]; then
-            read -r -a f <<<"$(sed 's/.*) //' "/proc/$p/stat")"
-            u=$((u + f[11])) k=$((k + f[12]))
-        fi
-    done
-    echo "$u $k"
-}
 
 [ "$RECORD" = 1 ] && : >"$OUT/stat.txt"
 for flavor in $ONLY; do

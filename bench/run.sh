@@ -77,47 +77,8 @@ if [ "$CORES" -lt 2 ]; then
     LOAD_CPU=$PROXY_CPU
 fi
 
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-# Waits until something accepts on 127.0.0.1:$1, at most 10 s.
-wait_port() {
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    return 1
-}
-
-# The main config around http-level text $2 for a prefix $1; $3=nginx adds nginx's temp paths.
-main_conf() {
-    local dir=$1 http=$2 flavor=$3 temps="" workers=${4:-1}
-    if [ "$flavor" = nginx ]; then
-        temps="client_body_temp_path $dir/cb; proxy_temp_path $dir/pt; fastcgi_temp_path $dir/ft;
-    uwsgi_temp_path $dir/ut; scgi_temp_path $dir/st;"
-    fi
-    cat <<CONF
-daemon off;
-master_process on;
-worker_processes $workers;
-pid $dir/nginx.pid;
-$RLIMIT
-error_log $dir/error.log warn;
-events {
-    worker_connections $WORKER_CONNECTIONS;
-}
-http {
-    access_log off;
-    $temps
-$http
-}
-CONF
-}
+# shellcheck source=bench/common.sh
+. bench/common.sh
 
 # The proxy's http-level config for $VARIANT; $1 is the run's prefix (for the access log).
 proxy_http() {
@@ -155,18 +116,6 @@ CONF
         exit 1
         ;;
     esac
-}
-
-# utime+stime in ticks of pid $1 and its children.
-cpu_ticks() {
-    local total=0 p
-    for p in "$1" $(pgrep -P "$1" || true); do
-        if [ -r "/proc/$p/stat" ]; then
-            # Fields after the ")" of the command name: utime is the 12th, stime the 13th.
-            total=$((total + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
-        fi
-    done
-    echo "$total"
 }
 
 # Memory in KiB of pid $1 and children: PSS sum ($2=pss) or VmHWM sum ($2=hwm).
@@ -255,11 +204,13 @@ run_one() {
     fi
     # Warm up pools and caches, then measure.
     taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c "$conns" -d1s "http://127.0.0.1:$PROXY_PORT$URL_PATH" >/dev/null
-    local t0 t1
-    t0=$(cpu_ticks "$pid")
+    local t0 t1 u k
+    read -r u k <<<"$(cpu_ticks "$pid")"
+    t0=$((u + k))
     taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c "$conns" -d"${DURATION}s" --latency -s "$WORK/tail.lua" \
         "http://127.0.0.1:$PROXY_PORT$URL_PATH" >"$dir/wrk.txt"
-    t1=$(cpu_ticks "$pid")
+    read -r u k <<<"$(cpu_ticks "$pid")"
+    t1=$((u + k))
     local mem rps p50 p99 p999 max errors cpu
     if [ "$flavor" = nginx ]; then mem=$(mem_kib "$pid" pss); else mem=$(mem_kib "$pid" hwm); fi
     kill "$pid" 2>/dev/null || true

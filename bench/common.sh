@@ -1,0 +1,58 @@
+# Shared by bench/run.sh and bench/profile.sh (sourced, not run). Expects WORK (the scratch
+# directory, removed on exit); WORKER_CONNECTIONS and RLIMIT may be set before main_conf runs.
+
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+# Waits until something accepts on 127.0.0.1:$1, at most 10 s.
+wait_port() {
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# The main config around http-level text $2 for a prefix $1; $3=nginx adds nginx's temp paths;
+# $4 is worker_processes (default 1).
+main_conf() {
+    local dir=$1 http=$2 flavor=$3 temps="" workers=${4:-1}
+    if [ "$flavor" = nginx ]; then
+        temps="client_body_temp_path $dir/cb; proxy_temp_path $dir/pt; fastcgi_temp_path $dir/ft;
+    uwsgi_temp_path $dir/ut; scgi_temp_path $dir/st;"
+    fi
+    cat <<CONF
+daemon off;
+master_process on;
+worker_processes $workers;
+pid $dir/nginx.pid;
+${RLIMIT:-}
+error_log $dir/error.log warn;
+events {
+    worker_connections ${WORKER_CONNECTIONS:-4096};
+}
+http {
+    access_log off;
+    $temps
+$http
+}
+CONF
+}
+
+# utime and stime in ticks of pid $1 and its children, as "user system".
+cpu_ticks() {
+    local u=0 k=0 p f
+    for p in "$1" $(pgrep -P "$1" || true); do
+        if [ -r "/proc/$p/stat" ]; then
+            # Fields after the ")" of the command name: utime is the 12th, stime the 13th.
+            read -r -a f <<<"$(sed 's/.*) //' "/proc/$p/stat")"
+            u=$((u + f[11])) k=$((k + f[12]))
+        fi
+    done
+    echo "$u $k"
+}
