@@ -89,20 +89,11 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
 /// Appends `n` in decimal, zero-padded to `width` digits (`format!("{n:0width$}")` without the
 /// formatting machinery: `$status`, `$body_bytes_sent` and `$remote_addr` are in every line of
 /// the combined log format, and `write!` was 1% of the proxy's CPU samples there).
-fn push_decimal(out: &mut Vec<u8>, mut n: u64, width: usize) {
-    let mut buf = [b'0'; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // buf is pre-filled with '0', so widening the slice pads.
-    let start = i.min(buf.len().saturating_sub(width));
-    out.extend_from_slice(&buf[start..]);
+fn push_decimal(out: &mut Vec<u8>, n: u64, width: usize) {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(n).as_bytes();
+    out.resize(out.len() + width.saturating_sub(digits.len()), b'0');
+    out.extend_from_slice(digits);
 }
 
 /// Appends an address as `Display` writes it (IPv4 by hand, the common case).
@@ -167,12 +158,20 @@ impl RequestCtx {
 
     /// `$request`: the request line as nginx logs it.
     pub fn request_line(&self) -> String {
-        format!(
-            "{} {} {}",
-            self.method.as_str(),
-            self.absolute_target.as_deref().unwrap_or(&self.request_uri),
-            version_str(self.version)
-        )
+        let mut out = Vec::new();
+        self.push_request_line(&mut out);
+        // Method, target and version are all valid UTF-8 strings.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Appends `$request`: method, target as the client sent it, version.
+    fn push_request_line(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.method.as_str().as_bytes());
+        out.push(b' ');
+        let target = self.absolute_target.as_deref().unwrap_or(&self.request_uri);
+        out.extend_from_slice(target.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(version_str(self.version).as_bytes());
     }
 
     fn var_into(&self, v: &Var, out: &mut Vec<u8>) {
@@ -235,15 +234,7 @@ impl RequestCtx {
                 }
             }
             Var::RequestMethod => out.extend_from_slice(self.method.as_str().as_bytes()),
-            Var::Request => {
-                // `request_line` without its String: `$request` is in the combined log format.
-                out.extend_from_slice(self.method.as_str().as_bytes());
-                out.push(b' ');
-                let target = self.absolute_target.as_deref().unwrap_or(&self.request_uri);
-                out.extend_from_slice(target.as_bytes());
-                out.push(b' ');
-                out.extend_from_slice(version_str(self.version).as_bytes());
-            }
+            Var::Request => self.push_request_line(out),
             Var::RequestLength | Var::RequestBody => {}
             Var::ServerName => out.extend_from_slice(self.server_name().as_bytes()),
             Var::ServerAddr => {
