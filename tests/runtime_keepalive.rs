@@ -216,3 +216,60 @@ async fn keepalive_requests_and_keepalive_timeout_zero_close_the_connection() {
         p.stop().await;
     }
 }
+
+/// Between two requests an idle client connection is parked (hyper's connection ends, the socket
+/// stays open): the next request on it, even one whose head comes in pieces, is served, and the
+/// idle wait is keepalive_timeout while a started head gets client_header_timeout.
+#[tokio::test]
+async fn idle_keepalive_connection_is_parked_and_served_again() {
+    let b = Backend::spawn("b", Behaviour::Echo).await;
+    let up = upstream("backend", &[b.addr]);
+    let mut c = base_loc_conf();
+    c.client.keepalive_timeout = Some(Duration::from_millis(400));
+    c.client.header_timeout = Duration::from_secs(5);
+    let mut lc = base_loc_conf();
+    lc.client = c.client.clone();
+    lc.proxy = Some(proxy_conf(&up, None));
+    let l = Arc::new(Location {
+        matcher: prefix("/"),
+        conf: Arc::new(LocConf::from(lc)),
+        children: Box::new([]),
+        span: span(),
+    });
+    let s = server_with_conf(vec![], vec![l], c);
+    let p = Proxy::start(plan(vec![s], 0, vec![up])).await;
+    let mut conn = tokio::net::TcpStream::connect(p.addr)
+        .await
+        .expect("connect");
+    let mut buf = Vec::new();
+    for i in 0..3 {
+        // Idle long enough for the connection to park, shorter than keepalive_timeout.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        conn.write_all(format!("GET /{i} HTTP/1.1\r\nHo").as_bytes())
+            .await
+            .expect("write");
+        // A head in two pieces, the pause longer than keepalive_timeout: the head has begun,
+        // so client_header_timeout applies.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        conn.write_all(b"st: h\r\n\r\n").await.expect("write");
+        let r = read_response(&mut conn, &mut buf, false)
+            .await
+            .expect("response");
+        assert_eq!(r.status, 200, "request {i}");
+        assert_eq!(r.header("connection"), Some("keep-alive"), "request {i}");
+    }
+    let paths: Vec<String> = b.requests().iter().map(|r| head_of(r).0).collect();
+    assert_eq!(
+        paths,
+        ["GET /0 HTTP/1.0", "GET /1 HTTP/1.0", "GET /2 HTTP/1.0"]
+    );
+    // Idle past keepalive_timeout: closed.
+    let idle = std::time::Instant::now();
+    assert!(closed(&mut conn).await);
+    assert!(
+        idle.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        idle.elapsed()
+    );
+    p.stop().await;
+}

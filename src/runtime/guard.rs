@@ -19,11 +19,13 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::status::ConnTrack;
 
 /// Header lines a request may have. nginx has no count limit (only
 /// `large_client_header_buffers`); above this the guard answers 400 (Request Header Or Cookie
@@ -254,6 +256,15 @@ pub struct Guard<T> {
     /// on the write side (4 = all of it). nginx answers HTTP/0.9 with the body alone, so the
     /// head hyper writes is dropped.
     strip: Option<u8>,
+    /// Set by [`Guard::parking`]: the connection's requests, to tell when none is in flight.
+    track: Option<Arc<ConnTrack>>,
+    /// The last write or flush of the inner stream could not finish (bytes wait in hyper).
+    write_blocked: bool,
+    /// hyper was told "end of input" at an idle head boundary; see [`Guard::parking`].
+    parked: bool,
+    /// A head went to the current hyper connection (hyper takes an end of input before its
+    /// first request for a broken one).
+    released: bool,
 }
 
 impl<T> Guard<T> {
@@ -266,7 +277,56 @@ impl<T> Guard<T> {
             buffers,
             eof: false,
             strip: None,
+            track: None,
+            write_blocked: false,
+            parked: false,
+            released: false,
         }
+    }
+
+    /// Lets the guard end hyper's connection between requests so that an idle keepalive
+    /// connection holds no HTTP state (hyper keeps 16 KiB of buffers per connection, never
+    /// shrunk). When hyper asks for the next request head and the client has sent nothing yet,
+    /// no request of `track` is in flight and no response bytes wait to be written, the guard
+    /// reports end of input: hyper ends the connection as a client would close an idle one, the
+    /// guard skips the shutdown (the socket stays open), and `server.rs` takes the stream back
+    /// ([`Guard::parked`]), waits for the client's next bytes (keepalive_timeout) and starts a
+    /// new hyper connection on it. A connection idle between requests then costs its socket, its
+    /// task and the guard (no buffers): nginx frees its buffers between requests the same way.
+    pub fn parking(mut self, track: Arc<ConnTrack>) -> Self {
+        self.track = Some(track);
+        self
+    }
+
+    /// hyper's connection ended because the guard parked it (not a close by either side).
+    pub fn parked(&self) -> bool {
+        self.parked
+    }
+
+    /// Ready for a new hyper connection after [`Guard::parked`]: bytes hyper had read but not
+    /// used (none, in practice: the guard hands hyper whole heads) are given to it again, and
+    /// the buffers are freed while the connection waits.
+    pub fn unpark(&mut self, unread: &[u8]) {
+        self.parked = false;
+        self.released = false;
+        self.out = BytesMut::from(unread);
+        self.head = Vec::new();
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
+    /// The moment to park: see [`Guard::parking`].
+    fn may_park(&self) -> bool {
+        self.released
+            && matches!(self.state, State::Head)
+            && self.head.is_empty()
+            && self.out.is_empty()
+            && !self.eof
+            && !self.write_blocked
+            && self.strip.is_none()
+            && self.track.as_ref().is_some_and(|t| t.idle())
     }
 
     /// Run newly read bytes through the state machine.
@@ -334,7 +394,13 @@ impl<T> Guard<T> {
     /// A complete head: check it and pass it on (or the synthetic rejection).
     fn release(&mut self, mut head: Vec<u8>) {
         match check(&mut head, self.buffers, &mut self.out) {
-            Ok(next) => self.state = next,
+            Ok(next) => {
+                self.state = next;
+                self.released = true;
+                if let Some(t) = &self.track {
+                    t.announce();
+                }
+            }
             Err(code) => self.reject(code),
         }
     }
@@ -678,7 +744,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guard<T> {
                 buf.put_slice(&this.out.split_to(k));
                 return Poll::Ready(Ok(()));
             }
-            if this.eof {
+            if this.eof || this.parked {
                 return Poll::Ready(Ok(()));
             }
             // Uninitialised on purpose: zeroing 16 KiB on every poll (Pending ones included) was
@@ -686,6 +752,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guard<T> {
             let mut scratch = [std::mem::MaybeUninit::<u8>::uninit(); 16 * 1024];
             let mut rb = ReadBuf::uninit(&mut scratch);
             match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
+                Poll::Pending if this.may_park() => {
+                    // End of input, as far as hyper can tell: it ends the connection.
+                    this.parked = true;
+                    return Poll::Ready(Ok(()));
+                }
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(())) => {
@@ -736,7 +807,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guard<T> {
                 return Poll::Ready(Ok(n));
             }
         }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.write_blocked = r.is_pending();
+        r
     }
 
     fn poll_write_vectored(
@@ -751,7 +824,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guard<T> {
                 .map_or(&[][..], |b| &b[..]);
             return self.poll_write(cx, first);
         }
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.write_blocked = r.is_pending();
+        r
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -759,10 +834,17 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guard<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.write_blocked = r.is_pending();
+        r
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.parked {
+            // hyper closes what it believes is an idle connection the client ended: the
+            // connection goes on with the next hyper (see `Guard::parking`).
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

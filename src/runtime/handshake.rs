@@ -91,6 +91,20 @@ impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
 
 super::wrap::forward_async_write!(Prefixed);
 
+impl ClientIo {
+    /// Waits until the client sent something (or closed), without reading it.
+    pub async fn readable(&self) -> io::Result<()> {
+        let tcp = match self {
+            ClientIo::Plain(p) => p,
+            ClientIo::Tls(t) => t.get_ref().0,
+        };
+        if tcp.pos < tcp.prefix.len() {
+            return Ok(());
+        }
+        tcp.inner.readable().await
+    }
+}
+
 impl AsyncRead for ClientIo {
     fn poll_read(
         self: Pin<&mut Self>,

@@ -116,7 +116,7 @@ pub async fn accept_loop(
                 let timeout = default_limits(&current, &addr).header_timeout;
                 let mut stop = shutdown.clone();
                 tokio::select! {
-                    e = super::handshake::accept(stream, &addr, &current, timeout) => e,
+                    e = Box::pin(super::handshake::accept(stream, &addr, &current, timeout)) => e,
                     // A graceful stop does not wait for handshakes in progress.
                     _ = stop.changed() => None,
                 }
@@ -154,17 +154,16 @@ async fn serve_connection(
         default_limits(&live, &state.listen)
     };
     if state.info.handshake.h2 != super::handshake::H2::No {
-        return super::handshake::serve_h2(stream, state, shutdown, limits).await;
+        // Boxed: the task of an HTTP/1 connection should not carry an HTTP/2 state's size.
+        return Box::pin(super::handshake::serve_h2(stream, state, shutdown, limits)).await;
     }
     let mut builder = hyper::server::conn::http1::Builder::new();
-    let header_timeout = match limits.keepalive_timeout {
-        Some(k) => k.min(limits.header_timeout),
-        None => limits.header_timeout,
-    };
     let (num, size) = limits.large_header_buffers;
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
+        // hyper starts on a request's first bytes (see below), so this is nginx's
+        // client_header_timeout: the rest of the head must come within it.
+        .header_read_timeout(limits.header_timeout)
         .keep_alive(limits.keepalive_timeout.is_some())
         // Response names with no recorded spelling (nginx-rs's own, and every upstream one
         // since the upstream client is nginx-rs's own) go out as nginx writes its own:
@@ -173,26 +172,59 @@ async fn serve_connection(
         // hyper's default `max_headers` (100, on the stack): the guard packs lines past it, so
         // heads of up to `guard::MAX_HEADERS` lines still pass; see `guard::HYPER_HEADERS`.
         .max_buf_size((num * size).max(8192) + size);
-    let st = state.clone();
-    let service = service_fn(move |req| super::request::handle(req, st.clone()));
-    let io = SendTimeout::new(
-        super::guard::Guard::new(stream, limits.large_header_buffers),
-        limits.send_timeout,
-    );
-    let conn = builder
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
-    tokio::pin!(conn);
-    if *shutdown.borrow() {
-        conn.as_mut().graceful_shutdown();
+    let mut guard = super::guard::Guard::new(stream, limits.large_header_buffers);
+    if limits.keepalive_timeout.is_some() {
+        guard = guard.parking(state.track.clone());
     }
-    tokio::select! {
-        _ = conn.as_mut() => return,
-        _ = shutdown.changed() => {}
+    // One hyper connection per run of requests: when the client goes quiet between two
+    // requests the guard parks hyper's connection (`Guard::parking`), and the stream waits here,
+    // holding no HTTP state, for the next request's first bytes.
+    loop {
+        let st = state.clone();
+        let service = service_fn(move |req| super::request::handle(req, st.clone()));
+        let io = SendTimeout::new(guard, limits.send_timeout);
+        let mut conn = Box::pin(
+            builder
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades(),
+        );
+        if *shutdown.borrow() {
+            conn.as_mut().graceful_shutdown();
+        }
+        let ended = tokio::select! {
+            r = conn.as_mut() => r,
+            _ = shutdown.changed() => {
+                // Graceful: finish the request in flight (if any), close when idle.
+                conn.as_mut().graceful_shutdown();
+                conn.as_mut().await
+            }
+        };
+        if ended.is_err() {
+            return;
+        }
+        // `None`: the connection was upgraded (WebSocket) and belongs to the tunnel now.
+        let Some(parts) = Pin::into_inner(conn).into_parts() else {
+            return;
+        };
+        guard = parts.io.into_inner().inner;
+        if !guard.parked() || *shutdown.borrow() {
+            return; // closed by either side, or a graceful stop with nothing in flight
+        }
+        guard.unpark(&parts.read_buf);
+        // nginx: keepalive_timeout while waiting for a next request, client_header_timeout
+        // for the first one.
+        let wait = match limits.keepalive_timeout {
+            Some(k) if state.requests.load(Ordering::Relaxed) > 0 => k,
+            _ => limits.header_timeout,
+        };
+        let readable = tokio::select! {
+            r = tokio::time::timeout(wait, guard.get_ref().readable()) => matches!(r, Ok(Ok(()))),
+            _ = shutdown.changed() => false,
+        };
+        if !readable {
+            return;
+        }
     }
-    // Graceful: finish the request in flight (if any), close when idle.
-    conn.as_mut().graceful_shutdown();
-    let _ = conn.await;
 }
 
 /// nginx's `send_timeout`: a write to the client that makes no progress for this long fails the

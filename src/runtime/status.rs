@@ -322,13 +322,25 @@ pub fn response(page: Page, method: &Method) -> Option<Response<Body>> {
 /// progress (HTTP/2 runs several at once).
 #[derive(Default)]
 pub struct ConnTrack {
-    inner: Mutex<Option<(ConnGuard, u32)>>,
+    inner: Mutex<Option<Track>>,
+}
+
+struct Track {
+    guard: ConnGuard,
+    /// Requests in progress: announced by the head guard or begun, and not yet finished.
+    busy: u32,
+    /// Requests the head guard announced whose handler has not begun yet.
+    announced: u32,
 }
 
 impl ConnTrack {
     pub fn new(guard: ConnGuard) -> ConnTrack {
         ConnTrack {
-            inner: Mutex::new(Some((guard, 0))),
+            inner: Mutex::new(Some(Track {
+                guard,
+                busy: 0,
+                announced: 0,
+            })),
         }
     }
 
@@ -336,13 +348,33 @@ impl ConnTrack {
     /// (with the response body, see [`RequestMark::attach`]).
     pub fn begin(self: &Arc<Self>) -> RequestMark {
         global().request();
-        self.with(|guard, busy| {
-            *busy += 1;
-            guard.set(ConnState::Writing);
+        self.with(|t| {
+            if t.announced > 0 {
+                t.announced -= 1;
+            } else {
+                t.busy += 1;
+            }
+            t.guard.set(ConnState::Writing);
         });
         RequestMark {
             track: Arc::clone(self),
         }
+    }
+
+    /// The head guard passed a request head on: it is in progress from now on, before hyper
+    /// gets to call the handler ([`ConnTrack::begin`]).
+    pub fn announce(&self) {
+        self.with(|t| {
+            t.announced += 1;
+            t.busy += 1;
+        });
+    }
+
+    /// No request of this connection is in progress (every response body has been sent or
+    /// dropped).
+    pub fn idle(&self) -> bool {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.as_ref().map_or(true, |t| t.busy == 0)
     }
 
     /// The connection is closed: it stops counting as active.
@@ -351,10 +383,10 @@ impl ConnTrack {
         inner.take();
     }
 
-    fn with(&self, f: impl FnOnce(&mut ConnGuard, &mut u32)) {
+    fn with(&self, f: impl FnOnce(&mut Track)) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((guard, busy)) = inner.as_mut() {
-            f(guard, busy);
+        if let Some(t) = inner.as_mut() {
+            f(t);
         }
     }
 }
@@ -366,10 +398,10 @@ pub struct RequestMark {
 
 impl Drop for RequestMark {
     fn drop(&mut self) {
-        self.track.with(|guard, busy| {
-            *busy = busy.saturating_sub(1);
-            if *busy == 0 {
-                guard.set(ConnState::Idle);
+        self.track.with(|t| {
+            t.busy = t.busy.saturating_sub(1);
+            if t.busy == 0 {
+                t.guard.set(ConnState::Idle);
             }
         });
     }
