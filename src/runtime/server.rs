@@ -206,11 +206,14 @@ async fn serve_connection(
         let Some(parts) = Pin::into_inner(conn).into_parts() else {
             return;
         };
-        guard = parts.io.into_inner().inner;
+        let hyper::server::conn::http1::Parts { io, read_buf, .. } = parts;
+        guard = io.into_inner().inner;
         if !guard.parked() || *shutdown.borrow() {
             return; // closed by either side, or a graceful stop with nothing in flight
         }
-        guard.unpark(&parts.read_buf);
+        guard.unpark(&read_buf);
+        // hyper's read buffer (8 KiB at least) must not be held while the connection waits.
+        drop(read_buf);
         // nginx: keepalive_timeout while waiting for a next request, client_header_timeout
         // for the first one.
         let wait = match limits.keepalive_timeout {
