@@ -27,7 +27,9 @@
 //! - [`runtime`]: everything that serves traffic, driven by a `Plan` held in a [`runtime::Live`]
 //!   behind an `ArcSwap`. Per connection: `server` (accept loop) → `handshake` (PROXY protocol, TLS,
 //!   HTTP/2 choice) → `guard` (raw head checks before hyper; records what hyper's request loses:
-//!   header-name spelling, `#fragment`) → hyper → `request` (server choice, URI) → `edge`
+//!   header-name spelling, `#fragment`; ends hyper's connection when the client has been idle
+//!   50-100 ms, `park`, and `server` starts a new one on its next request) → hyper → `request`
+//!   (server choice, URI) → `edge`
 //!   (nginx's phases: realip, rewrite, find-config, access, content: `return`, `stub_status`,
 //!   `metrics` or `proxy`; `error_page`; header filter) → `proxy` (retry loop over
 //!   `upstream`: balancers, peer health, keepalive pools, connect, and `upstream::h1`, nginx-rs's

@@ -217,15 +217,16 @@ async fn keepalive_requests_and_keepalive_timeout_zero_close_the_connection() {
     }
 }
 
-/// Between two requests an idle client connection is parked (hyper's connection ends, the socket
-/// stays open): the next request on it, even one whose head comes in pieces, is served, and the
-/// idle wait is keepalive_timeout while a started head gets client_header_timeout.
+/// Between two requests an idle client connection is parked after 50-100 ms (hyper's connection
+/// ends, the socket stays open): the next request on it, even one whose head comes in pieces, is
+/// served, and the idle wait is keepalive_timeout while a started head gets
+/// client_header_timeout.
 #[tokio::test]
 async fn idle_keepalive_connection_is_parked_and_served_again() {
     let b = Backend::spawn("b", Behaviour::Echo).await;
     let up = upstream("backend", &[b.addr]);
     let mut c = base_loc_conf();
-    c.client.keepalive_timeout = Some(Duration::from_millis(400));
+    c.client.keepalive_timeout = Some(Duration::from_millis(800));
     c.client.header_timeout = Duration::from_secs(5);
     let mut lc = base_loc_conf();
     lc.client = c.client.clone();
@@ -244,13 +245,13 @@ async fn idle_keepalive_connection_is_parked_and_served_again() {
     let mut buf = Vec::new();
     for i in 0..3 {
         // Idle long enough for the connection to park, shorter than keepalive_timeout.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         conn.write_all(format!("GET /{i} HTTP/1.1\r\nHo").as_bytes())
             .await
             .expect("write");
         // A head in two pieces, the pause longer than keepalive_timeout: the head has begun,
         // so client_header_timeout applies.
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         conn.write_all(b"st: h\r\n\r\n").await.expect("write");
         let r = read_response(&mut conn, &mut buf, false)
             .await

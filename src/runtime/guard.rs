@@ -286,10 +286,11 @@ impl<T> Guard<T> {
 
     /// Lets the guard end hyper's connection between requests so that an idle keepalive
     /// connection holds no HTTP state (hyper keeps 16 KiB of buffers per connection, never
-    /// shrunk). When hyper asks for the next request head and the client has sent nothing yet,
-    /// no request of `track` is in flight and no response bytes wait to be written, the guard
-    /// reports end of input: hyper ends the connection as a client would close an idle one, the
-    /// guard skips the shutdown (the socket stays open), and `server.rs` takes the stream back
+    /// shrunk). When hyper asks for the next request head, the client has sent nothing, no
+    /// request of `track` is in flight, no response bytes wait to be written, and the connection
+    /// has waited like this since a sweep ago ([`super::park`]), the guard reports end of input:
+    /// hyper ends the connection as a client would close an idle one, the guard skips the
+    /// shutdown (the socket stays open), and `server.rs` takes the stream back
     /// ([`Guard::parked`]), waits for the client's next bytes (keepalive_timeout) and starts a
     /// new hyper connection on it. A connection idle between requests then costs its socket, its
     /// task and the guard (no buffers): nginx frees its buffers between requests the same way.
@@ -317,8 +318,9 @@ impl<T> Guard<T> {
         &self.inner
     }
 
-    /// The moment to park: see [`Guard::parking`].
-    fn may_park(&self) -> bool {
+    /// Between two requests with nothing pending either way, the state a connection can park
+    /// in: see [`Guard::parking`].
+    fn at_rest(&self) -> bool {
         self.released
             && matches!(self.state, State::Head)
             && self.head.is_empty()
@@ -326,7 +328,6 @@ impl<T> Guard<T> {
             && !self.eof
             && !self.write_blocked
             && self.strip.is_none()
-            && self.track.as_ref().is_some_and(|t| t.idle())
     }
 
     /// Run newly read bytes through the state machine.
@@ -752,12 +753,16 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guard<T> {
             let mut scratch = [std::mem::MaybeUninit::<u8>::uninit(); 16 * 1024];
             let mut rb = ReadBuf::uninit(&mut scratch);
             match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
-                Poll::Pending if this.may_park() => {
-                    // End of input, as far as hyper can tell: it ends the connection.
-                    this.parked = true;
-                    return Poll::Ready(Ok(()));
+                Poll::Pending => {
+                    let park = this.at_rest()
+                        && this.track.as_ref().is_some_and(|t| t.idle_wait(cx.waker()));
+                    if park {
+                        // End of input, as far as hyper can tell: it ends the connection.
+                        this.parked = true;
+                        return Poll::Ready(Ok(()));
+                    }
+                    return Poll::Pending;
                 }
-                Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(())) => {
                     let n = rb.filled().len();

@@ -92,16 +92,17 @@ impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
 super::wrap::forward_async_write!(Prefixed);
 
 impl ClientIo {
-    /// Waits until the client sent something (or closed), without reading it.
-    pub async fn readable(&self) -> io::Result<()> {
+    /// Ready when the client sent something (or closed), without reading it. Costs no memory:
+    /// the waker goes to the socket's own registration.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let tcp = match self {
             ClientIo::Plain(p) => p,
             ClientIo::Tls(t) => t.get_ref().0,
         };
         if tcp.pos < tcp.prefix.len() {
-            return Ok(());
+            return Poll::Ready(Ok(()));
         }
-        tcp.inner.readable().await
+        tcp.inner.poll_read_ready(cx)
     }
 }
 

@@ -52,6 +52,7 @@ pub mod guard;
 pub mod handshake;
 pub mod log;
 pub mod map;
+pub mod park;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod realip;

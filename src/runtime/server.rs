@@ -33,6 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use super::ctx::ConnInfo;
+use super::handshake::ClientIo;
 use super::Live;
 use crate::plan::{ClientLimits, ListenAddr};
 
@@ -103,65 +104,169 @@ pub async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         // accepts, handled, active: from here until the task ends (stub_status).
-        let guard = super::status::global().accept();
-        let shutdown = shutdown.clone();
-        let done = done.clone();
-        let live = live.clone();
-        let addr = addr.clone();
-        tokio::spawn(async move {
-            // PROXY protocol header and TLS handshake first (handshake.rs), bounded by
-            // client_header_timeout as nginx's handshake.
-            let edge = {
-                let current = live.load_full();
-                let timeout = default_limits(&current, &addr).header_timeout;
-                let mut stop = shutdown.clone();
-                tokio::select! {
-                    e = Box::pin(super::handshake::accept(stream, &addr, &current, timeout)) => e,
-                    // A graceful stop does not wait for handshakes in progress.
-                    _ = stop.changed() => None,
-                }
-            };
-            if let Some((io, edge)) = edge {
-                let state = Arc::new(ConnState {
-                    live,
-                    info: Arc::new(ConnInfo {
-                        remote,
-                        local,
-                        id: CONNECTION_SERIAL.fetch_add(1, Ordering::Relaxed),
-                        handshake: edge,
-                    }),
-                    listen: addr,
-                    requests: AtomicU64::new(0),
-                    track: Arc::new(super::status::ConnTrack::new(guard)),
-                });
-                serve_connection(io, state.clone(), shutdown).await;
-                // The connection is gone even if a request task still holds `state`.
-                state.track.close();
-            }
-            drop(permit);
-            drop(done);
-        });
+        let status = super::status::global().accept();
+        let setup = Box::pin(set_up(
+            stream,
+            remote,
+            local,
+            addr.clone(),
+            live.clone(),
+            status,
+            shutdown.clone(),
+        ));
+        tokio::spawn(connection(setup, shutdown.clone(), permit, done.clone()));
     }
 }
 
-async fn serve_connection(
-    stream: super::handshake::ClientIo,
-    state: Arc<ConnState>,
-    mut shutdown: watch::Receiver<bool>,
+/// A connection's handshakes, then its state; `None` when it ended on the way.
+type SetUp = Pin<Box<dyn Future<Output = Option<(ClientIo, Arc<ConnState>)>> + Send>>;
+
+/// One client connection's task. It holds a boxed future at each stage (set-up, then serving),
+/// so an idle keepalive connection costs its task header, the serving future and the socket.
+async fn connection(
+    setup: SetUp,
+    shutdown: watch::Receiver<bool>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    done: mpsc::Sender<()>,
 ) {
+    if let Some((io, state)) = setup.await {
+        serve_connection(io, state.clone(), shutdown).await;
+        // The connection is gone even if a request task still holds `state`.
+        state.track.close();
+    }
+    drop(permit);
+    drop(done);
+}
+
+/// PROXY protocol header and TLS handshake (handshake.rs), bounded by client_header_timeout as
+/// nginx's handshake, then the connection's state.
+async fn set_up(
+    stream: tokio::net::TcpStream,
+    remote: std::net::SocketAddr,
+    local: std::net::SocketAddr,
+    addr: ListenAddr,
+    live: Arc<ArcSwap<Live>>,
+    status: super::status::ConnGuard,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<(ClientIo, Arc<ConnState>)> {
+    let (io, edge) = {
+        let current = live.load_full();
+        let timeout = default_limits(&current, &addr).header_timeout;
+        tokio::select! {
+            e = super::handshake::accept(stream, &addr, &current, timeout) => e?,
+            // A graceful stop does not wait for handshakes in progress.
+            _ = shutdown.changed() => return None,
+        }
+    };
+    let state = Arc::new(ConnState {
+        live,
+        info: Arc::new(ConnInfo {
+            remote,
+            local,
+            id: CONNECTION_SERIAL.fetch_add(1, Ordering::Relaxed),
+            handshake: edge,
+        }),
+        listen: addr,
+        requests: AtomicU64::new(0),
+        track: Arc::new(super::status::ConnTrack::new(status)),
+    });
+    Some((io, state))
+}
+
+/// Serves a connection whose handshakes are done: HTTP/2 or HTTP/1, by the handshake's choice.
+/// Boxed, and built before its first poll, so that the task holds exactly the serving state.
+fn serve_connection(
+    stream: ClientIo,
+    state: Arc<ConnState>,
+    shutdown: watch::Receiver<bool>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     let limits = {
         let live = state.live.load();
         default_limits(&live, &state.listen)
     };
     if state.info.handshake.h2 != super::handshake::H2::No {
-        // Boxed: the task of an HTTP/1 connection should not carry an HTTP/2 state's size.
-        return Box::pin(super::handshake::serve_h2(stream, state, shutdown, limits)).await;
+        return Box::pin(super::handshake::serve_h2(stream, state, shutdown, limits));
     }
-    let mut builder = hyper::server::conn::http1::Builder::new();
+    let limits = H1Limits::from(&limits);
+    let mut guard = super::guard::Guard::new(stream, limits.large_header_buffers);
+    if limits.keepalive_timeout.is_some() {
+        guard = guard.parking(state.track.clone());
+    }
+    Box::pin(serve_h1(guard, state, shutdown, limits))
+}
+
+/// One hyper connection per run of requests: when the client goes quiet between two requests
+/// the guard parks hyper's connection (`Guard::parking`), and the stream waits here, holding no
+/// HTTP state, for the next request's first bytes.
+///
+/// An `async move` block rather than an `async fn`: an async fn's future keeps its arguments
+/// twice (as passed and as moved into its body), and this future is what every idle keepalive
+/// connection holds.
+#[allow(clippy::manual_async_fn)]
+fn serve_h1(
+    mut guard: super::guard::Guard<ClientIo>,
+    state: Arc<ConnState>,
+    mut shutdown: watch::Receiver<bool>,
+    limits: H1Limits,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        loop {
+            // Boxed, so that a waiting connection is only as big as the wait below.
+            match Box::pin(serve_hyper(guard, &state, &mut shutdown, limits)).await {
+                Some(parked) => guard = parked,
+                None => return,
+            }
+            // nginx: keepalive_timeout while waiting for a next request (counted from here: the
+            // connection parks after 50-100 ms without one, see `park`).
+            let wait = limits.keepalive_timeout.unwrap_or(limits.header_timeout);
+            let io = guard.get_ref();
+            let next = tokio::select! {
+                r = std::future::poll_fn(|cx| io.poll_read_ready(cx)) => r.is_ok(),
+                _ = tokio::time::sleep(wait) => false,
+                _ = shutdown.changed() => false,
+            };
+            if !next {
+                return;
+            }
+        }
+    }
+}
+
+/// What an HTTP/1 connection keeps between its hyper connections (an idle keepalive connection
+/// holds this, the guard and the socket).
+#[derive(Clone, Copy)]
+struct H1Limits {
+    header_timeout: Duration,
+    keepalive_timeout: Option<Duration>,
+    send_timeout: Duration,
+    large_header_buffers: (usize, usize),
+}
+
+impl From<&ClientLimits> for H1Limits {
+    fn from(l: &ClientLimits) -> Self {
+        H1Limits {
+            header_timeout: l.header_timeout,
+            keepalive_timeout: l.keepalive_timeout,
+            send_timeout: l.send_timeout,
+            large_header_buffers: l.large_header_buffers,
+        }
+    }
+}
+
+/// Serves requests with one hyper connection until it ends. Gives the guard back when it parked
+/// (the client went quiet between two requests); `None` when the connection is over: closed by
+/// either side, upgraded (WebSocket), or a graceful stop.
+async fn serve_hyper(
+    guard: super::guard::Guard<ClientIo>,
+    state: &Arc<ConnState>,
+    shutdown: &mut watch::Receiver<bool>,
+    limits: H1Limits,
+) -> Option<super::guard::Guard<ClientIo>> {
     let (num, size) = limits.large_header_buffers;
+    let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        // hyper starts on a request's first bytes (see below), so this is nginx's
+        // hyper starts on a request's first bytes (see `serve_connection`), so this is nginx's
         // client_header_timeout: the rest of the head must come within it.
         .header_read_timeout(limits.header_timeout)
         .keep_alive(limits.keepalive_timeout.is_some())
@@ -172,62 +277,33 @@ async fn serve_connection(
         // hyper's default `max_headers` (100, on the stack): the guard packs lines past it, so
         // heads of up to `guard::MAX_HEADERS` lines still pass; see `guard::HYPER_HEADERS`.
         .max_buf_size((num * size).max(8192) + size);
-    let mut guard = super::guard::Guard::new(stream, limits.large_header_buffers);
-    if limits.keepalive_timeout.is_some() {
-        guard = guard.parking(state.track.clone());
+    let st = state.clone();
+    let service = service_fn(move |req| super::request::handle(req, st.clone()));
+    let io = SendTimeout::new(guard, limits.send_timeout);
+    let mut conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    if *shutdown.borrow() {
+        Pin::new(&mut conn).graceful_shutdown();
     }
-    // One hyper connection per run of requests: when the client goes quiet between two
-    // requests the guard parks hyper's connection (`Guard::parking`), and the stream waits here,
-    // holding no HTTP state, for the next request's first bytes.
-    loop {
-        let st = state.clone();
-        let service = service_fn(move |req| super::request::handle(req, st.clone()));
-        let io = SendTimeout::new(guard, limits.send_timeout);
-        let mut conn = Box::pin(
-            builder
-                .serve_connection(TokioIo::new(io), service)
-                .with_upgrades(),
-        );
-        if *shutdown.borrow() {
-            conn.as_mut().graceful_shutdown();
+    let ended = tokio::select! {
+        r = &mut conn => r,
+        _ = shutdown.changed() => {
+            // Graceful: finish the request in flight (if any), close when idle.
+            Pin::new(&mut conn).graceful_shutdown();
+            (&mut conn).await
         }
-        let ended = tokio::select! {
-            r = conn.as_mut() => r,
-            _ = shutdown.changed() => {
-                // Graceful: finish the request in flight (if any), close when idle.
-                conn.as_mut().graceful_shutdown();
-                conn.as_mut().await
-            }
-        };
-        if ended.is_err() {
-            return;
-        }
-        // `None`: the connection was upgraded (WebSocket) and belongs to the tunnel now.
-        let Some(parts) = Pin::into_inner(conn).into_parts() else {
-            return;
-        };
-        let hyper::server::conn::http1::Parts { io, read_buf, .. } = parts;
-        guard = io.into_inner().inner;
-        if !guard.parked() || *shutdown.borrow() {
-            return; // closed by either side, or a graceful stop with nothing in flight
-        }
-        guard.unpark(&read_buf);
-        // hyper's read buffer (8 KiB at least) must not be held while the connection waits.
-        drop(read_buf);
-        // nginx: keepalive_timeout while waiting for a next request, client_header_timeout
-        // for the first one.
-        let wait = match limits.keepalive_timeout {
-            Some(k) if state.requests.load(Ordering::Relaxed) > 0 => k,
-            _ => limits.header_timeout,
-        };
-        let readable = tokio::select! {
-            r = tokio::time::timeout(wait, guard.get_ref().readable()) => matches!(r, Ok(Ok(()))),
-            _ = shutdown.changed() => false,
-        };
-        if !readable {
-            return;
-        }
+    };
+    ended.ok()?;
+    let hyper::server::conn::http1::Parts { io, read_buf, .. } = conn.into_parts()?;
+    let mut guard = io.into_inner().inner;
+    if !guard.parked() || *shutdown.borrow() {
+        return None;
     }
+    // hyper's read buffer (8 KiB at least) goes with this function: a waiting connection does
+    // not hold it.
+    guard.unpark(&read_buf);
+    Some(guard)
 }
 
 /// nginx's `send_timeout`: a write to the client that makes no progress for this long fails the

@@ -31,7 +31,7 @@ use std::fmt::Write as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -331,6 +331,25 @@ struct Track {
     busy: u32,
     /// Requests the head guard announced whose handler has not begun yet.
     announced: u32,
+    /// The sweep ([`super::park`]) during which the connection started waiting for its next
+    /// request; `None` while a request is in progress.
+    idle_since: Option<u32>,
+    /// The connection's task, for the sweeper to wake when it is time to park.
+    waker: Option<Waker>,
+    /// The sweeper asked the head guard to park at its next chance.
+    park: bool,
+    /// On the sweeper's list.
+    listed: bool,
+}
+
+/// What a sweep decided for one listed connection.
+pub enum Sweep {
+    /// Not waiting long enough yet (or busy): stays listed.
+    Keep,
+    /// Time to park: wake its task (the guard parks on that wake-up); off the list.
+    Park(Option<Waker>),
+    /// Closed: off the list.
+    Drop,
 }
 
 impl ConnTrack {
@@ -340,6 +359,10 @@ impl ConnTrack {
                 guard,
                 busy: 0,
                 announced: 0,
+                idle_since: None,
+                waker: None,
+                park: false,
+                listed: false,
             })),
         }
     }
@@ -367,14 +390,53 @@ impl ConnTrack {
         self.with(|t| {
             t.announced += 1;
             t.busy += 1;
+            t.idle_since = None;
+            t.park = false;
         });
     }
 
-    /// No request of this connection is in progress (every response body has been sent or
-    /// dropped).
-    pub fn idle(&self) -> bool {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.as_ref().map_or(true, |t| t.busy == 0)
+    /// The head guard waits for the client's next request (`waker` is the connection's task).
+    /// True when the connection should park now: no request is in progress and it has waited
+    /// since a sweep ago ([`super::park`]); otherwise the waiting is noted for the sweeper.
+    pub fn idle_wait(self: &Arc<Self>, waker: &Waker) -> bool {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(t) = inner.as_mut() else {
+            return false;
+        };
+        if t.busy != 0 {
+            return false;
+        }
+        if t.park {
+            return true;
+        }
+        if t.idle_since.is_none() {
+            t.idle_since = Some(super::park::tick());
+        }
+        if !t.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            t.waker = Some(waker.clone());
+        }
+        if !t.listed {
+            t.listed = true;
+            drop(inner);
+            super::park::list(Arc::downgrade(self));
+        }
+        false
+    }
+
+    /// The sweeper's look at a listed connection at sweep `now`.
+    pub fn sweep(&self, now: u32) -> Sweep {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(t) = inner.as_mut() else {
+            return Sweep::Drop;
+        };
+        match t.idle_since {
+            Some(since) if t.busy == 0 && now.wrapping_sub(since) >= 2 => {
+                t.park = true;
+                t.listed = false;
+                Sweep::Park(t.waker.take())
+            }
+            _ => Sweep::Keep,
+        }
     }
 
     /// The connection is closed: it stops counting as active.
@@ -553,6 +615,45 @@ impl PeerStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct CountWakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountWakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_connection_parks_only_after_waiting_a_sweep_and_not_while_busy() {
+        let wakes = Arc::new(CountWakes(Default::default()));
+        let waker = Waker::from(wakes.clone());
+        let track = Arc::new(ConnTrack::new(Status::new().accept()));
+        // A request in progress: never parks, never noted.
+        track.announce();
+        assert!(!track.idle_wait(&waker));
+        assert!(matches!(track.sweep(u32::MAX / 2), Sweep::Keep));
+        drop(track.begin());
+        // Waiting for the next request: noted, parks once a sweep two sweeps later says so.
+        assert!(!track.idle_wait(&waker));
+        let since = super::super::park::tick();
+        let Sweep::Park(Some(w)) = track.sweep(since.wrapping_add(1_000)) else {
+            panic!("should park");
+        };
+        w.wake();
+        assert_eq!(wakes.0.load(Relaxed), 1);
+        assert!(track.idle_wait(&waker), "the wake-up parks it");
+        // The next request clears it.
+        track.announce();
+        drop(track.begin());
+        assert!(!track.idle_wait(&waker));
+        // A closed connection leaves the list.
+        track.close();
+        assert!(matches!(
+            track.sweep(since.wrapping_add(2_000)),
+            Sweep::Drop
+        ));
+    }
 
     #[test]
     fn stub_status_text() {
