@@ -6,7 +6,8 @@
 #   VARIANT=accesslog bench/run.sh    # keepalive with access_log in the combined format
 #   VARIANT=body1m bench/run.sh       # keepalive, 1 MiB responses
 #   VARIANT=slow10ms bench/run.sh     # keepalive, backends take 10 ms (examples/backend.rs)
-#   VARIANT=idle bench/run.sh         # memory per idle keepalive client connection (IDLE_N=10000)
+#   VARIANT=idle bench/run.sh         # memory per idle keepalive client connection (IDLE_N=10000,
+#                                     # measured IDLE_SETTLE=1 s after the last one is set up)
 #   AA=1 bench/run.sh                 # nginx against nginx: the noise floor
 #   WORKERS=2 bench/run.sh            # scaling: worker_processes 2 on both sides
 #   DURATION=5 PAIRS=1 CONNS="1 64" bench/run.sh
@@ -55,6 +56,7 @@ BASE_PORT=${BASE_PORT:-18000}
 NGINX=${NGINX:-/usr/sbin/nginx}
 
 IDLE_N=${IDLE_N:-10000}
+IDLE_SETTLE=${IDLE_SETTLE:-1}
 WORKER_CONNECTIONS=4096
 RLIMIT=""
 if [ "$VARIANT" = idle ]; then
@@ -252,6 +254,8 @@ run_idle() {
         sleep 0.1
     done
     ready=$(cat "$dir/idle.out")
+    # Connections idle for a moment (nginx-rs parks them after 50-100 ms without a request).
+    sleep "$IDLE_SETTLE"
     after=$(mem_kib "$pid" pss)
     kill "$idle_pid" 2>/dev/null || true
     wait "$idle_pid" 2>/dev/null || true
