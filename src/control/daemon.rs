@@ -274,6 +274,8 @@ fn start_workers(n: usize) -> io::Result<Arc<[tokio::runtime::Handle]>> {
         if current {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .event_interval(event_interval)
+                // Access-log lines are written when the worker has nothing left to run.
+                .on_thread_park(crate::runtime::log::batch::flush_thread)
                 .enable_all()
                 .build()?;
             handles.push(rt.handle().clone());
@@ -285,6 +287,7 @@ fn start_workers(n: usize) -> io::Result<Arc<[tokio::runtime::Handle]>> {
                 .worker_threads(1)
                 .thread_name(name)
                 .event_interval(event_interval)
+                .on_thread_park(crate::runtime::log::batch::flush_thread)
                 .enable_all()
                 .build()?;
             handles.push(rt.handle().clone());

@@ -532,6 +532,12 @@ pub fn time_iso8601(t: SystemTime) -> String {
 /// Values for the access log (`None` = nginx's "not found", written as `-`).
 impl crate::runtime::log::VarSource for RequestCtx {
     fn var(&self, var: &Var) -> Option<std::borrow::Cow<'_, [u8]>> {
+        let mut out = Vec::new();
+        self.append_var(var, &mut out)
+            .then_some(std::borrow::Cow::Owned(out))
+    }
+
+    fn append_var(&self, var: &Var, out: &mut Vec<u8>) -> bool {
         let found = match var {
             Var::HttpHeader(n) => self.headers.contains_key(&**n),
             Var::SentHttpHeader(n) | Var::UpstreamHttpHeader(n) => self
@@ -562,12 +568,10 @@ impl crate::runtime::log::VarSource for RequestCtx {
             Var::Slot(i) => matches!(self.slots.get(*i as usize), Some(Some(_))),
             _ => true,
         };
-        if !found {
-            return None;
+        if found {
+            self.var_into(var, out);
         }
-        let mut out = Vec::new();
-        self.var_into(var, &mut out);
-        Some(std::borrow::Cow::Owned(out))
+        found
     }
 }
 

@@ -287,6 +287,8 @@ pub fn run(plan: Arc<Plan>) -> Result<(), RunError> {
     let threads = plan.main.worker_processes.unwrap_or_else(cores).max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
+        // Access-log lines are written when a worker has nothing left to run (log::batch).
+        .on_thread_park(log::batch::flush_thread)
         .enable_all()
         .build()
         .map_err(RunError::Io)?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::plan::{AccessLog, LogFormat, Segment, Template};
 
-use super::format::{render_line, VarSource};
+use super::format::{render_into, render_line, VarSource};
 use super::writer::{LogFile, LogWriter, OpenError};
 
 enum Dest {
@@ -50,10 +50,10 @@ impl AccessSink {
                 return;
             }
         }
-        let line = render_line(&self.format, vars);
         match &self.dest {
-            Dest::File(f) => f.write(line),
+            Dest::File(f) => f.write_with(|out| render_into(&self.format, vars, out)),
             Dest::Dynamic(t, writer) => {
+                let line = render_line(&self.format, vars);
                 let p = render(t, vars);
                 let Ok(p) = std::str::from_utf8(&p) else {
                     return;

@@ -22,6 +22,17 @@ pub fn missing(mode: LogEscape) -> &'static [u8] {
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
+/// Whether [`escape_into`] would change `value`.
+pub fn needs_escape(mode: LogEscape, value: &[u8]) -> bool {
+    match mode {
+        LogEscape::Default => value
+            .iter()
+            .any(|&b| b < 0x20 || b == b'"' || b == b'\\' || b >= 0x7f),
+        LogEscape::Json => value.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\'),
+        LogEscape::None => false,
+    }
+}
+
 /// `escape=default`: `"`, `\`, control bytes, DEL and every byte >= 0x80 become `\xHH` (uppercase).
 pub fn escape_default(value: &[u8], out: &mut Vec<u8>) {
     for &b in value {

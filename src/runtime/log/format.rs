@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::plan::{LogEscape, LogFormat, Segment, Template, Var};
 
-use super::escape::{escape_into, missing};
+use super::escape::{escape_into, missing, needs_escape};
 
 /// nginx's predefined format, as its source has it.
 pub const COMBINED_TEXT: &str = "$remote_addr - $remote_user [$time_local] \"$request\" $status \
@@ -19,6 +19,18 @@ pub const COMBINED_TEXT: &str = "$remote_addr - $remote_user [$time_local] \"$re
 pub trait VarSource {
     /// The raw value, or `None` when nginx would say "not found" (e.g. no `Referer` header).
     fn var(&self, var: &Var) -> Option<Cow<'_, [u8]>>;
+
+    /// Appends the raw value to `out`; false (nothing appended) when it is "not found". Sources
+    /// that can write in place override this to save an allocation and a copy per variable.
+    fn append_var(&self, var: &Var, out: &mut Vec<u8>) -> bool {
+        match self.var(var) {
+            Some(v) => {
+                out.extend_from_slice(&v);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// The predefined `combined` format as a compiled [`LogFormat`].
@@ -54,17 +66,34 @@ pub fn combined() -> LogFormat {
 /// One log line for `format`, newline included.
 pub fn render_line(format: &LogFormat, vars: &dyn VarSource) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
+    render_into(format, vars, &mut out);
+    out
+}
+
+/// Appends one log line, newline included, to `out` (a log batch: no allocation per line).
+pub fn render_into(format: &LogFormat, vars: &dyn VarSource, out: &mut Vec<u8>) {
     for seg in &format.template.segments {
         match seg {
             Segment::Literal(s) => out.extend_from_slice(s.as_bytes()),
-            Segment::Var(v) => match vars.var(v) {
-                Some(value) => escape_into(format.escape, &value, &mut out),
-                None => out.extend_from_slice(missing(format.escape)),
-            },
+            Segment::Var(v) => {
+                let start = out.len();
+                if vars.append_var(v, out) {
+                    escape_tail(format.escape, out, start);
+                } else {
+                    out.extend_from_slice(missing(format.escape));
+                }
+            }
         }
     }
     out.push(b'\n');
-    out
+}
+
+/// Escapes `out[start..]` in place; a value that needs no escaping (nearly all) stays as written.
+fn escape_tail(mode: LogEscape, out: &mut Vec<u8>, start: usize) {
+    if needs_escape(mode, &out[start..]) {
+        let raw = out.split_off(start);
+        escape_into(mode, &raw, out);
+    }
 }
 
 #[cfg(test)]

@@ -1,13 +1,16 @@
 //! Access and error logs, written the way nginx writes them.
 //!
 //! # API for the runtime
-//! - One [`LogWriter`] per process (keep it in an `Arc` across reloads): a background thread that owns
-//!   every access-log file. [`LogWriter::open`] at config load returns a [`LogFile`] handle;
-//!   [`LogWriter::reopen`] on SIGUSR1; dropping it flushes.
+//! - One [`LogWriter`] per process (keep it in an `Arc` across reloads). [`LogWriter::open`] at
+//!   config load returns a [`LogFile`] handle; [`LogWriter::reopen`] on SIGUSR1; dropping it
+//!   flushes. Unbuffered files are written by the serving threads in per-thread batches
+//!   ([`batch`]; the serving runtimes call [`batch::flush_thread`] before a worker parks);
+//!   `buffer=`/`flush=` files by the writer's background thread.
 //! - Per `access_log` directive, an [`AccessSink`] ([`access::open_all`] for a location's list). When a
 //!   request finishes, call [`AccessSink::log`] with a [`VarSource`] giving the request's variable values
 //!   (`None` = not found, which the default format writes as `-`). Formatting happens on the calling
-//!   task (microseconds); the write happens on the writer thread, so the request never waits on disk.
+//!   task (microseconds); the write happens when the worker goes idle or on the writer thread, never
+//!   while the request waits.
 //! - The runtime's `RequestCtx` implements [`VarSource`]; [`hook::request_logger`] builds the
 //!   per-request hook (`Live::with_request_done`) that writes every location's access logs.
 //! - [`format::combined`] is nginx's predefined `combined` format; [`format::render_line`] formats one line.
@@ -21,6 +24,7 @@
 //! - [`escape`] has nginx's `escape=default|json|none` functions.
 
 pub mod access;
+pub mod batch;
 pub mod errorlog;
 pub mod escape;
 pub mod format;

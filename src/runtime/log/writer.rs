@@ -1,12 +1,13 @@
-//! The access-log writer: one background thread owns every log file; request handlers hand it finished
-//! lines over an unbounded channel, so logging never waits on the disk.
+//! The access-log writer. Unbuffered files (no `buffer=`, the usual case) are written by the
+//! serving threads themselves, in batches ([`super::batch`]). Files with `buffer=`/`flush=` are
+//! owned by one background thread: request handlers hand it finished lines over an unbounded
+//! channel, so logging never waits on the disk.
 //!
-//! Per file it keeps nginx's `buffer=SIZE` (write when the buffer would overflow) and `flush=TIME`
-//! (write buffered data at most TIME after it arrived). Without `buffer=` each line is written as it
-//! comes, but lines that arrive within [`BATCH`] of each other share one wake-up of the thread and one
-//! `write`. `reopen` (SIGUSR1) flushes, then opens every
-//! path again, so after logrotate renames a file the next lines go to a new file with that name.
-//! Dropping the last [`LogWriter`] flushes everything and stops the thread.
+//! Per buffered file the thread keeps nginx's `buffer=SIZE` (write when the buffer would overflow)
+//! and `flush=TIME` (write buffered data at most TIME after it arrived). `reopen` (SIGUSR1)
+//! writes out every batch and buffer, then opens every path again, so after logrotate renames a
+//! file the next lines go to a new file with that name. Dropping the last [`LogWriter`] flushes
+//! everything and stops the thread.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -17,6 +18,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use super::batch::{self, DirectFile};
 
 /// Opens a log file as nginx does: append, create with mode 0644.
 pub fn open_log_file(path: &Path) -> io::Result<File> {
@@ -59,6 +62,9 @@ impl std::error::Error for OpenError {}
 /// lines, so they still see every line sent before them.
 const BATCH: Duration = Duration::from_millis(1);
 
+/// The thread writes every thread's batch at least this often ([`super::batch`]).
+const BACKSTOP: Duration = Duration::from_secs(1);
+
 enum Msg {
     Open {
         id: usize,
@@ -71,17 +77,28 @@ enum Msg {
         id: usize,
         bytes: Vec<u8>,
     },
+    /// A thread queued a first line in its batch ([`super::batch`]): write the batches soon.
+    Kick,
     Reopen(mpsc::Sender<Vec<OpenError>>),
     Flush(mpsc::Sender<()>),
     Shutdown,
 }
 
-/// A handle to one open log file. Cheap to clone; `write` never blocks.
+/// A handle to one open log file. Cheap to clone; `write` never blocks on the disk (a full
+/// batch of an unbuffered file is written by the caller).
 #[derive(Clone)]
 pub struct LogFile {
     id: usize,
     path: Arc<Path>,
-    tx: Sender<Msg>,
+    dest: Dest,
+}
+
+#[derive(Clone)]
+enum Dest {
+    /// No `buffer=`/`flush=`: batched per thread, written by that thread.
+    Direct(Arc<DirectFile>),
+    /// `buffer=`/`flush=`: queued to the writer thread.
+    Queued(Sender<Msg>),
 }
 
 impl std::fmt::Debug for LogFile {
@@ -91,13 +108,32 @@ impl std::fmt::Debug for LogFile {
 }
 
 impl LogFile {
-    /// Queues one finished line (newline included) for writing.
+    /// One finished line (newline included).
     pub fn write(&self, line: Vec<u8>) {
-        // The thread only stops when the writer is dropped; a line sent after that has nowhere to go.
-        let _ = self.tx.send(Msg::Line {
-            id: self.id,
-            bytes: line,
-        });
+        match &self.dest {
+            Dest::Direct(f) => f.write(&line),
+            // The thread only stops when the writer is dropped; a line sent after that has
+            // nowhere to go.
+            Dest::Queued(tx) => {
+                let _ = tx.send(Msg::Line {
+                    id: self.id,
+                    bytes: line,
+                });
+            }
+        }
+    }
+
+    /// The line `render` writes (newline included): straight into the thread's batch for an
+    /// unbuffered file.
+    pub fn write_with(&self, render: impl FnOnce(&mut Vec<u8>)) {
+        match &self.dest {
+            Dest::Direct(f) => f.write_with(render),
+            Dest::Queued(_) => {
+                let mut line = Vec::with_capacity(256);
+                render(&mut line);
+                self.write(line);
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -152,17 +188,31 @@ impl LogWriter {
         })?;
         let id = reg.next_id;
         reg.next_id += 1;
-        let _ = self.tx.send(Msg::Open {
-            id,
-            path: path.to_path_buf(),
-            file,
-            buffer: buffer.filter(|&b| b > 0),
-            flush,
-        });
+        let buffer = buffer.filter(|&b| b > 0);
+        let dest = if buffer.is_none() && flush.is_none() {
+            let tx = self.tx.clone();
+            let kick = move || {
+                let _ = tx.send(Msg::Kick);
+            };
+            Dest::Direct(Arc::new(DirectFile::new(
+                path.to_path_buf(),
+                file,
+                Box::new(kick),
+            )))
+        } else {
+            let _ = self.tx.send(Msg::Open {
+                id,
+                path: path.to_path_buf(),
+                file,
+                buffer,
+                flush,
+            });
+            Dest::Queued(self.tx.clone())
+        };
         let handle = LogFile {
             id,
             path: Arc::from(path),
-            tx: self.tx.clone(),
+            dest,
         };
         reg.by_path
             .insert(path.to_path_buf(), (handle.clone(), buffer, flush));
@@ -172,15 +222,27 @@ impl LogWriter {
     /// Flushes buffers, then reopens every file by path (SIGUSR1). Returns the files that could not be
     /// reopened; those keep writing to their old descriptor, as in nginx.
     pub fn reopen(&self) -> Vec<OpenError> {
+        batch::flush_all();
+        let mut errors: Vec<OpenError> = {
+            let reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+            reg.by_path
+                .values()
+                .filter_map(|(f, _, _)| match &f.dest {
+                    Dest::Direct(d) => d.reopen().err(),
+                    Dest::Queued(_) => None,
+                })
+                .collect()
+        };
         let (tx, rx) = mpsc::channel();
-        if self.tx.send(Msg::Reopen(tx)).is_err() {
-            return Vec::new();
+        if self.tx.send(Msg::Reopen(tx)).is_ok() {
+            errors.extend(rx.recv().unwrap_or_default());
         }
-        rx.recv().unwrap_or_default()
+        errors
     }
 
-    /// Writes out everything queued and buffered so far, and waits until it is written.
+    /// Writes out everything queued, batched and buffered so far, and waits until it is written.
     pub fn flush(&self) {
+        batch::flush_all();
         let (tx, rx) = mpsc::channel();
         if self.tx.send(Msg::Flush(tx)).is_ok() {
             let _ = rx.recv();
@@ -190,6 +252,7 @@ impl LogWriter {
 
 impl Drop for LogWriter {
     fn drop(&mut self) {
+        batch::flush_all();
         let _ = self.tx.send(Msg::Shutdown);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -246,15 +309,15 @@ fn run(rx: Receiver<Msg>) {
     let mut files: HashMap<usize, OpenFile> = HashMap::new();
     loop {
         let next_deadline = files.values().filter_map(|f| f.deadline).min();
-        let msg = match next_deadline {
-            Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
-                Ok(m) => Some(m),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => Some(Msg::Shutdown),
-            },
-            None => Some(rx.recv().unwrap_or(Msg::Shutdown)),
+        let wait = next_deadline
+            .map_or(BACKSTOP, |at| at.saturating_duration_since(Instant::now()))
+            .min(BACKSTOP);
+        let msg = match rx.recv_timeout(wait) {
+            Ok(m) => Some(m),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => Some(Msg::Shutdown),
         };
-        if matches!(msg, Some(Msg::Line { .. })) {
+        if matches!(msg, Some(Msg::Line { .. } | Msg::Kick)) {
             // Senders do not wake a sleeping thread: the lines of the next millisecond just queue.
             std::thread::sleep(BATCH);
         }
@@ -286,6 +349,7 @@ fn run(rx: Receiver<Msg>) {
                         f.push(&bytes);
                     }
                 }
+                Msg::Kick => {}
                 Msg::Reopen(done) => {
                     let mut errors = Vec::new();
                     for f in files.values_mut() {
@@ -311,6 +375,7 @@ fn run(rx: Receiver<Msg>) {
             }
             pending = rx.try_recv().ok();
         }
+        batch::flush_all();
         files.values_mut().for_each(OpenFile::settle);
         let now = Instant::now();
         for f in files.values_mut() {
@@ -362,6 +427,9 @@ mod tests {
         let a = w.open(&p, None, None).expect("open");
         let b = w.open(&p, None, None).expect("open again");
         assert_eq!(a.id, b.id);
+        assert!(
+            matches!((&a.dest, &b.dest), (Dest::Direct(x), Dest::Direct(y)) if Arc::ptr_eq(x, y))
+        );
         a.write(b"1\n".to_vec());
         b.write(b"2\n".to_vec());
         w.flush();
