@@ -173,6 +173,26 @@ async fn ipv6_listener() {
     let _ = task.await;
 }
 
+/// A proxy to `b` whose server and location both have the client limits `client`, as the
+/// compiler's merge leaves them: the server's decide the connection's timeouts, the location's
+/// the per-request keepalive decision.
+async fn proxy_with_client_limits(b: &Backend, client: ClientLimits) -> Proxy {
+    let up = upstream("backend", &[b.addr]);
+    let mut c = base_loc_conf();
+    c.client = client.clone();
+    let mut lc = base_loc_conf();
+    lc.client = client;
+    lc.proxy = Some(proxy_conf(&up, None));
+    let l = Arc::new(Location {
+        matcher: prefix("/"),
+        conf: Arc::new(LocConf::from(lc)),
+        children: Box::new([]),
+        span: span(),
+    });
+    let s = server_with_conf(vec![], vec![l], c);
+    Proxy::start(plan(vec![s], 0, vec![up])).await
+}
+
 #[tokio::test]
 async fn keepalive_requests_and_keepalive_timeout_zero_close_the_connection() {
     for (limits, closes_after) in [
@@ -180,23 +200,10 @@ async fn keepalive_requests_and_keepalive_timeout_zero_close_the_connection() {
         ((None, 1000), 1),
     ] {
         let b = Backend::spawn("b", Behaviour::Echo).await;
-        let up = upstream("backend", &[b.addr]);
-        let mut c = base_loc_conf();
-        c.client.keepalive_timeout = limits.0;
-        c.client.keepalive_requests = limits.1;
-        // Both levels, as the compiler's merge leaves them: the server's decides the connection's
-        // idle timeout, the location's the per-request keepalive decision.
-        let mut lc = base_loc_conf();
-        lc.client = c.client.clone();
-        lc.proxy = Some(proxy_conf(&up, None));
-        let l = Arc::new(Location {
-            matcher: prefix("/"),
-            conf: Arc::new(LocConf::from(lc)),
-            children: Box::new([]),
-            span: span(),
-        });
-        let s = server_with_conf(vec![], vec![l], c);
-        let p = Proxy::start(plan(vec![s], 0, vec![up])).await;
+        let mut client = base_loc_conf().client;
+        client.keepalive_timeout = limits.0;
+        client.keepalive_requests = limits.1;
+        let p = proxy_with_client_limits(&b, client).await;
         let mut conn = tokio::net::TcpStream::connect(p.addr)
             .await
             .expect("connect");
@@ -224,21 +231,10 @@ async fn keepalive_requests_and_keepalive_timeout_zero_close_the_connection() {
 #[tokio::test]
 async fn idle_keepalive_connection_is_parked_and_served_again() {
     let b = Backend::spawn("b", Behaviour::Echo).await;
-    let up = upstream("backend", &[b.addr]);
-    let mut c = base_loc_conf();
-    c.client.keepalive_timeout = Some(Duration::from_millis(800));
-    c.client.header_timeout = Duration::from_secs(5);
-    let mut lc = base_loc_conf();
-    lc.client = c.client.clone();
-    lc.proxy = Some(proxy_conf(&up, None));
-    let l = Arc::new(Location {
-        matcher: prefix("/"),
-        conf: Arc::new(LocConf::from(lc)),
-        children: Box::new([]),
-        span: span(),
-    });
-    let s = server_with_conf(vec![], vec![l], c);
-    let p = Proxy::start(plan(vec![s], 0, vec![up])).await;
+    let mut client = base_loc_conf().client;
+    client.keepalive_timeout = Some(Duration::from_millis(800));
+    client.header_timeout = Duration::from_secs(5);
+    let p = proxy_with_client_limits(&b, client).await;
     let mut conn = tokio::net::TcpStream::connect(p.addr)
         .await
         .expect("connect");
