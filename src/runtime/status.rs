@@ -399,44 +399,35 @@ impl ConnTrack {
     /// True when the connection should park now: no request is in progress and it has waited
     /// since a sweep ago ([`super::park`]); otherwise the waiting is noted for the sweeper.
     pub fn idle_wait(self: &Arc<Self>, waker: &Waker) -> bool {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(t) = inner.as_mut() else {
-            return false;
-        };
-        if t.busy != 0 {
-            return false;
-        }
-        if t.park {
-            return true;
-        }
-        if t.idle_since.is_none() {
-            t.idle_since = Some(super::park::tick());
-        }
-        if !t.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            t.waker = Some(waker.clone());
-        }
-        if !t.listed {
-            t.listed = true;
-            drop(inner);
+        let (park, list) = self
+            .with(|t| {
+                if t.busy != 0 || t.park {
+                    return (t.busy == 0, false);
+                }
+                t.idle_since.get_or_insert_with(super::park::tick);
+                if !t.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                    t.waker = Some(waker.clone());
+                }
+                (false, !std::mem::replace(&mut t.listed, true))
+            })
+            .unwrap_or_default();
+        if list {
             super::park::list(Arc::downgrade(self));
         }
-        false
+        park
     }
 
     /// The sweeper's look at a listed connection at sweep `now`.
     pub fn sweep(&self, now: u32) -> Sweep {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(t) = inner.as_mut() else {
-            return Sweep::Drop;
-        };
-        match t.idle_since {
+        self.with(|t| match t.idle_since {
             Some(since) if t.busy == 0 && now.wrapping_sub(since) >= 2 => {
                 t.park = true;
                 t.listed = false;
                 Sweep::Park(t.waker.take())
             }
             _ => Sweep::Keep,
-        }
+        })
+        .unwrap_or(Sweep::Drop)
     }
 
     /// The connection is closed: it stops counting as active.
@@ -445,11 +436,10 @@ impl ConnTrack {
         inner.take();
     }
 
-    fn with(&self, f: impl FnOnce(&mut Track)) {
+    /// `f` on the live connection's state; `None` once it is closed.
+    fn with<R>(&self, f: impl FnOnce(&mut Track) -> R) -> Option<R> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(t) = inner.as_mut() {
-            f(t);
-        }
+        inner.as_mut().map(f)
     }
 }
 

@@ -187,13 +187,12 @@ pub fn flush_all() {
 }
 
 #[cfg(test)]
-fn read(path: &Path) -> std::io::Result<String> {
-    std::fs::read_to_string(path)
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read(path: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
 
     fn file(dir: &Path, name: &str) -> Arc<DirectFile> {
         let path = dir.join(name);

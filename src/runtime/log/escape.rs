@@ -25,18 +25,26 @@ const HEX: &[u8; 16] = b"0123456789ABCDEF";
 /// Whether [`escape_into`] would change `value`.
 pub fn needs_escape(mode: LogEscape, value: &[u8]) -> bool {
     match mode {
-        LogEscape::Default => value
-            .iter()
-            .any(|&b| b < 0x20 || b == b'"' || b == b'\\' || b >= 0x7f),
-        LogEscape::Json => value.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\'),
+        LogEscape::Default => value.iter().any(|&b| default_escapes(b)),
+        LogEscape::Json => value.iter().any(|&b| json_escapes(b)),
         LogEscape::None => false,
     }
+}
+
+/// The bytes `escape=default` rewrites.
+fn default_escapes(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\' || b >= 0x7f
+}
+
+/// The bytes `escape=json` rewrites (`"`, `\` and control bytes).
+fn json_escapes(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
 }
 
 /// `escape=default`: `"`, `\`, control bytes, DEL and every byte >= 0x80 become `\xHH` (uppercase).
 pub fn escape_default(value: &[u8], out: &mut Vec<u8>) {
     for &b in value {
-        if b < 0x20 || b == b'"' || b == b'\\' || b >= 0x7f {
+        if default_escapes(b) {
             out.extend_from_slice(&[b'\\', b'x', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
         } else {
             out.push(b);
