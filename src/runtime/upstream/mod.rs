@@ -383,7 +383,9 @@ impl Group {
         if let Some(conn) = self.take_idle(peer) {
             return Ok(conn);
         }
-        self.connect_fresh(peer, connect_timeout).await
+        // Boxed: the connect state (~1.4 KB) would otherwise be part of every request's future,
+        // which hyper allocates and the request path moves per request, pooled or not.
+        Box::pin(self.connect_fresh(peer, connect_timeout)).await
     }
 
     /// A new connection to `peer`, bypassing the pool: for the one retry nginx makes when a
@@ -409,7 +411,8 @@ impl Group {
         if let Some(conn) = self.take_idle(peer) {
             return Ok(conn);
         }
-        self.connect_fresh_with(peer, connect_timeout, tls).await
+        // Boxed for the same reason as in `connect`.
+        Box::pin(self.connect_fresh_with(peer, connect_timeout, tls)).await
     }
 
     /// An idle pooled connection to `peer` the backend has not closed (the pool checks).
