@@ -5,6 +5,7 @@
 #   CONNS=512 DURATION=5 bench/profile.sh
 #   NGINX_RS=target/release/nginx-rs bench/profile.sh   # skip the release build
 #   ACCESS_LOG=1 bench/profile.sh               # with access_log in the combined format
+#   UPSTREAM_KEEPALIVE=1024 CONNS=512 bench/profile.sh   # no upstream connect churn (default 32)
 #   RECORD=0 ONLY=nginx-rs NGINX_RS=/tmp/a bench/profile.sh   # CPU per request only
 #
 # Same setup as bench/run.sh's keepalive variant (three `return 200` backends in one nginx, the
@@ -27,6 +28,7 @@ NGINX=${NGINX:-/usr/sbin/nginx}
 FREQ=${FREQ:-999}
 RECORD=${RECORD:-1}
 ACCESS_LOG=${ACCESS_LOG:-0}
+UPSTREAM_KEEPALIVE=${UPSTREAM_KEEPALIVE:-32}
 CLK_TCK=$(getconf CLK_TCK)
 ONLY=${ONLY:-"nginx nginx-rs"}
 OUT=bench/profiles
@@ -60,7 +62,7 @@ for p in $B1 $B2 $B3; do wait_port "$p" || { echo "backends did not start" >&2; 
 
 PROXY_HTTP="    upstream backends {
         server 127.0.0.1:$B1; server 127.0.0.1:$B2; server 127.0.0.1:$B3;
-        keepalive 32;
+        keepalive $UPSTREAM_KEEPALIVE;
     }
     server {
         listen 127.0.0.1:$PROXY_PORT;

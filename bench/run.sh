@@ -10,6 +10,9 @@
 #                                     # measured IDLE_SETTLE=1 s after the last one is set up)
 #   AA=1 bench/run.sh                 # nginx against nginx: the noise floor
 #   WORKERS=2 bench/run.sh            # scaling: worker_processes 2 on both sides
+#   UPSTREAM_KEEPALIVE=1024 bench/run.sh  # `keepalive N` of the upstream (default 32, the issue's);
+#                                     # above the connection count no upstream connection is ever
+#                                     # closed, so 512 clients measure the proxy without connect churn
 #   DURATION=5 PAIRS=1 CONNS="1 64" bench/run.sh
 #   NGINX_RS=target/debug/nginx-rs bench/run.sh   # skip the release build
 #   BACKEND_EXAMPLE=target/debug/examples/backend VARIANT=slow10ms ...   # same for the backend
@@ -36,6 +39,9 @@ DURATION=${DURATION:-10}
 PAIRS=${PAIRS:-3}
 CONNS=${CONNS:-"1 64 512"}
 VARIANT=${VARIANT:-keepalive}
+UPSTREAM_KEEPALIVE=${UPSTREAM_KEEPALIVE:-32}
+KA_LABEL=$UPSTREAM_KEEPALIVE
+[ "$VARIANT" = walkthrough ] && KA_LABEL="as in the walkthrough config"
 AA=${AA:-0}
 WORKERS=${WORKERS:-1}
 WRK_THREADS=${WRK_THREADS:-$WORKERS}
@@ -93,7 +99,7 @@ proxy_http() {
         server 127.0.0.1:$B1;
         server 127.0.0.1:$B2;
         server 127.0.0.1:$B3;
-        keepalive 32;
+        keepalive $UPSTREAM_KEEPALIVE;
     }
     server {
         listen 127.0.0.1:$PROXY_PORT;
@@ -311,7 +317,7 @@ for conns in $CONNS; do
 done
 
 # --- table: per connection count, medians and B/A ratios (median, min-max over pairs) ---
-awk -F'\t' -v b="$B_NAME" -v variant="$VARIANT" -v dur="$DURATION" -v order="$CONNS" -v workers="$WORKERS" '
+awk -F'\t' -v b="$B_NAME" -v variant="$VARIANT" -v ka="$KA_LABEL" -v dur="$DURATION" -v order="$CONNS" -v workers="$WORKERS" '
 function median(list,   a, n, i, j, t) {
     n = split(list, a, " ");
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
@@ -334,7 +340,7 @@ NR == 1 { next }
     ap999[$1, $3] = ap999[$1, $3] " " $11; amax[$1, $3] = amax[$1, $3] " " $12;
 }
 END {
-    printf "Variant `%s`, worker_processes %s, %ss per run; A = nginx, B = %s. Ratios are B/A per pair: median (min-max).\n\n", variant, workers, dur, b;
+    printf "Variant `%s`, upstream keepalive %s, worker_processes %s, %ss per run; A = nginx, B = %s. Ratios are B/A per pair: median (min-max).\n\n", variant, ka, workers, dur, b;
     print "| conns | A req/s | B req/s | A req/CPU-s | B req/CPU-s | B/A req/CPU-s | A p99 ms | B p99 ms | B/A p99 | A p99.9 ms | B p99.9 ms | A max ms | B max ms | A mem KiB | B mem KiB |";
     print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
     nk = split(order, ks, " ");
