@@ -11,7 +11,7 @@
 //! proportion to them. After many connections parked, the sweeper gives the freed buffers back
 //! to the kernel (`malloc_trim`).
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -25,6 +25,19 @@ static TICK: AtomicU32 = AtomicU32::new(0);
 
 /// Connections that were seen waiting for a next request and have not parked since.
 static LISTED: Mutex<Vec<Weak<ConnTrack>>> = Mutex::new(Vec::new());
+
+/// Connections that parked, since the process started.
+static PARKED: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one connection that parked (its HTTP state dropped, the socket kept).
+pub fn note_parked() {
+    PARKED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How many times a connection parked since the process started (diagnostics and tests).
+pub fn parked_total() -> u64 {
+    PARKED.load(Ordering::Relaxed)
+}
 
 /// The current sweep number.
 pub fn tick() -> u32 {

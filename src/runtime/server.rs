@@ -213,7 +213,10 @@ fn serve_h1(
         loop {
             // Boxed, so that a waiting connection is only as big as the wait below.
             match Box::pin(serve_hyper(guard, &state, &mut shutdown, limits)).await {
-                Some(parked) => guard = parked,
+                Some(parked) => {
+                    super::park::note_parked();
+                    guard = parked;
+                }
                 None => return,
             }
             // nginx: keepalive_timeout while waiting for a next request (counted from here: the
