@@ -410,7 +410,7 @@ fn client_body_failed(
     );
     // nginx's 499: nothing reaches a client that is gone.
     ctx.status = 499;
-    let mut resp = errors::response(400, tokens, true, ctx.method == Method::HEAD);
+    let mut resp = errors::response(499, tokens, true, ctx.method == Method::HEAD);
     resp.extensions_mut().insert(super::request::CloseSilently);
     resp
 }

@@ -71,6 +71,11 @@ async fn handle_request(
     };
     if resp.extensions().get::<CloseSilently>().is_some() {
         // nginx closes without an answer (e.g. client_body_timeout); hyper does so on a service error.
+        // The request is still logged, with the status it ended in (`return 444`, 408, 499).
+        if let (Some(hook), Some(mut ctx)) = (&live.on_done, ctx) {
+            ctx.status = resp.status().as_u16();
+            hook(&ctx);
+        }
         return Err(CloseSilently);
     }
     // Keepalive limits of the location that served the request, as nginx's clcf.
