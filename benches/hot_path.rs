@@ -74,6 +74,7 @@ fn ctx(plan: &Plan) -> RequestCtx {
             local: ([127, 0, 0, 1], 8080).into(),
             id: 1,
             handshake: Default::default(),
+            watch: None,
         }),
         conn_requests: 1,
         start: Instant::now(),

@@ -32,6 +32,9 @@ pub struct ConnInfo {
     /// TLS and PROXY protocol facts learnt before the first request (`$ssl_*`, `$scheme`,
     /// `$proxy_protocol_addr`).
     pub handshake: super::handshake::Edge,
+    /// Plain HTTP/1 connections: how the proxy notices the client going away while it waits on
+    /// the upstream (hyper does not look on these; see `client_tcp`).
+    pub watch: Option<super::client_tcp::ClientWatch>,
 }
 
 /// One attempt at an upstream peer, for `$upstream_addr`, `$upstream_status`, `$upstream_response_time`.

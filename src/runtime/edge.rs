@@ -339,6 +339,7 @@ impl Run<'_> {
                 local: ctx.conn.local,
                 id: ctx.conn.id,
                 handshake: ctx.conn.handshake.clone(),
+                watch: ctx.conn.watch.clone(),
             });
             ctx.edge.clear_maps();
         }
@@ -452,6 +453,7 @@ pub(crate) mod testing {
                 local,
                 id: 1,
                 handshake: Default::default(),
+                watch: None,
             }),
             conn_requests: 1,
             start: Instant::now(),

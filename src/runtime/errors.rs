@@ -125,6 +125,11 @@ pub fn server_header(tokens: ServerTokens) -> HeaderValue {
 /// Log `msg` at error level with nginx's request context suffix:
 /// `MSG, client: 1.2.3.4, server: _, request: "GET / HTTP/1.1", upstream: "http://...", host: "..."`.
 pub fn log_error(ctx: &RequestCtx, msg: &str, upstream: Option<&str>) {
+    log_at(ctx, crate::conf::Level::Error, msg, upstream);
+}
+
+/// [`log_error`] at `level`.
+pub fn log_at(ctx: &RequestCtx, level: crate::conf::Level, msg: &str, upstream: Option<&str>) {
     let mut line = format!(
         "{msg}, client: {}, server: {}, request: \"{}\"",
         ctx.conn.remote.ip(),
@@ -142,10 +147,13 @@ pub fn log_error(ctx: &RequestCtx, msg: &str, upstream: Option<&str>) {
     }
     // The error_log of the location (or server, or http) handling the request, else the main one.
     let conf = ctx.loc_conf.as_ref().unwrap_or(&ctx.server.conf);
-    let level = crate::conf::Level::Error;
     if !crate::runtime::log::errorlog::log_level(&conf.error_logs, level, Some(ctx.conn.id), &line)
     {
-        tracing::error!(target: "nginx_rs::error_log", conn = ctx.conn.id, "{line}");
+        if level <= crate::conf::Level::Error {
+            tracing::error!(target: "nginx_rs::error_log", conn = ctx.conn.id, "{line}");
+        } else {
+            tracing::info!(target: "nginx_rs::error_log", conn = ctx.conn.id, "{line}");
+        }
     }
 }
 

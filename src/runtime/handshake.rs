@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::client_tcp::{ClientTcp, ClientWatch};
 use super::proxy_protocol::{self, ProxyHeader};
 use super::tls::TlsInfo;
 use super::Live;
@@ -47,7 +48,7 @@ pub enum H2 {
 /// The client's byte stream: plain TCP or TLS over TCP, with any bytes read past a PROXY header
 /// replayed first.
 pub enum ClientIo {
-    Plain(Prefixed<TcpStream>),
+    Plain(Prefixed<ClientTcp>),
     Tls(Box<tokio_rustls::server::TlsStream<Prefixed<TcpStream>>>),
 }
 
@@ -95,14 +96,26 @@ impl ClientIo {
     /// Ready when the client sent something (or closed), without reading it. Costs no memory:
     /// the waker goes to the socket's own registration.
     pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let tcp = match self {
-            ClientIo::Plain(p) => p,
-            ClientIo::Tls(t) => t.get_ref().0,
+        let (replaying, tcp) = match self {
+            ClientIo::Plain(p) => (p.pos < p.prefix.len(), p.inner.get_ref()),
+            ClientIo::Tls(t) => {
+                let p = t.get_ref().0;
+                (p.pos < p.prefix.len(), &p.inner)
+            }
         };
-        if tcp.pos < tcp.prefix.len() {
+        if replaying {
             return Poll::Ready(Ok(()));
         }
-        tcp.inner.poll_read_ready(cx)
+        tcp.poll_read_ready(cx)
+    }
+
+    /// A watch on the client's end, for plain connections (see `client_tcp`); TLS connections
+    /// leave that to hyper, which reads through rustls and so sees a `close_notify` too.
+    pub fn watch(&self) -> Option<ClientWatch> {
+        match self {
+            ClientIo::Plain(p) => Some(p.inner.watch()),
+            ClientIo::Tls(_) => None,
+        }
     }
 }
 
@@ -200,13 +213,16 @@ pub async fn accept(
             }
         }
     }
-    let io = Prefixed::new(prefix, stream);
     if !opts.ssl {
         if opts.http2 {
             edge.h2 = H2::Auto;
         }
-        return Some((ClientIo::Plain(io), edge));
+        return Some((
+            ClientIo::Plain(Prefixed::new(prefix, ClientTcp::new(stream))),
+            edge,
+        ));
     }
+    let io = Prefixed::new(prefix, stream);
     match tokio::time::timeout(handshake_timeout, handshake(io, addr, live, opts.http2)).await {
         Ok(Ok((tls, info))) => {
             if info.h2 {

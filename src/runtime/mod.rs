@@ -44,6 +44,7 @@
 
 pub mod access;
 pub mod body;
+pub mod client_tcp;
 pub mod ctx;
 pub mod edge;
 pub mod errors;

@@ -237,7 +237,18 @@ pub async fn proxy(
                 chunked,
                 raw_names,
             );
-            let result = exchange(&mut conn, body, framing, conf, method == Method::HEAD).await;
+            let exchanged = exchange(&mut conn, body, framing, conf, method == Method::HEAD);
+            let Some(result) =
+                super::client_tcp::unless_closed(ctx.conn.watch.as_ref(), exchanged).await
+            else {
+                let scheme = if upstream_tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                let url = format!("{scheme}://{peer_addr}{}", target.uri);
+                return client_closed(ctx, tokens, &url);
+            };
             match result {
                 Ok(head) => {
                     outcome = Ok(Answer { head, conn });
@@ -388,6 +399,28 @@ fn exchange_failure(e: &h1::Error) -> (Failure, String, bool) {
     (class, msg, true)
 }
 
+/// The client closed its connection while the request waited on the upstream: nginx's 499 with
+/// `proxy_ignore_client_abort off` (its default). The upstream connection was dropped, so closed.
+/// nginx names the phase "sending request" until the upstream's first bytes arrive; nginx-rs does
+/// not tell the two phases apart here and says the first (a client giving up on a slow upstream).
+fn client_closed(
+    ctx: &mut RequestCtx,
+    tokens: plan::ServerTokens,
+    upstream: &str,
+) -> Response<Body> {
+    errors::log_at(
+        ctx,
+        crate::conf::Level::Info,
+        "epoll_wait() reported that client prematurely closed connection, so upstream \
+         connection is closed too while sending request to upstream",
+        Some(upstream),
+    );
+    ctx.status = 499;
+    let mut resp = errors::response(499, tokens, true, ctx.method == Method::HEAD);
+    resp.extensions_mut().insert(super::request::CloseSilently);
+    resp
+}
+
 /// A streamed client body (`proxy_request_buffering off`) failed on its way up. `reqbody`'s
 /// streaming wrapper words its limits "too large" and "timed out"; anything else is the client
 /// going away.
@@ -483,6 +516,7 @@ fn client_response(
             group.clone(),
             conf.read_timeout,
         )
+        .watching(ctx.conn.watch.clone())
         .boxed_unsync(),
     };
     let mut resp = Response::new(body);

@@ -164,6 +164,13 @@ async fn set_up(
             remote,
             local,
             id: CONNECTION_SERIAL.fetch_add(1, Ordering::Relaxed),
+            // HTTP/1 only: an HTTP/2 client's streams end by frames, and h2c (`H2::Auto`) is
+            // decided later, so it keeps hyper's own watch.
+            watch: if edge.h2 == super::handshake::H2::No {
+                io.watch()
+            } else {
+                None
+            },
             handshake: edge,
         }),
         listen: addr,
@@ -273,6 +280,9 @@ async fn serve_hyper(
         // client_header_timeout: the rest of the head must come within it.
         .header_read_timeout(limits.header_timeout)
         .keep_alive(limits.keepalive_timeout.is_some())
+        // With a watch (plain HTTP/1), the proxy notices a client that goes away mid-request
+        // (`client_tcp`); hyper's own check costs an 8 KiB buffer per request in flight.
+        .half_close(state.info.watch.is_some())
         // Response names with no recorded spelling (nginx-rs's own, and every upstream one
         // since the upstream client is nginx-rs's own) go out as nginx writes its own:
         // `Content-Type`, `Server`.

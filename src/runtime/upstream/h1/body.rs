@@ -14,6 +14,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use super::read::Framing;
 use super::READ_CHUNK;
 use crate::runtime::body::BoxError;
+use crate::runtime::client_tcp::{ClientWatch, Seen};
 use crate::runtime::upstream::{Group, UpstreamConn};
 
 /// A chunk-size or trailer line longer than this is not HTTP (nginx: invalid chunked response).
@@ -136,6 +137,8 @@ pub struct ResponseBody {
     kept: Option<UpstreamConn>,
     read_timeout: Duration,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// While the upstream is silent: the client's end, to stop at once when it goes away.
+    client: Option<ClientWatch>,
 }
 
 impl ResponseBody {
@@ -174,7 +177,15 @@ impl ResponseBody {
             kept: None,
             read_timeout,
             sleep: None,
+            client: None,
         }
+    }
+
+    /// Ends the body with an error (the client connection is closed, the upstream one dropped)
+    /// if the client goes away while the upstream has nothing to send.
+    pub fn watching(mut self, client: Option<ClientWatch>) -> Self {
+        self.client = client;
+        self
     }
 
     /// After the whole body was read: the connection, if it can carry another request.
@@ -269,6 +280,15 @@ impl HttpBody for ResponseBody {
                     return Poll::Ready(Some(Err(e.into())));
                 }
                 Poll::Pending => {
+                    if let Some(w) = &this.client {
+                        match w.poll_seen(cx) {
+                            Poll::Ready(Seen::Closed) => {
+                                return this.fail("client prematurely closed connection")
+                            }
+                            Poll::Ready(Seen::Data) => this.client = None,
+                            Poll::Pending => {}
+                        }
+                    }
                     let t = this.read_timeout;
                     let sleep = this
                         .sleep
