@@ -83,6 +83,16 @@ async fn proxy_recording_status(backend: SocketAddr) -> (Proxy, Arc<Mutex<Vec<St
     (p, statuses)
 }
 
+/// Connects, asks for `/slow`, and gives the request time to reach the backend.
+async fn request_then_leave(addr: SocketAddr) -> TcpStream {
+    let mut c = TcpStream::connect(addr).await.expect("connect");
+    c.write_all(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    c
+}
+
 async fn logged(statuses: &Mutex<Vec<String>>) -> Vec<String> {
     for _ in 0..100 {
         if !statuses.lock().expect("lock").is_empty() {
@@ -97,13 +107,7 @@ async fn logged(statuses: &Mutex<Vec<String>>) -> Vec<String> {
 async fn client_gone_while_the_upstream_thinks_closes_it_and_logs_499() {
     let (backend, seen) = waiting_backend(b"").await;
     let (p, statuses) = proxy_recording_status(backend).await;
-    let mut c = TcpStream::connect(p.addr).await.expect("connect");
-    c.write_all(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
-        .await
-        .expect("write");
-    // Let the request reach the backend, then leave.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    drop(c);
+    drop(request_then_leave(p.addr).await);
     let left = Instant::now();
     let closed = seen.await.expect("backend report");
     let closed = closed.expect("the proxy kept the upstream connection open");
@@ -121,11 +125,7 @@ async fn client_half_close_while_the_upstream_thinks_is_an_abort_too() {
     // nginx reads a client's FIN during the upstream wait as the client going away.
     let (backend, seen) = waiting_backend(b"").await;
     let (p, statuses) = proxy_recording_status(backend).await;
-    let mut c = TcpStream::connect(p.addr).await.expect("connect");
-    c.write_all(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
-        .await
-        .expect("write");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut c = request_then_leave(p.addr).await;
     c.shutdown().await.expect("shutdown");
     assert!(seen.await.expect("backend report").is_some());
     assert_eq!(logged(&statuses).await, ["499"]);
@@ -194,70 +194,59 @@ async fn a_pipelined_request_is_not_taken_for_an_abort() {
     p.stop().await;
 }
 
-/// Real nginx on the same scenario (skipped with a message when it is not installed): the
-/// upstream connection closed at once, and `499` in the access log.
-#[tokio::test]
-async fn nginx_does_the_same() {
-    const NGINX: &str = "/usr/sbin/nginx";
-    if !std::path::Path::new(NGINX).exists() {
-        eprintln!("SKIP: {NGINX} not installed");
-        return;
-    }
-    let (backend, seen) = waiting_backend(b"").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let log = dir.path().join("access.log");
-    let conf = format!(
-        "worker_processes 1;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log {};\n  \
-         server {{\n    listen 127.0.0.1:{port};\n    location / {{ proxy_pass http://{backend}; }}\n  }}\n}}\n",
-        log.display()
-    );
-    let path = dir.path().join("nginx.conf");
-    std::fs::write(&path, conf).expect("write conf");
-    let mut child = std::process::Command::new(NGINX)
-        .arg("-p")
-        .arg(dir.path())
-        .arg("-c")
-        .arg(&path)
-        .arg("-g")
-        .arg(format!(
-            "daemon off; master_process off; pid {}/nginx.pid; error_log stderr;",
-            dir.path().display()
-        ))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn nginx");
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let mut c = None;
-    for _ in 0..50 {
-        if let Ok(s) = TcpStream::connect(addr).await {
-            c = Some(s);
-            break;
+/// The same scenario on real nginx and on the nginx-rs binary, each with its access log and an
+/// info-level error log (skipped with a message when nginx is not installed): the upstream
+/// connection closed at once, `499` logged, and the same error-log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_and_the_nginx_rs_binary_agree() {
+    use support::nginx::{skip_unless, start, Flavor, Options};
+    for flavor in [Flavor::Nginx, Flavor::NginxRs] {
+        let (backend, seen) = waiting_backend(b"").await;
+        let http = move |port: u16| {
+            format!(
+                "server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://{backend}; }} }}"
+            )
+        };
+        let started = tokio::task::spawn_blocking(move || start(flavor, Options::default(), &http))
+            .await
+            .expect("start");
+        let Some(server) = skip_unless(started, flavor) else {
+            return;
+        };
+        drop(request_then_leave(server.addr()).await);
+        let left = Instant::now();
+        let closed = seen
+            .await
+            .expect("backend report")
+            .unwrap_or_else(|| panic!("{} kept the upstream connection open", flavor.name()));
+        assert!(
+            closed.duration_since(left) < PATIENCE / 2,
+            "{}",
+            flavor.name()
+        );
+        let mut log = String::new();
+        for _ in 0..100 {
+            log = server.access_log();
+            if !log.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            log.contains("\"GET /slow HTTP/1.1\" 499 0 "),
+            "{}: {log}",
+            flavor.name()
+        );
+        let stderr = server.stderr();
+        assert!(
+            stderr.contains(&format!(
+                "epoll_wait() reported that client prematurely closed connection, so upstream \
+                 connection is closed too while sending request to upstream, client: 127.0.0.1, \
+                 server: , request: \"GET /slow HTTP/1.1\", upstream: \"http://{backend}/slow\", \
+                 host: \"h\""
+            )),
+            "{}: {stderr}",
+            flavor.name()
+        );
     }
-    let mut c = c.expect("nginx did not start");
-    c.write_all(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
-        .await
-        .expect("write");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    drop(c);
-    let left = Instant::now();
-    let closed = seen
-        .await
-        .expect("backend report")
-        .expect("nginx kept it open");
-    assert!(closed.duration_since(left) < PATIENCE / 2);
-    let mut line = String::new();
-    for _ in 0..50 {
-        line = std::fs::read_to_string(&log).unwrap_or_default();
-        if !line.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(line.contains("\"GET /slow HTTP/1.1\" 499 0 "), "{line}");
 }
