@@ -157,6 +157,11 @@ fn hot_path(c: &mut Criterion) {
             black_box(n)
         })
     });
+    // One access-log line in nginx's `combined` format (the accesslog bench variant's).
+    let combined = nginx_rs::runtime::log::combined();
+    c.bench_function("render_combined_log_line", |b| {
+        b.iter(|| black_box(nginx_rs::runtime::log::render_line(&combined, &ctx).len()))
+    });
 }
 
 criterion_group!(benches, hot_path);

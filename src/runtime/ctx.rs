@@ -85,7 +85,12 @@ pub struct RequestCtx {
     pub edge: super::map::EdgeCtx,
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+/// `$proxy_add_x_forwarded_for` reads it on every request that sets the header (the walkthrough).
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+
+/// Header names are given as `http::header` constants where one exists: a `&str` is parsed into
+/// a name on every lookup.
+fn header_str<'a>(h: &'a HeaderMap, name: impl http::header::AsHeaderName) -> Option<&'a [u8]> {
     h.get(name).map(|v| v.as_bytes())
 }
 
@@ -207,7 +212,7 @@ impl RequestCtx {
             }
             Var::ProxyAddXForwardedFor => {
                 let mut first = true;
-                for v in self.headers.get_all("x-forwarded-for") {
+                for v in self.headers.get_all(X_FORWARDED_FOR) {
                     if !first {
                         out.extend_from_slice(b", ");
                     }
@@ -252,12 +257,12 @@ impl RequestCtx {
                 let _ = write!(out, "{}", self.proxy_port);
             }
             Var::ContentType => {
-                if let Some(v) = header_str(&self.headers, "content-type") {
+                if let Some(v) = header_str(&self.headers, http::header::CONTENT_TYPE) {
                     out.extend_from_slice(v)
                 }
             }
             Var::ContentLength => {
-                if let Some(v) = header_str(&self.headers, "content-length") {
+                if let Some(v) = header_str(&self.headers, http::header::CONTENT_LENGTH) {
                     out.extend_from_slice(v)
                 }
             }
@@ -304,18 +309,18 @@ impl RequestCtx {
                 }),
             Var::RemoteUser => {}
             Var::HttpReferer => {
-                if let Some(v) = header_str(&self.headers, "referer") {
+                if let Some(v) = header_str(&self.headers, http::header::REFERER) {
                     out.extend_from_slice(v)
                 }
             }
             Var::HttpUserAgent => {
-                if let Some(v) = header_str(&self.headers, "user-agent") {
+                if let Some(v) = header_str(&self.headers, http::header::USER_AGENT) {
                     out.extend_from_slice(v)
                 }
             }
             Var::ConnectionUpgrade => {
                 // The usual `map $http_upgrade $connection_upgrade` result.
-                if self.headers.contains_key("upgrade") {
+                if self.headers.contains_key(http::header::UPGRADE) {
                     out.extend_from_slice(b"upgrade")
                 } else {
                     out.extend_from_slice(b"close")
@@ -416,7 +421,7 @@ pub fn arg<'a>(args: &'a str, name: &str) -> Option<&'a str> {
 
 /// `$cookie_NAME`: first cookie named NAME (case-insensitive, as nginx) across `Cookie` headers.
 pub fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
-    for v in h.get_all("cookie") {
+    for v in h.get_all(http::header::COOKIE) {
         for part in v.as_bytes().split(|&b| b == b';') {
             let part = trim_ascii(part);
             let (k, val) = match memchr::memchr(b'=', part) {
@@ -549,10 +554,10 @@ impl crate::runtime::log::VarSource for RequestCtx {
                 .is_some_and(|h| h.contains_key(&**n)),
             Var::Arg(n) => arg(&self.args, n).is_some(),
             Var::Cookie(n) => cookie(&self.headers, n).is_some(),
-            Var::HttpReferer => self.headers.contains_key("referer"),
-            Var::HttpUserAgent => self.headers.contains_key("user-agent"),
-            Var::ContentType => self.headers.contains_key("content-type"),
-            Var::ContentLength => self.headers.contains_key("content-length"),
+            Var::HttpReferer => self.headers.contains_key(http::header::REFERER),
+            Var::HttpUserAgent => self.headers.contains_key(http::header::USER_AGENT),
+            Var::ContentType => self.headers.contains_key(http::header::CONTENT_TYPE),
+            Var::ContentLength => self.headers.contains_key(http::header::CONTENT_LENGTH),
             Var::UpstreamAddr
             | Var::UpstreamStatus
             | Var::UpstreamResponseTime
