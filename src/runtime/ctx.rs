@@ -90,7 +90,7 @@ const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwa
 
 /// Header names are given as `http::header` constants where one exists: a `&str` is parsed into
 /// a name on every lookup.
-fn header_str<'a>(h: &'a HeaderMap, name: impl http::header::AsHeaderName) -> Option<&'a [u8]> {
+fn header_str(h: &HeaderMap, name: impl http::header::AsHeaderName) -> Option<&[u8]> {
     h.get(name).map(|v| v.as_bytes())
 }
 
