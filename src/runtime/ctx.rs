@@ -85,8 +85,10 @@ pub struct RequestCtx {
     pub edge: super::map::EdgeCtx,
 }
 
-/// `$proxy_add_x_forwarded_for` reads it on every request that sets the header (the walkthrough).
-const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+/// `$proxy_add_x_forwarded_for` reads it on every request that sets the header (the walkthrough);
+/// `realip` too.
+pub(crate) const X_FORWARDED_FOR: http::HeaderName =
+    http::HeaderName::from_static("x-forwarded-for");
 
 /// Header names are given as `http::header` constants where one exists: a `&str` is parsed into
 /// a name on every lookup.

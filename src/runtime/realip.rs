@@ -27,7 +27,7 @@ pub fn real_addr(
     }
     let name = match &conf.header {
         RealIpHeader::XRealIp => http::HeaderName::from_static("x-real-ip"),
-        RealIpHeader::XForwardedFor => http::HeaderName::from_static("x-forwarded-for"),
+        RealIpHeader::XForwardedFor => super::ctx::X_FORWARDED_FOR,
         RealIpHeader::ProxyProtocol => return proxied,
         RealIpHeader::Other(n) => n.clone(),
     };
