@@ -53,8 +53,11 @@ fn secret() -> u64 {
     *SECRET.get_or_init(|| fastrand::u64(..))
 }
 
+/// How every secret header name starts.
+const SECRET_PREFIX: &str = "x-nginx-rs-";
+
 fn secret_name(kind: &str) -> http::HeaderName {
-    let name = format!("x-nginx-rs-{kind}-{:016x}", secret());
+    let name = format!("{SECRET_PREFIX}{kind}-{:016x}", secret());
     // Lowercase letters, digits and '-' only: always a valid header name.
     http::HeaderName::from_bytes(name.as_bytes()).unwrap_or(http::header::WARNING)
 }
@@ -100,13 +103,61 @@ impl RawHead {
     /// Removes the guard's headers from `headers`, putting the lines it packed back after the
     /// others (in order); `None` if there was no names or target header.
     pub fn take(headers: &mut http::HeaderMap) -> Option<RawHead> {
-        if let Some(extra) = headers.remove(extra_header()) {
-            unpack_extra(extra.as_bytes(), headers);
+        take_added(headers).raw
+    }
+}
+
+/// What the guard added to a request head, taken off it by [`take_added`].
+pub struct Added {
+    /// The status of a head the guard rejected (the synthetic request's [`reject_header`]).
+    pub reject: Option<u16>,
+    pub raw: Option<RawHead>,
+}
+
+/// Removes every header the guard added to `headers` (see [`RawHead::take`]) and reports a
+/// rejection. One pass over the names finds which are there, so that only those are looked up:
+/// each lookup hashes a long secret name (~300 instructions), and most requests carry one of
+/// them (`Host:` is capitalised by nearly every client).
+pub fn take_added(headers: &mut http::HeaderMap) -> Added {
+    let (mut reject, mut extra, mut names, mut target) = (false, false, false, false);
+    for k in headers.keys() {
+        if k.as_str().starts_with(SECRET_PREFIX) {
+            reject |= k == reject_header();
+            extra |= k == extra_header();
+            names |= k == names_header();
+            target |= k == target_header();
+        }
+    }
+    let reject = reject.then(|| {
+        headers
+            .get(reject_header())
+            .and_then(|code| std::str::from_utf8(code.as_bytes()).ok())
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(400)
+    });
+    Added {
+        reject,
+        raw: RawHead::take_found(headers, extra, names, target),
+    }
+}
+
+impl RawHead {
+    fn take_found(
+        headers: &mut http::HeaderMap,
+        extra: bool,
+        names: bool,
+        target: bool,
+    ) -> Option<RawHead> {
+        if extra {
+            if let Some(extra) = headers.remove(extra_header()) {
+                unpack_extra(extra.as_bytes(), headers);
+            }
         }
         // Kept as the header value itself: no copy.
-        let names = headers.remove(names_header());
-        let target = headers
-            .remove(target_header())
+        let names = names.then(|| headers.remove(names_header())).flatten();
+        let target = target
+            .then(|| headers.remove(target_header()))
+            .flatten()
             .and_then(|v| v.to_str().ok().map(str::to_string));
         (names.is_some() || target.is_some()).then_some(RawHead { names, target })
     }
