@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Response, Version};
+use http::{Method, Response, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
@@ -361,6 +361,7 @@ async fn exchange(
         head_request,
         conf.buffer_size.max(1024),
         conf.read_timeout,
+        &|name| hidden(name, conf),
     )
     .await
 }
@@ -529,7 +530,7 @@ fn client_response(
             resp.extensions_mut().insert(r);
         }
     }
-    hide_headers(resp.headers_mut(), conf);
+    // The hidden and hop-by-hop names were left out as the head was parsed (`exchange`).
     let h = resp.headers_mut();
     if !h.contains_key(header::SERVER) {
         h.insert(header::SERVER, errors::server_header(tokens));
@@ -538,35 +539,13 @@ fn client_response(
     resp
 }
 
-/// Drops the hop-by-hop headers (hyper frames the client response itself) and the ones nginx
-/// hides (`ngx_http_proxy_hide_headers`, minus `proxy_pass_header`, plus `proxy_hide_header`).
-/// One pass over the few names the response has, then a `remove` for each hidden one found:
-/// a `remove` per candidate name (a dozen hash lookups) cost ~2k instructions per request.
-fn hide_headers(h: &mut HeaderMap, conf: &ProxyConf) {
-    let hidden = |name: &HeaderName| {
-        HOP_BY_HOP.contains(name)
-            || (HIDDEN.contains(name) && !conf.pass_headers.contains(name))
-            || conf.hide_headers.contains(name)
-    };
-    let mut found: [Option<HeaderName>; 8] = Default::default();
-    let mut n = 0;
-    for name in h.keys().filter(|k| hidden(k)) {
-        if let Some(slot) = found.get_mut(n) {
-            *slot = Some(name.clone());
-        }
-        n += 1;
-    }
-    if n > found.len() {
-        // More hidden names than slots (rare): collect them all.
-        let all: Vec<HeaderName> = h.keys().filter(|k| hidden(k)).cloned().collect();
-        for name in &all {
-            h.remove(name);
-        }
-        return;
-    }
-    for name in found.iter().flatten() {
-        h.remove(name);
-    }
+/// The hop-by-hop headers (hyper frames the client response itself) and the ones nginx hides
+/// (`ngx_http_proxy_hide_headers`, minus `proxy_pass_header`, plus `proxy_hide_header`): the
+/// upstream head parser leaves them out of the response (`h1::read_head`).
+fn hidden(name: &HeaderName, conf: &ProxyConf) -> bool {
+    HOP_BY_HOP.contains(name)
+        || (HIDDEN.contains(name) && !conf.pass_headers.contains(name))
+        || conf.hide_headers.contains(name)
 }
 
 /// Response headers nginx never passes from the upstream (`proxy_pass_header` can pass them).

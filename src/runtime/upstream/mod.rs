@@ -29,7 +29,7 @@
 //!
 //! h1::write::{request_line, header, rendered_header, content_length, end, raw_names}
 //! h1::send_request(&mut UpstreamConn, Option<Body>, BodyFraming, send_timeout)   // head + body
-//! h1::read_head(&mut UpstreamConn, head_request, max, read_timeout) -> h1::Head
+//! h1::read_head(&mut UpstreamConn, head_request, max, read_timeout, hide) -> h1::Head   // hide: names left out
 //! h1::ResponseBody::new(conn, framing, keepalive, Arc<Group>, read_timeout)      // releases at end
 //! h1::round_trip(conn, timeout) -> (Head, Bytes, Option<UpstreamConn>)           // tests, checks
 //! ConnectError::{Refused(io::Error), Timeout, Other(io::Error)}   // Display: nginx's words

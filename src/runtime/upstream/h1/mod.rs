@@ -239,16 +239,18 @@ fn poll_answer(
 }
 
 /// Reads the response head (skipping interim 1xx responses other than 101), at most `max`
-/// bytes (`proxy_buffer_size`), with `read_timeout` between reads.
+/// bytes (`proxy_buffer_size`), with `read_timeout` between reads; header names `hide` picks
+/// are left out (see [`read::parse_hiding`]).
 pub async fn read_head(
     conn: &mut UpstreamConn,
     head_request: bool,
     max: usize,
     read_timeout: Duration,
+    hide: &(dyn Fn(&http::HeaderName) -> bool + Sync),
 ) -> Result<Head, Error> {
     loop {
         if !conn.rbuf.is_empty() {
-            match read::parse(&mut conn.rbuf, head_request, max) {
+            match read::parse_hiding(&mut conn.rbuf, head_request, max, hide) {
                 Ok(Some(h)) if h.status.is_informational() && h.status.as_u16() != 101 => continue,
                 // The request did not all go out: the connection ends with this response.
                 Ok(Some(mut h)) => {
@@ -281,7 +283,7 @@ pub async fn round_trip(
     timeout: Duration,
 ) -> Result<(Head, Bytes, Option<UpstreamConn>), Error> {
     send_request(&mut conn, None, BodyFraming::Raw, timeout).await?;
-    let head = read_head(&mut conn, false, 64 * 1024, timeout).await?;
+    let head = read_head(&mut conn, false, 64 * 1024, timeout, &|_| false).await?;
     let mut body = ResponseBody::detached(conn, head.framing, head.keepalive, timeout);
     let mut data = BytesMut::new();
     while let Some(frame) = body.frame().await {

@@ -60,13 +60,26 @@ const MAX_HEADERS: usize = 8192;
 
 /// Takes a complete head off the front of `buf`. `Ok(None)`: not complete yet (read more),
 /// unless `buf` already holds `max` bytes.
-///
-/// One httparse pass: the parsed pieces are kept as offsets into `buf`, which then becomes the
-/// head's shared `Bytes` (values are slices of it, not copies).
 pub fn parse(
     buf: &mut BytesMut,
     head_request: bool,
     max: usize,
+) -> Result<Option<Head>, HeadError> {
+    parse_hiding(buf, head_request, max, &|_: &HeaderName| false)
+}
+
+/// [`parse`], leaving out of `Head::headers` the names `hide` picks (the proxy's hidden and
+/// hop-by-hop headers), except in a `101` answer, whose `Upgrade` and `Connection` go on.
+///
+/// One httparse pass: the parsed pieces are kept as offsets into `buf`, which then becomes the
+/// head's shared `Bytes` (values are slices of it, not copies). The framing and keepalive
+/// headers are read off that pass too, and hidden names never enter the map: a `HeaderMap`
+/// lookup or `remove` per name cost ~1k instructions per response.
+pub fn parse_hiding(
+    buf: &mut BytesMut,
+    head_request: bool,
+    max: usize,
+    hide: &(dyn Fn(&HeaderName) -> bool + Sync),
 ) -> Result<Option<Head>, HeadError> {
     let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
     let mut heap;
@@ -99,23 +112,26 @@ pub fn parse(
         .reason
         .filter(|r| status.canonical_reason() != Some(*r))
         .map(|r| at(r.as_bytes()));
+    let mut framing_headers = FramingHeaders::default();
     let mut fields = Vec::with_capacity(resp.headers.len());
     for h in resp.headers.iter() {
-        let name =
-            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HeadError::InvalidHeader)?;
+        let name = header_name(h.name.as_bytes()).ok_or(HeadError::InvalidHeader)?;
+        framing_headers.see(&name, h.value);
         fields.push((name, at(h.value)));
     }
+    let framing = framing(status, version, &framing_headers, head_request)?;
+    let keepalive = version == Version::HTTP_11 && !framing_headers.close;
     let bytes = buf.split_to(len).freeze();
     let slice = |(off, n): (usize, usize)| bytes.slice(off..off + n);
     let mut headers = HeaderMap::with_capacity(fields.len());
     for (name, range) in fields {
+        if framing != Framing::Upgrade && hide(&name) {
+            continue;
+        }
         let value =
             HeaderValue::from_maybe_shared(slice(range)).map_err(|_| HeadError::InvalidHeader)?;
         headers.append(name, value);
     }
-    let framing = framing(status, version, &headers, head_request)?;
-    let keepalive =
-        version == Version::HTTP_11 && !has_token(&headers, header::CONNECTION, b"close");
     Ok(Some(Head {
         status,
         reason: reason.map(slice),
@@ -124,6 +140,70 @@ pub fn parse(
         framing,
         keepalive,
     }))
+}
+
+/// `HeaderName::from_bytes` for upstream header names, through a small per-thread cache of the
+/// names as sent: a backend repeats the same few names in every response, and parsing one
+/// (lower-casing and matching it against the standard names) cost ~150 instructions, where a
+/// cache hit is a compare and a clone.
+fn header_name(raw: &[u8]) -> Option<HeaderName> {
+    const SLOTS: usize = 32;
+    type Cache = [Option<(Box<[u8]>, HeaderName)>; SLOTS];
+    thread_local! {
+        static NAMES: std::cell::RefCell<Cache> = const { std::cell::RefCell::new([const { None }; SLOTS]) };
+    }
+    let (first, last) = (raw.first().copied()?, raw.last().copied()?);
+    let slot = (raw.len() ^ usize::from(first) ^ (usize::from(last) << 2)) % SLOTS;
+    let cached = NAMES.try_with(|cache| {
+        let mut cache = cache.try_borrow_mut().ok()?;
+        if let Some((seen, name)) = &cache[slot] {
+            if **seen == *raw {
+                return Some(name.clone());
+            }
+        }
+        let name = HeaderName::from_bytes(raw).ok()?;
+        cache[slot] = Some((raw.into(), name.clone()));
+        Some(name)
+    });
+    match cached {
+        Ok(Some(name)) => Some(name),
+        // Not a valid name (or, never in practice, the cache unreachable): parse it here.
+        _ => HeaderName::from_bytes(raw).ok(),
+    }
+}
+
+/// What the framing and keepalive decisions need from the header lines, gathered as they are
+/// parsed.
+#[derive(Default)]
+struct FramingHeaders {
+    /// `Transfer-Encoding` lists `chunked`.
+    chunked: bool,
+    /// `Connection` lists `close`.
+    close: bool,
+    /// The `Content-Length`, if any: `Err` when one is malformed or two disagree.
+    length: Option<Result<u64, ()>>,
+}
+
+impl FramingHeaders {
+    fn see(&mut self, name: &HeaderName, value: &[u8]) {
+        if name == header::TRANSFER_ENCODING {
+            self.chunked |= has_token(value, b"chunked");
+        } else if name == header::CONNECTION {
+            self.close |= has_token(value, b"close");
+        } else if name == header::CONTENT_LENGTH {
+            let n = std::str::from_utf8(value)
+                .ok()
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or(());
+            self.length = Some(match (self.length, n) {
+                (Some(Err(())), _) | (_, Err(())) => Err(()),
+                (Some(Ok(l)), Ok(n)) if l != n => Err(()),
+                (_, Ok(n)) => Ok(n),
+            });
+        }
+    }
 }
 
 fn classify(e: httparse::Error) -> HeadError {
@@ -138,7 +218,7 @@ fn classify(e: httparse::Error) -> HeadError {
 fn framing(
     status: StatusCode,
     version: Version,
-    headers: &HeaderMap,
+    headers: &FramingHeaders,
     head_request: bool,
 ) -> Result<Framing, HeadError> {
     let code = status.as_u16();
@@ -148,36 +228,22 @@ fn framing(
     if head_request || code < 200 || code == 204 || code == 304 {
         return Ok(Framing::Empty);
     }
-    if version == Version::HTTP_11 && has_token(headers, header::TRANSFER_ENCODING, b"chunked") {
+    if version == Version::HTTP_11 && headers.chunked {
         return Ok(Framing::Chunked);
     }
-    let mut length = None;
-    for v in headers.get_all(header::CONTENT_LENGTH) {
-        let n = std::str::from_utf8(v.as_bytes())
-            .ok()
-            .map(str::trim)
-            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or(HeadError::InvalidHeader)?;
-        if length.is_some_and(|l| l != n) {
-            return Err(HeadError::InvalidHeader);
-        }
-        length = Some(n);
-    }
-    Ok(match length {
-        Some(0) => Framing::Empty,
-        Some(n) => Framing::Length(n),
+    Ok(match headers.length {
+        Some(Err(())) => return Err(HeadError::InvalidHeader),
+        Some(Ok(0)) => Framing::Empty,
+        Some(Ok(n)) => Framing::Length(n),
         None => Framing::Close,
     })
 }
 
-/// Whether a comma-separated header lists `token` (case-insensitive).
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &[u8]) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| trim(t).eq_ignore_ascii_case(token))
-    })
+/// Whether a comma-separated header value lists `token` (case-insensitive).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| trim(t).eq_ignore_ascii_case(token))
 }
 
 fn trim(mut s: &[u8]) -> &[u8] {
