@@ -276,3 +276,50 @@ async fn idle_keepalive_connection_is_parked_and_served_again() {
     );
     p.stop().await;
 }
+
+/// client_header_timeout, timed by the head guard: a new connection that sends nothing, and a
+/// head that stops halfway (first request or after a response), are closed without an answer
+/// once it passes; keepalive_timeout (longer here) does not apply to them.
+#[tokio::test]
+async fn unfinished_or_missing_head_is_closed_after_client_header_timeout() {
+    use tokio::io::AsyncReadExt;
+    let b = Backend::spawn("b", Behaviour::Echo).await;
+    let mut client = base_loc_conf().client;
+    client.keepalive_timeout = Some(Duration::from_secs(30));
+    client.header_timeout = Duration::from_millis(400);
+    let p = proxy_with_client_limits(&b, client).await;
+    // What the proxy sends until it closes, and how long it took (at most 5 s).
+    async fn until_closed(conn: &mut tokio::net::TcpStream) -> (Vec<u8>, Duration) {
+        let start = std::time::Instant::now();
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut got)).await;
+        assert!(read.is_ok(), "still open after 5 s");
+        (got, start.elapsed())
+    }
+    let connect = || tokio::net::TcpStream::connect(p.addr);
+
+    let mut silent = connect().await.expect("connect");
+    let (got, took) = until_closed(&mut silent).await;
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+
+    let mut halfway = connect().await.expect("connect");
+    halfway
+        .write_all(b"GET / HTTP/1.1\r\nHo")
+        .await
+        .expect("write");
+    let (got, took) = until_closed(&mut halfway).await;
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+
+    // A second head that stops halfway, right after a first response (before any parking).
+    let mut second = connect().await.expect("connect");
+    second
+        .write_all(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHo")
+        .await
+        .expect("write");
+    let (got, _) = until_closed(&mut second).await;
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 1, "{text}");
+    p.stop().await;
+}

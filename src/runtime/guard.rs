@@ -17,6 +17,7 @@
 //! It also records what hyper's parsed request loses (header-name spelling, a `#fragment`) in
 //! secret headers that `request` turns into a [`RawHead`] extension.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -316,6 +317,10 @@ pub struct Guard<T> {
     /// A head went to the current hyper connection (hyper takes an end of input before its
     /// first request for a broken one).
     released: bool,
+    /// nginx's `client_header_timeout` (see [`Guard::header_timeout`]).
+    header_timeout: Option<std::time::Duration>,
+    /// Running while a head is awaited: armed on the first read that would block.
+    header_timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<T> Guard<T> {
@@ -332,7 +337,38 @@ impl<T> Guard<T> {
             write_blocked: false,
             parked: false,
             released: false,
+            header_timeout: None,
+            header_timer: None,
         }
+    }
+
+    /// nginx's `client_header_timeout`: a head must arrive whole within `timeout` of the first
+    /// read that found it incomplete (or found nothing on a connection that has not sent a head
+    /// yet); then reads fail with `TimedOut` and the connection closes without an answer.
+    ///
+    /// The guard times this rather than hyper, because it knows when a head is incomplete:
+    /// hyper arms a timer (a boxed `Sleep` in tokio's wheel) for every request head it waits for,
+    /// ~500 instructions per request, where heads nearly always arrive whole. A keepalive
+    /// connection waiting between requests is bounded by parking and `keepalive_timeout` instead
+    /// (`server.rs`).
+    pub fn header_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.header_timeout = Some(timeout);
+        self
+    }
+
+    /// On a read that would block: runs the head timer when a head is awaited; `true` once it
+    /// has fired.
+    fn header_timed_out(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(timeout) = self.header_timeout else {
+            return false;
+        };
+        if !matches!(self.state, State::Head) || (self.head.is_empty() && self.released) {
+            return false;
+        }
+        let timer = self
+            .header_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        timer.as_mut().poll(cx).is_ready()
     }
 
     /// Lets the guard end hyper's connection between requests so that an idle keepalive
@@ -360,6 +396,7 @@ impl<T> Guard<T> {
     /// the buffers are freed while the connection waits.
     pub fn unpark(&mut self, unread: &[u8]) {
         self.parked = false;
+        self.header_timer = None;
         self.released = false;
         self.out = BytesMut::from(unread);
         self.head = Vec::new();
@@ -812,6 +849,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guard<T> {
                         this.parked = true;
                         return Poll::Ready(Ok(()));
                     }
+                    if this.header_timed_out(cx) {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "client timed out while reading client request headers",
+                        )));
+                    }
                     return Poll::Pending;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -827,6 +870,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guard<T> {
                         continue;
                     }
                     this.feed(rb.filled());
+                    if this.head.is_empty() {
+                        // No head in progress: the next one gets a fresh timer.
+                        this.header_timer = None;
+                    }
                 }
             }
         }

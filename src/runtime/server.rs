@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -195,7 +195,8 @@ fn serve_connection(
         return Box::pin(super::handshake::serve_h2(stream, state, shutdown, limits));
     }
     let limits = H1Limits::from(&limits);
-    let mut guard = super::guard::Guard::new(stream, limits.large_header_buffers);
+    let mut guard = super::guard::Guard::new(stream, limits.large_header_buffers)
+        .header_timeout(limits.header_timeout);
     if limits.keepalive_timeout.is_some() {
         guard = guard.parking(state.track.clone());
     }
@@ -275,10 +276,8 @@ async fn serve_hyper(
     let (num, size) = limits.large_header_buffers;
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .timer(TokioTimer::new())
-        // hyper starts on a request's first bytes (see `serve_connection`), so this is nginx's
-        // client_header_timeout: the rest of the head must come within it.
-        .header_read_timeout(limits.header_timeout)
+        // The guard times heads (`Guard::header_timeout`): hyper would arm a timer per request.
+        .header_read_timeout(None)
         .keep_alive(limits.keepalive_timeout.is_some())
         // With a watch (plain HTTP/1), the proxy notices a client that goes away mid-request
         // (`client_tcp`); hyper's own check costs an 8 KiB buffer per request in flight.
