@@ -86,6 +86,7 @@ fn ctx(plan: &Plan) -> RequestCtx {
         uri: "/app/517/static/main.css".into(),
         args: "v=3".into(),
         headers,
+        raw_names: None,
         host: "www.example.com".into(),
         server,
         captures: None,

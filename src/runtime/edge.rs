@@ -465,6 +465,7 @@ pub(crate) mod testing {
             uri: uri.to_string(),
             args: args.to_string(),
             headers,
+            raw_names: None,
             host: "example.com".into(),
             server: plan.http.servers[0].clone(),
             captures: None,

@@ -15,7 +15,6 @@ use hyper::body::Incoming;
 use super::body::{self, Body};
 use super::ctx::{RequestCtx, UpstreamTry};
 use super::errors;
-use super::guard::RawHead;
 use super::reqbody::{self, Buffered, ReadError};
 use super::router;
 use super::upstream::h1::{self, write, BodyFraming, Framing};
@@ -153,11 +152,9 @@ pub async fn proxy(
         Some(t) => http::Method::from_bytes(&ctx.render(t)).unwrap_or(head.method.clone()),
         None => head.method.clone(),
     };
-    let raw_names = head
-        .extensions
-        .get::<RawHead>()
-        .and_then(|r| r.names.as_ref())
-        .map(|v| v.as_bytes());
+    // A clone (a reference count) so that `ctx` stays free to borrow mutably.
+    let raw_names = ctx.raw_names.clone();
+    let raw_names = raw_names.as_ref().map(|v| v.as_bytes());
 
     let idempotent = !matches!(head.method.as_str(), "POST" | "LOCK" | "PATCH");
     let deadline = conf.next_upstream_timeout.map(|t| Instant::now() + t);

@@ -45,13 +45,11 @@ async fn handle_request(
         return Ok(errors::response(code, tokens, true, false));
     }
     // What hyper's request lost of the head as sent (header-name case, a `#fragment`).
-    if let Some(raw) = added.raw {
-        req.extensions_mut().insert(raw);
-    }
+
     let head_only = req.method() == Method::HEAD;
     let client_keepalive = wants_keepalive(&req);
     let http1 = matches!(req.version(), Version::HTTP_10 | Version::HTTP_11);
-    let (mut resp, ctx) = match serve(req, &conn, &live, n).await {
+    let (mut resp, ctx) = match serve(req, added.raw, &conn, &live, n).await {
         Ok(r) => r,
         Err((code, msg, tokens, ctx)) => {
             if let Some(ctx) = &ctx {
@@ -116,8 +114,11 @@ impl std::error::Error for CloseSilently {}
 type Reject = (u16, &'static str, ServerTokens, Option<Box<RequestCtx>>);
 type Served = (Response<Body>, Option<Box<RequestCtx>>);
 
+/// `raw`: what the head guard recorded of the head as sent (passed along, not as a request
+/// extension: inserting one costs a map and three allocations per request).
 async fn serve(
     req: Request<Incoming>,
+    raw: Option<super::guard::RawHead>,
     conn: &ConnState,
     live: &Live,
     n: u64,
@@ -255,6 +256,7 @@ async fn serve(
         uri: String::new(),
         args,
         headers: HeaderMap::new(),
+        raw_names: None,
         host: String::new(),
         server: server.clone(),
         captures: None,
@@ -273,12 +275,11 @@ async fn serve(
     ctx.set_captures(sm.captures);
     ctx.headers = std::mem::take(&mut head.headers);
     // nginx's `$request_uri` keeps a `#fragment` (`$uri` does not: the path above stops before it).
-    if let Some(t) = head
-        .extensions
-        .get::<super::guard::RawHead>()
-        .and_then(|r| r.target.as_ref())
-    {
-        ctx.request_uri.clone_from(t);
+    if let Some(raw) = raw {
+        if let Some(t) = raw.target {
+            ctx.request_uri = t;
+        }
+        ctx.raw_names = raw.names;
     }
     let tokens = server.conf.server_tokens;
 
