@@ -8,7 +8,8 @@
 //! `keepalive_timeout` by a sweeper task that closes idle connections when they expire (and on
 //! every put and checkout, from the cold end only: the list is in release order, so the expired
 //! ones are all at the back). A connection the backend closed (or that has unread bytes) is
-//! never handed out: a checkout drops the closed ones it walks past, the sweeper all of them.
+//! never handed out: a checkout drops the closed ones of its peer it walks past, the sweeper
+//! all of them.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,15 +69,17 @@ impl Pool {
         let now = Instant::now();
         let mut idle = self.lock();
         self.expire(&mut idle, now);
-        // Newest first; the closed ones passed on the way are dropped, not kept for later.
+        // Newest first, by address before the closed check: that probe is a readiness poll
+        // through the stream's vtable, and with several peers most of the connections passed
+        // are another peer's. A closed one of this peer is dropped on the way.
         let mut pos = 0;
         while pos < idle.len() {
-            if idle[pos].conn.is_closed() {
-                idle.remove(pos);
-            } else if idle[pos].conn.addr == *addr {
-                return idle.remove(pos).map(|i| i.conn);
-            } else {
+            if idle[pos].conn.addr != *addr {
                 pos += 1;
+            } else if idle[pos].conn.is_closed() {
+                idle.remove(pos);
+            } else {
+                return idle.remove(pos).map(|i| i.conn);
             }
         }
         None
