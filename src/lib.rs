@@ -28,7 +28,7 @@
 //!   behind an `ArcSwap`. Per connection: `server` (accept loop) → `handshake` (PROXY protocol, TLS,
 //!   HTTP/2 choice; a plain socket is a `client_tcp`, which `proxy` watches for the client going
 //!   away while it waits on the upstream) → `guard` (raw head checks before hyper; records what hyper's request loses:
-//!   header-name spelling, `#fragment`; ends hyper's connection when the client has been idle
+//!   header-name spelling, `#fragment`; times `client_header_timeout`; ends hyper's connection when the client has been idle
 //!   50-100 ms, `park`, and `server` starts a new one on its next request) → hyper → `request`
 //!   (server choice, URI) → `edge`
 //!   (nginx's phases: realip, rewrite, find-config, access, content: `return`, `stub_status`,

@@ -15,7 +15,8 @@
 //! the next head. After a request asking for `Upgrade`, it steps aside for the connection.
 //!
 //! It also records what hyper's parsed request loses (header-name spelling, a `#fragment`) in
-//! secret headers that `request` turns into a [`RawHead`] extension.
+//! secret headers that `request` takes off into a [`RawHead`] ([`take_added`]), and it times
+//! `client_header_timeout` ([`Guard::header_timeout`]) in hyper's place.
 
 use std::future::Future;
 use std::io;
@@ -36,7 +37,7 @@ pub const MAX_HEADERS: usize = 1000;
 /// Header lines hyper parses (its default `max_headers`; more answers 431). Raising hyper's limit
 /// makes it allocate and fill two header index arrays of that length per request (~11k
 /// instructions and two 32 KiB allocations at 1,000), so the guard keeps every head within it:
-/// lines past [`KEPT_HEADERS`] travel packed in one secret header that [`RawHead::take`] unpacks.
+/// lines past [`KEPT_HEADERS`] travel packed in one secret header that [`take_added`] unpacks.
 pub const HYPER_HEADERS: usize = 100;
 
 /// The most header lines the guard adds to a head (`RawHead`'s names, target and extra lines).
@@ -90,7 +91,7 @@ fn target_header() -> &'static http::HeaderName {
 
 /// What hyper's request loses of the head as the client sent it: the spelling of header names
 /// (nginx forwards them as received) and a `#fragment` in the target (nginx passes it on in
-/// `$request_uri`). The guard adds it to the head as secret headers; [`RawHead::take`] removes
+/// `$request_uri`). The guard adds it to the head as secret headers; [`take_added`] removes
 /// them before anything else looks at the request.
 #[derive(Clone, Debug, Default)]
 pub struct RawHead {
@@ -100,14 +101,6 @@ pub struct RawHead {
     pub target: Option<String>,
 }
 
-impl RawHead {
-    /// Removes the guard's headers from `headers`, putting the lines it packed back after the
-    /// others (in order); `None` if there was no names or target header.
-    pub fn take(headers: &mut http::HeaderMap) -> Option<RawHead> {
-        take_added(headers).raw
-    }
-}
-
 /// What the guard added to a request head, taken off it by [`take_added`].
 pub struct Added {
     /// The status of a head the guard rejected (the synthetic request's [`reject_header`]).
@@ -115,8 +108,8 @@ pub struct Added {
     pub raw: Option<RawHead>,
 }
 
-/// Removes every header the guard added to `headers` (see [`RawHead::take`]) and reports a
-/// rejection. One pass over the names finds which are there, so that only those are looked up:
+/// Removes every header the guard added to `headers`, putting the lines it packed back after
+/// the others (in order), and reports a rejection. One pass over the names finds which are there, so that only those are looked up:
 /// each lookup hashes a long secret name (~300 instructions), and most requests carry one of
 /// them (`Host:` is capitalised by nearly every client).
 pub fn take_added(headers: &mut http::HeaderMap) -> Added {
@@ -143,6 +136,7 @@ pub fn take_added(headers: &mut http::HeaderMap) -> Added {
 }
 
 impl RawHead {
+    /// `None` if there was no names or target header.
     fn take_found(
         headers: &mut http::HeaderMap,
         extra: bool,
@@ -447,6 +441,16 @@ impl<T> Guard<T> {
                     }
                 }
                 State::Head => {
+                    // The usual case, a whole head in one read: checked where it lies, without
+                    // collecting it first.
+                    if self.head.is_empty() && simple_request(data).is_none() {
+                        if let Some(end) = find_head_end(data, 0) {
+                            self.release(&data[..end]);
+                            // The rest belongs to the body or the next request.
+                            data = &data[end..];
+                            continue;
+                        }
+                    }
                     let start = self.head.len().saturating_sub(3);
                     self.head.extend_from_slice(data);
                     data = &[];
@@ -458,7 +462,7 @@ impl<T> Guard<T> {
                         Some(end) => {
                             let rest = self.head.split_off(end);
                             let head = std::mem::take(&mut self.head);
-                            self.release(head);
+                            self.release(&head);
                             // The rest belongs to the body or the next request.
                             self.feed(&rest);
                             return;
@@ -481,8 +485,8 @@ impl<T> Guard<T> {
     }
 
     /// A complete head: check it and pass it on (or the synthetic rejection).
-    fn release(&mut self, mut head: Vec<u8>) {
-        match check(&mut head, self.buffers, &mut self.out) {
+    fn release(&mut self, head: &[u8]) {
+        match check(head, self.buffers, &mut self.out) {
             Ok(next) => {
                 self.state = next;
                 self.released = true;
@@ -597,7 +601,7 @@ fn repair_colonless(head: &[u8]) -> Option<Vec<u8>> {
 
 /// Checks a complete head. When it passes, it goes to `out` as hyper is to read it (annotated,
 /// see [`annotate_into`]); when it is rejected, nothing is written.
-fn check(head: &mut Vec<u8>, buffers: (usize, usize), out: &mut BytesMut) -> Result<State, u16> {
+fn check(head: &[u8], buffers: (usize, usize), out: &mut BytesMut) -> Result<State, u16> {
     let (num, size) = buffers;
     if head.len() > num * size {
         return Err(494);
@@ -617,10 +621,8 @@ fn check(head: &mut Vec<u8>, buffers: (usize, usize), out: &mut BytesMut) -> Res
         Ok(httparse::Status::Complete(_)) => {}
         Err(httparse::Error::Version) => return version_fallback(head, buffers, out),
         Err(httparse::Error::HeaderName) => {
-            if let Some(mut repaired) = repair_colonless(head) {
-                let next = check(&mut repaired, buffers, out);
-                *head = repaired;
-                return next;
+            if let Some(repaired) = repair_colonless(head) {
+                return check(&repaired, buffers, out);
             }
             out.extend_from_slice(head);
             return Ok(State::PassThrough);
@@ -698,7 +700,7 @@ fn framing(req: &httparse::Request<'_, '_>) -> Result<State, u16> {
 /// httparse knows only HTTP/1.0 and 1.1. nginx answers 505 from HTTP/2.0 up and reads
 /// HTTP/1.2..1.99 as HTTP/1.1.
 fn version_fallback(
-    head: &mut Vec<u8>,
+    head: &[u8],
     buffers: (usize, usize),
     out: &mut BytesMut,
 ) -> Result<State, u16> {
@@ -731,8 +733,9 @@ fn version_fallback(
     if major == 1 && minor.len() == 1 && minor[0] > b'1' {
         // Same length: rewrite "1.x" to "1.1" in place and check again.
         let pos = at + 6 + dot + 1;
-        head[pos] = b'1';
-        return check(head, buffers, out);
+        let mut fixed = head.to_vec();
+        fixed[pos] = b'1';
+        return check(&fixed, buffers, out);
     }
     out.extend_from_slice(head);
     Ok(State::PassThrough)
@@ -982,7 +985,7 @@ mod tests {
     #[test]
     fn lines_past_hyper_limit_are_packed_and_restored() {
         // 150 lines (spellings, a repeated name, values with spaces and colons): what hyper
-        // parses (at most HYPER_HEADERS lines) plus RawHead::take gives every line back in order.
+        // parses (at most HYPER_HEADERS lines) plus take_added gives every line back in order.
         let mut head = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
         for i in 0..149 {
             let name = if i % 50 == 7 {
@@ -1006,7 +1009,7 @@ mod tests {
             let name = http::HeaderName::from_bytes(h.name.as_bytes()).unwrap();
             map.append(name, http::HeaderValue::from_bytes(h.value).unwrap());
         }
-        let raw = RawHead::take(&mut map).expect("names recorded");
+        let raw = take_added(&mut map).raw.expect("names recorded");
         assert_eq!(map.len(), 150);
         let mut want = vec![("host".to_string(), "a".to_string())];
         for i in 0..149 {
@@ -1049,12 +1052,12 @@ mod tests {
         let mut g = Guard::new((), (4, 1024));
         g.feed(b"GET / HTTP/1.0\nhost: a\n\n");
         assert_eq!(&g.out[..], b"GET / HTTP/1.0\nhost: a\n\n");
-        // RawHead::take removes both headers.
+        // take_added removes both headers.
         let mut h = http::HeaderMap::new();
         h.insert(names_header(), http::HeaderValue::from_static("Host"));
         h.insert(target_header(), http::HeaderValue::from_static("/#x"));
         h.insert("host", http::HeaderValue::from_static("a"));
-        let raw = RawHead::take(&mut h).unwrap();
+        let raw = take_added(&mut h).raw.unwrap();
         assert_eq!(raw.names.as_ref().map(|v| v.as_bytes()), Some(&b"Host"[..]));
         assert_eq!(raw.target.as_deref(), Some("/#x"));
         assert_eq!(h.len(), 1);

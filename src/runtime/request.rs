@@ -44,11 +44,10 @@ async fn handle_request(
         tracing::info!(target: "nginx_rs::error_log", "client sent invalid request while reading client request headers, client: {}", conn.info.remote.ip());
         return Ok(errors::response(code, tokens, true, false));
     }
-    // What hyper's request lost of the head as sent (header-name case, a `#fragment`).
-
     let head_only = req.method() == Method::HEAD;
     let client_keepalive = wants_keepalive(&req);
     let http1 = matches!(req.version(), Version::HTTP_10 | Version::HTTP_11);
+    // `added.raw`: what hyper's request lost of the head as sent (name case, a `#fragment`).
     let (mut resp, ctx) = match serve(req, added.raw, &conn, &live, n).await {
         Ok(r) => r,
         Err((code, msg, tokens, ctx)) => {
