@@ -24,8 +24,8 @@ struct Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // SIGTERM first: a killed master leaves its workers behind.
+        support::nginx::stop_child(&mut self.child);
     }
 }
 

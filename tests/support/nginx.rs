@@ -146,8 +146,9 @@ impl Drop for Server {
     }
 }
 
-/// SIGTERM (nginx's master then stops its workers), SIGKILL if it lingers.
-fn stop_child(child: &mut Child) {
+/// SIGTERM (nginx's master then stops its workers), SIGKILL if it lingers. A plain SIGKILL of
+/// an nginx master leaves its workers running, orphaned.
+pub fn stop_child(child: &mut Child) {
     if let Ok(Some(_)) = child.try_wait() {
         return;
     }
