@@ -112,12 +112,16 @@ pub fn parse_hiding(
         .reason
         .filter(|r| status.canonical_reason() != Some(*r))
         .map(|r| at(r.as_bytes()));
+    // A 101's `Upgrade` and `Connection` go on to the client: nothing is hidden there.
+    let hiding = code != 101;
     let mut framing_headers = FramingHeaders::default();
     let mut fields = Vec::with_capacity(resp.headers.len());
     for h in resp.headers.iter() {
         let name = header_name(h.name.as_bytes()).ok_or(HeadError::InvalidHeader)?;
         framing_headers.see(&name, h.value);
-        fields.push((name, at(h.value)));
+        if !(hiding && hide(&name)) {
+            fields.push((name, at(h.value)));
+        }
     }
     let framing = framing(status, version, &framing_headers, head_request)?;
     let keepalive = version == Version::HTTP_11 && !framing_headers.close;
@@ -125,9 +129,6 @@ pub fn parse_hiding(
     let slice = |(off, n): (usize, usize)| bytes.slice(off..off + n);
     let mut headers = HeaderMap::with_capacity(fields.len());
     for (name, range) in fields {
-        if framing != Framing::Upgrade && hide(&name) {
-            continue;
-        }
         let value =
             HeaderValue::from_maybe_shared(slice(range)).map_err(|_| HeadError::InvalidHeader)?;
         headers.append(name, value);
