@@ -173,6 +173,16 @@ async fn ipv6_listener() {
     let _ = task.await;
 }
 
+/// An echo backend and a proxy to it with the default client limits changed by `set` (see
+/// [`proxy_with_client_limits`]).
+async fn echo_proxy(set: impl FnOnce(&mut ClientLimits)) -> (Backend, Proxy) {
+    let b = Backend::spawn("b", Behaviour::Echo).await;
+    let mut client = base_loc_conf().client;
+    set(&mut client);
+    let p = proxy_with_client_limits(&b, client).await;
+    (b, p)
+}
+
 /// A proxy to `b` whose server and location both have the client limits `client`, as the
 /// compiler's merge leaves them: the server's decide the connection's timeouts, the location's
 /// the per-request keepalive decision.
@@ -199,11 +209,11 @@ async fn keepalive_requests_and_keepalive_timeout_zero_close_the_connection() {
         ((Some(Duration::from_secs(75)), 3u64), 3usize),
         ((None, 1000), 1),
     ] {
-        let b = Backend::spawn("b", Behaviour::Echo).await;
-        let mut client = base_loc_conf().client;
-        client.keepalive_timeout = limits.0;
-        client.keepalive_requests = limits.1;
-        let p = proxy_with_client_limits(&b, client).await;
+        let (_b, p) = echo_proxy(|c| {
+            c.keepalive_timeout = limits.0;
+            c.keepalive_requests = limits.1;
+        })
+        .await;
         let mut conn = tokio::net::TcpStream::connect(p.addr)
             .await
             .expect("connect");
@@ -230,11 +240,11 @@ async fn keepalive_requests_and_keepalive_timeout_zero_close_the_connection() {
 /// client_header_timeout.
 #[tokio::test]
 async fn idle_keepalive_connection_is_parked_and_served_again() {
-    let b = Backend::spawn("b", Behaviour::Echo).await;
-    let mut client = base_loc_conf().client;
-    client.keepalive_timeout = Some(Duration::from_millis(800));
-    client.header_timeout = Duration::from_secs(5);
-    let p = proxy_with_client_limits(&b, client).await;
+    let (b, p) = echo_proxy(|c| {
+        c.keepalive_timeout = Some(Duration::from_millis(800));
+        c.header_timeout = Duration::from_secs(5);
+    })
+    .await;
     let mut conn = tokio::net::TcpStream::connect(p.addr)
         .await
         .expect("connect");
@@ -283,11 +293,11 @@ async fn idle_keepalive_connection_is_parked_and_served_again() {
 #[tokio::test]
 async fn unfinished_or_missing_head_is_closed_after_client_header_timeout() {
     use tokio::io::AsyncReadExt;
-    let b = Backend::spawn("b", Behaviour::Echo).await;
-    let mut client = base_loc_conf().client;
-    client.keepalive_timeout = Some(Duration::from_secs(30));
-    client.header_timeout = Duration::from_millis(400);
-    let p = proxy_with_client_limits(&b, client).await;
+    let (_b, p) = echo_proxy(|c| {
+        c.keepalive_timeout = Some(Duration::from_secs(30));
+        c.header_timeout = Duration::from_millis(400);
+    })
+    .await;
     // What the proxy sends until it closes, and how long it took (at most 5 s).
     async fn until_closed(conn: &mut tokio::net::TcpStream) -> (Vec<u8>, Duration) {
         let start = std::time::Instant::now();
