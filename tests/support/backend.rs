@@ -89,6 +89,10 @@ pub enum Reply {
     Text(String),
     /// These bytes, `len` of them, generated (`a`..`z` repeating) - for large responses.
     Generated(usize),
+    /// The whole response (status line, headers, body) exactly as this function writes it, for
+    /// framings the other replies never use (no length, close-delimited, 304); status, headers
+    /// and `Close::AfterResponse` add nothing to it.
+    Raw(fn(&Received) -> Vec<u8>),
 }
 
 /// How the backend treats the connection after reading a request.
@@ -334,6 +338,7 @@ fn wants_keepalive(req: &Received) -> bool {
 
 fn build_response(cfg: &BackendBuilder, req: &Received, keep_alive: bool) -> Vec<u8> {
     let body: Vec<u8> = match &cfg.reply {
+        Reply::Raw(write) => return write(req),
         Reply::Echo => [req.head.as_slice(), req.body.as_slice()].concat(),
         Reply::Text(t) => t.as_bytes().to_vec(),
         Reply::Generated(n) => (0..*n).map(|i| b'a' + (i % 26) as u8).collect(),
