@@ -47,7 +47,7 @@ pub const ADDED_HEADERS: usize = 3;
 const KEPT_HEADERS: usize = HYPER_HEADERS - ADDED_HEADERS;
 
 /// Headers parsed on the stack by the guard; longer heads retry on the heap.
-const STACK_HEADERS: usize = 128;
+pub const STACK_HEADERS: usize = 128;
 
 /// The per-process secret in the names of the headers the guard adds.
 fn secret() -> u64 {
@@ -528,7 +528,7 @@ impl<T> Guard<T> {
 }
 
 /// Position just after the blank line ending a head (CRLF CRLF or bare LF LF), searching from `from`.
-fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+pub fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     // Leading empty lines before the request line are allowed (and skipped by the parser).
     let mut i = from;
     while i < buf.len() {
@@ -555,7 +555,7 @@ fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
 /// nginx's checks on a complete head. `Ok(state)` = how to read what follows.
 /// The request line of an HTTP/0.9 request (`METHOD URI` and the line end, no version), once
 /// complete: `Some(Some(target))` for GET, `Some(None)` for any other method (nginx: 400).
-fn simple_request(head: &[u8]) -> Option<Option<Vec<u8>>> {
+pub fn simple_request(head: &[u8]) -> Option<Option<Vec<u8>>> {
     let start = head.iter().position(|&b| b != b'\r' && b != b'\n')?;
     let end = start + memchr::memchr(b'\n', &head[start..])?;
     let line = &head[start..end];
@@ -570,7 +570,7 @@ fn simple_request(head: &[u8]) -> Option<Option<Vec<u8>>> {
 
 /// Header lines without a colon that are a bare name (`Name`) read as `Name:` with an empty
 /// value, as nginx's parser does; `None` if there is none.
-fn repair_colonless(head: &[u8]) -> Option<Vec<u8>> {
+pub fn repair_colonless(head: &[u8]) -> Option<Vec<u8>> {
     let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
     let mut out = Vec::with_capacity(head.len() + 8);
     let mut changed = false;
@@ -640,6 +640,44 @@ fn check(head: &[u8], buffers: (usize, usize), out: &mut BytesMut) -> Result<Sta
 
 /// What follows a parsed head (body framing, upgrade), or the status rejecting it.
 fn framing(req: &httparse::Request<'_, '_>) -> Result<State, u16> {
+    let f = request_framing(req)?;
+    if f.upgrade {
+        return Ok(State::PassThrough);
+    }
+    Ok(match f.body {
+        BodyFraming::None | BodyFraming::Length(0) => State::Head,
+        BodyFraming::Length(n) => State::Body(n),
+        BodyFraming::Chunked => State::Chunked(Chunk::Size {
+            size: 0,
+            digits: false,
+            ext: false,
+        }),
+        // hyper rejects it (400) and closes.
+        BodyFraming::BadLength => State::PassThrough,
+    })
+}
+
+/// How a request body is framed, by the head's `Content-Length` / `Transfer-Encoding`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    None,
+    Length(u64),
+    Chunked,
+    /// A `Content-Length` that is not a number (400).
+    BadLength,
+}
+
+/// What nginx reads from a head's framing headers ([`request_framing`]).
+pub struct Framing {
+    pub body: BodyFraming,
+    /// The head asks for an `Upgrade`.
+    pub upgrade: bool,
+}
+
+/// nginx's framing rules for a parsed request head (also used by nginx-rs's own HTTP/1 server,
+/// `super::h1`): `Content-Length` twice, or with `Transfer-Encoding`, is 400; a
+/// `Transfer-Encoding` other than `chunked` is 501 (400 in HTTP/1.0 or when repeated).
+pub fn request_framing(req: &httparse::Request<'_, '_>) -> Result<Framing, u16> {
     let http10 = req.version == Some(0);
     let mut cl: Option<&[u8]> = None;
     let mut cl_count = 0;
@@ -670,31 +708,65 @@ fn framing(req: &httparse::Request<'_, '_>) -> Result<State, u16> {
         if cl.is_some() {
             return Err(400);
         }
-        return Ok(if upgrade {
-            State::PassThrough
-        } else {
-            State::Chunked(Chunk::Size {
-                size: 0,
-                digits: false,
-                ext: false,
-            })
+        return Ok(Framing {
+            body: BodyFraming::Chunked,
+            upgrade,
         });
     }
-    if upgrade {
-        return Ok(State::PassThrough);
-    }
-    match cl {
-        None => Ok(State::Head),
-        Some(v) => match std::str::from_utf8(trim(v))
-            .ok()
+    let body = match cl {
+        None => BodyFraming::None,
+        // Digits only: `+5` parses as a `u64` in Rust, not in nginx.
+        Some(v) => match Some(trim(v))
+            .filter(|d| !d.is_empty() && d.iter().all(u8::is_ascii_digit))
+            .and_then(|d| std::str::from_utf8(d).ok())
             .and_then(|s| s.parse::<u64>().ok())
         {
-            Some(0) => Ok(State::Head),
-            Some(n) => Ok(State::Body(n)),
-            // hyper rejects it (400) and closes.
-            None => Ok(State::PassThrough),
+            Some(n) => BodyFraming::Length(n),
+            None => BodyFraming::BadLength,
         },
+    };
+    Ok(Framing { body, upgrade })
+}
+
+/// A request line whose version httparse refused ([`version_fix`]).
+pub enum VersionFix {
+    /// `HTTP/2.0` and up on HTTP/1: 505.
+    Unsupported,
+    /// `HTTP/1.2`..`HTTP/1.9`: nginx reads it as HTTP/1.1; the minor digit is at this offset.
+    ReadAsHttp11(usize),
+    /// Not a version nginx accepts either: 400.
+    Bad,
+}
+
+/// nginx's view of a version httparse refused (it knows only HTTP/1.0 and 1.1).
+pub fn version_fix(head: &[u8]) -> VersionFix {
+    let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    let line = &head[..line_end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Some(at) = line.windows(6).rposition(|w| w == b" HTTP/") else {
+        return VersionFix::Bad;
+    };
+    let version = &line[at + 6..];
+    let Some(dot) = version.iter().position(|&b| b == b'.') else {
+        return VersionFix::Bad;
+    };
+    let (major, minor) = (&version[..dot], &version[dot + 1..]);
+    let digits = |s: &[u8]| !s.is_empty() && s.len() <= 3 && s.iter().all(u8::is_ascii_digit);
+    if !digits(major) || !digits(minor) {
+        return VersionFix::Bad;
     }
+    let major: u32 = std::str::from_utf8(major)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if major >= 2 {
+        return VersionFix::Unsupported;
+    }
+    // "1.0"/"1.1" failing here means the line is bad elsewhere.
+    if major == 1 && minor.len() == 1 && minor[0] > b'1' {
+        return VersionFix::ReadAsHttp11(at + 6 + dot + 1);
+    }
+    VersionFix::Bad
 }
 
 /// httparse knows only HTTP/1.0 and 1.1. nginx answers 505 from HTTP/2.0 up and reads
@@ -704,44 +776,23 @@ fn version_fallback(
     buffers: (usize, usize),
     out: &mut BytesMut,
 ) -> Result<State, u16> {
-    let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
-    let line = &head[..line_end];
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let Some(at) = line.windows(6).rposition(|w| w == b" HTTP/") else {
-        out.extend_from_slice(head);
-        return Ok(State::PassThrough);
-    };
-    let version = &line[at + 6..];
-    let Some(dot) = version.iter().position(|&b| b == b'.') else {
-        out.extend_from_slice(head);
-        return Ok(State::PassThrough);
-    };
-    let (major, minor) = (&version[..dot], &version[dot + 1..]);
-    let digits = |s: &[u8]| !s.is_empty() && s.len() <= 3 && s.iter().all(u8::is_ascii_digit);
-    if !digits(major) || !digits(minor) {
-        out.extend_from_slice(head);
-        return Ok(State::PassThrough);
+    match version_fix(head) {
+        VersionFix::Unsupported => Err(505),
+        VersionFix::ReadAsHttp11(pos) => {
+            // Same length: rewrite "1.x" to "1.1" in place and check again.
+            let mut fixed = head.to_vec();
+            fixed[pos] = b'1';
+            check(&fixed, buffers, out)
+        }
+        // hyper answers 400.
+        VersionFix::Bad => {
+            out.extend_from_slice(head);
+            Ok(State::PassThrough)
+        }
     }
-    let major: u32 = std::str::from_utf8(major)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    if major >= 2 {
-        return Err(505);
-    }
-    // "1.0"/"1.1" failing here means the line is bad elsewhere: hyper answers 400.
-    if major == 1 && minor.len() == 1 && minor[0] > b'1' {
-        // Same length: rewrite "1.x" to "1.1" in place and check again.
-        let pos = at + 6 + dot + 1;
-        let mut fixed = head.to_vec();
-        fixed[pos] = b'1';
-        return check(&fixed, buffers, out);
-    }
-    out.extend_from_slice(head);
-    Ok(State::PassThrough)
 }
 
-fn trim(mut s: &[u8]) -> &[u8] {
+pub fn trim(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
     }
