@@ -69,29 +69,6 @@ use support::nginx::{nginx_binary, print_skip, skip_unless, start, Flavor, Optio
 /// assert what nginx-rs does today in these cases, so a change shows up there too.
 const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
     (
-        "http10_close",
-        "to an HTTP/1.0 request nginx-rs answers `HTTP/1.0 200 OK`, nginx `HTTP/1.1 200 OK`",
-    ),
-    (
-        "http10_keepalive",
-        "to an HTTP/1.0 request nginx-rs answers `HTTP/1.0 200 OK`, nginx `HTTP/1.1 200 OK`",
-    ),
-    (
-        "response_headers",
-        "to an HTTP/1.0 request nginx-rs answers `HTTP/1.0 200 OK`, nginx `HTTP/1.1 200 OK`",
-    ),
-    (
-        "close_delimited_http10",
-        "to an HTTP/1.0 request nginx-rs answers `HTTP/1.0 200 OK`, nginx `HTTP/1.1 200 OK`",
-    ),
-    (
-        "close_delimited_http11",
-        "an HTTP/1.0 upstream answer without a length reaches an HTTP/1.1 client as \
-         `HTTP/1.0 200 OK` with `Connection: keep-alive`, no length and no chunking, and the \
-         connection is closed after it; nginx sends `HTTP/1.1 200 OK`, \
-         `Transfer-Encoding: chunked` and keeps the connection",
-    ),
-    (
         "204_304_pipelined",
         "the upstream's `ETag: \"v1\"` reaches the client as `Etag: \"v1\"` from nginx-rs (an \
          upstream header name's case is not kept); nginx passes `ETag` as sent",
@@ -557,14 +534,9 @@ fn assert_flow(flavor: Flavor, seen: &Seen, statuses: &[u16], forwarded: &[&str]
     assert!(seen.closed_cleanly(), "{flavor:?}: {:?}", seen.closed);
 }
 
-/// The status line nginx (`HTTP/1.1`) and nginx-rs today (`HTTP/1.0`, KNOWN_DIFFERENCES) send
-/// in answer to an HTTP/1.0 request.
-fn http10_status_line(flavor: Flavor) -> &'static str {
-    match flavor {
-        Flavor::Nginx => "HTTP/1.1 200 OK",
-        Flavor::NginxRs => "HTTP/1.0 200 OK",
-    }
-}
+/// The status line both send in answer to an HTTP/1.0 request: nginx answers every HTTP/1.x
+/// client in HTTP/1.1.
+const HTTP10_STATUS_LINE: &str = "HTTP/1.1 200 OK";
 
 /// Case 1: three GETs in one write on a keepalive connection, then a fourth after them (which
 /// also shows nothing stray followed the third response).
@@ -826,7 +798,7 @@ fn expect_continue_over_limit_gets_413_without_100() {
 }
 
 /// One HTTP/1.0 GET without `Connection: keep-alive`: answered (the status line as
-/// [`http10_status_line`] says, `Connection: close`), forwarded, and then the connection is
+/// [`HTTP10_STATUS_LINE`] says, `Connection: close`), forwarded, and then the connection is
 /// closed. `check` looks further at the response.
 fn http10_get_closes(name: &str, path: &'static str, check: impl Fn(Flavor, &Got)) {
     let line = format!("GET {path} HTTP/1.0");
@@ -836,7 +808,7 @@ fn http10_get_closes(name: &str, path: &'static str, check: impl Fn(Flavor, &Got
         |flavor, seen| {
             assert_flow(flavor, seen, &[200], &[&line]);
             let r = &seen.responses[0];
-            assert_eq!(r.resp.status_line, http10_status_line(flavor));
+            assert_eq!(r.resp.status_line, HTTP10_STATUS_LINE, "{flavor:?}");
             assert_eq!(r.header("connection"), Some("close"), "{flavor:?}");
             check(flavor, r);
         },
@@ -875,7 +847,7 @@ fn http10_keepalive_is_kept_open() {
                 .iter()
                 .map(|g| (g.resp.status_line.as_str(), g.header("connection")))
                 .collect();
-            let status = http10_status_line(flavor);
+            let status = HTTP10_STATUS_LINE;
             assert_eq!(
                 conn,
                 [(status, Some("keep-alive")), (status, Some("close"))],
@@ -941,8 +913,7 @@ fn unread_body_is_discarded_before_the_next_request() {
 }
 
 /// Case 8: the backend answers without a length and closes. nginx gives an HTTP/1.1 client
-/// the body chunked and keeps the connection usable. nginx-rs today (KNOWN_DIFFERENCES) sends
-/// it as an HTTP/1.0 answer ended by the close, although it says `Connection: keep-alive`.
+/// the body chunked and keeps the connection usable.
 #[test]
 fn close_delimited_upstream_to_http11_client_is_framed() {
     differential(
@@ -960,23 +931,14 @@ fn close_delimited_upstream_to_http11_client_is_framed() {
             let first = &seen.responses[0];
             assert_eq!(first.resp.text(), "body up to the close", "{flavor:?}");
             assert_eq!(first.header("connection"), Some("keep-alive"), "{flavor:?}");
-            match flavor {
-                Flavor::Nginx => {
-                    assert_flow(
-                        flavor,
-                        seen,
-                        &[200, 200],
-                        &["GET /s/eof HTTP/1.0", "GET /last HTTP/1.0"],
-                    );
-                    assert_eq!(first.resp.status_line, "HTTP/1.1 200 OK");
-                    assert_eq!(first.framing(), "chunked");
-                }
-                Flavor::NginxRs => {
-                    assert_flow(flavor, seen, &[200], &["GET /s/eof HTTP/1.0"]);
-                    assert_eq!(first.resp.status_line, "HTTP/1.0 200 OK");
-                    assert_eq!(first.framing(), "eof");
-                }
-            }
+            assert_flow(
+                flavor,
+                seen,
+                &[200, 200],
+                &["GET /s/eof HTTP/1.0", "GET /last HTTP/1.0"],
+            );
+            assert_eq!(first.resp.status_line, "HTTP/1.1 200 OK", "{flavor:?}");
+            assert_eq!(first.framing(), "chunked", "{flavor:?}");
         },
     );
 }

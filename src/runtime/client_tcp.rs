@@ -32,6 +32,12 @@ impl ClientTcp {
         &self.0
     }
 
+    /// A second handle on the same socket (a request body reads through one while the
+    /// connection holds the other). It keeps the socket open.
+    pub fn share(&self) -> ClientTcp {
+        ClientTcp(Arc::clone(&self.0))
+    }
+
     /// A watch on this connection's end. It does not keep the socket open.
     pub fn watch(&self) -> ClientWatch {
         ClientWatch(Arc::downgrade(&self.0))

@@ -10,10 +10,9 @@
 use std::sync::Arc;
 
 use http::{Method, Response};
-use hyper::body::Incoming;
 
 use super::access::{self, Client};
-use super::body::Body;
+use super::body::{Body, ClientBody};
 use super::ctx::{ConnInfo, RequestCtx};
 use super::errors;
 use super::proxy;
@@ -48,7 +47,7 @@ enum Outcome {
 struct Run<'a> {
     live: &'a Live,
     head: http::request::Parts,
-    incoming: Option<Incoming>,
+    incoming: Option<ClientBody>,
     content_length: Option<u64>,
     uri_changes: u32,
     realip_done: bool,
@@ -59,7 +58,7 @@ pub async fn handle(
     ctx: &mut RequestCtx,
     live: &Live,
     head: http::request::Parts,
-    incoming: Incoming,
+    incoming: ClientBody,
     content_length: Option<u64>,
 ) -> Response<Body> {
     ctx.edge.attach(&live.plan);

@@ -109,6 +109,18 @@ impl ClientIo {
         tcp.poll_read_ready(cx)
     }
 
+    /// A plain connection's socket and the bytes already read from it (after a PROXY protocol
+    /// header) for nginx-rs's own HTTP/1 server; a TLS connection is given back.
+    pub fn into_plain(self) -> Result<(ClientTcp, Vec<u8>), ClientIo> {
+        match self {
+            ClientIo::Plain(p) => {
+                let rest = p.prefix.get(p.pos..).unwrap_or_default().to_vec();
+                Ok((p.inner, rest))
+            }
+            tls => Err(tls),
+        }
+    }
+
     /// A watch on the client's end, for plain connections (see `client_tcp`); TLS connections
     /// leave that to hyper, which reads through rustls and so sees a `close_notify` too.
     pub fn watch(&self) -> Option<ClientWatch> {

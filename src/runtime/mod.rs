@@ -50,6 +50,7 @@ pub mod edge;
 pub mod errors;
 pub mod finish;
 pub mod guard;
+pub mod h1;
 pub mod handshake;
 pub mod log;
 pub mod map;

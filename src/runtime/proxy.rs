@@ -10,9 +10,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Response, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
-use super::body::{self, Body};
+use super::body::{self, Body, ClientBody};
 use super::ctx::{RequestCtx, UpstreamTry};
 use super::errors;
 use super::reqbody::{self, Buffered, ReadError};
@@ -91,7 +90,7 @@ pub async fn proxy(
     conf: &ProxyConf,
     loc: Option<&Location>,
     head: &http::request::Parts,
-    incoming: Option<Incoming>,
+    incoming: Option<ClientBody>,
 ) -> Response<Body> {
     let tokens = ctx.server.conf.server_tokens;
     let target = match resolve_target(ctx, live, conf, loc) {
@@ -456,23 +455,30 @@ fn switch_protocols(
     tokens: plan::ServerTokens,
     idle: std::time::Duration,
 ) -> Response<Body> {
-    let Some(client_up) = head.extensions.get::<hyper::upgrade::OnUpgrade>().cloned() else {
+    // The client connection as it will be once the 101 is out: from nginx-rs's own HTTP/1
+    // server (plain) or from hyper (TLS).
+    let own = head
+        .extensions
+        .get::<super::h1::OnUpgrade>()
+        .and_then(|u| u.take());
+    let hyper_up = head.extensions.get::<hyper::upgrade::OnUpgrade>().cloned();
+    if own.is_none() && hyper_up.is_none() {
         return failure_response(ctx, Some(Failure::Error), tokens);
-    };
+    }
     let Answer { head: up, conn } = answer;
     let (mut upstream, early) = conn.into_upgraded();
     tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt;
-        let Ok(c) = client_up.await else {
-            return;
-        };
-        let mut c = hyper_util::rt::TokioIo::new(c);
-        // Bytes the upstream sent right behind its 101 head.
-        if !early.is_empty() && c.write_all(&early).await.is_err() {
-            return;
+        if let Some(rx) = own {
+            if let Ok(mut c) = rx.await {
+                let _ = splice(&mut c, &mut upstream, &early, idle).await;
+            }
+        } else if let Some(Ok(c)) = match hyper_up {
+            Some(u) => Some(u.await),
+            None => None,
+        } {
+            let mut c = hyper_util::rt::TokioIo::new(c);
+            let _ = splice(&mut c, &mut upstream, &early, idle).await;
         }
-        // proxy_read_timeout applies to an idle tunnel, as nginx's.
-        let _ = super::handshake::tunnel(&mut c, &mut upstream, idle).await;
     });
     let mut resp = Response::new(body::empty());
     *resp.status_mut() = up.status;
@@ -484,6 +490,25 @@ fn switch_protocols(
     h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     ctx.status = 101;
     resp
+}
+
+/// The tunnel after a 101: the bytes the upstream sent right behind its head first, then both
+/// ways until either side ends or it idles for `idle` (proxy_read_timeout, as nginx's).
+async fn splice<C, U>(
+    client: &mut C,
+    upstream: &mut U,
+    early: &[u8],
+    idle: std::time::Duration,
+) -> io::Result<()>
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt;
+    if !early.is_empty() {
+        client.write_all(early).await?;
+    }
+    super::handshake::tunnel(client, upstream, idle).await
 }
 
 /// Turn the upstream response into the client's: drop the headers nginx hides, add `Server`;

@@ -14,9 +14,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
-use super::body::{self, Body, BoxError};
+use super::body::{self, Body, BoxError, ClientBody};
 
 /// A fully received request body.
 #[derive(Clone, Debug)]
@@ -59,14 +58,14 @@ pub enum ReadError {
     /// `client_body_timeout`: 408.
     Timeout,
     /// Bad chunked framing or the client went away: 400 (nginx logs and closes).
-    Client(hyper::Error),
+    Client(BoxError),
     /// Temp file trouble: 500.
     Io(std::io::Error),
 }
 
 /// Read the whole body. `max` 0 = unlimited.
 pub async fn read_all(
-    mut incoming: Incoming,
+    mut incoming: ClientBody,
     max: u64,
     mem_limit: usize,
     timeout: Duration,
@@ -157,7 +156,7 @@ impl HttpBody for FileBody {
 
 /// The client body passed through as it arrives (`proxy_request_buffering off`), with the size limit
 /// and per-read timeout still applied.
-pub fn streaming(incoming: Incoming, max: u64, timeout: Duration) -> Body {
+pub fn streaming(incoming: ClientBody, max: u64, timeout: Duration) -> Body {
     Limited {
         inner: incoming,
         seen: 0,
@@ -169,7 +168,7 @@ pub fn streaming(incoming: Incoming, max: u64, timeout: Duration) -> Body {
 }
 
 struct Limited {
-    inner: Incoming,
+    inner: ClientBody,
     seen: u64,
     max: u64,
     timeout: Duration,
@@ -198,7 +197,7 @@ impl HttpBody for Limited {
                 }
                 Poll::Ready(Some(Ok(f)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 let timeout = this.timeout;

@@ -13,7 +13,7 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, Version};
 use hyper::body::Incoming;
 
-use super::body::Body;
+use super::body::{Body, ClientBody};
 use super::ctx::RequestCtx;
 use super::errors;
 use super::router::{self, validate_host};
@@ -21,34 +21,47 @@ use super::server::ConnState;
 use super::Live;
 use crate::plan::{ClientLimits, ServerTokens};
 
-/// Entry point for hyper's `service_fn`.
+/// Entry point for hyper's `service_fn` (TLS, HTTP/2, h2c; plain HTTP/1 is `super::h1`).
 pub async fn handle(
     req: Request<Incoming>,
     conn: Arc<ConnState>,
 ) -> Result<Response<Body>, CloseSilently> {
     // Counts the request; the connection is Writing until the response body is gone (stub_status).
     let mark = conn.track.begin();
-    handle_request(req, conn).await.map(|r| mark.attach(r))
-}
-
-async fn handle_request(
-    mut req: Request<Incoming>,
-    conn: Arc<ConnState>,
-) -> Result<Response<Body>, CloseSilently> {
-    let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
-    let live = conn.live.load_full();
+    let mut req = req.map(ClientBody::Hyper);
     let added = super::guard::take_added(req.headers_mut());
     if let Some(code) = added.reject {
         // The head guard replaced a head nginx rejects (see `guard`): answer with its status.
-        let tokens = default_tokens(&live, &conn);
-        tracing::info!(target: "nginx_rs::error_log", "client sent invalid request while reading client request headers, client: {}", conn.info.remote.ip());
-        return Ok(errors::response(code, tokens, true, false));
+        return Ok(mark.attach(rejected(code, &conn)));
     }
+    handle_request(req, added, &conn)
+        .await
+        .map(|r| mark.attach(r))
+}
+
+/// nginx's answer to a request head it rejects while reading it (`code`; 494 is its "Request
+/// Header Or Cookie Too Large"), which closes the connection.
+pub fn rejected(code: u16, conn: &ConnState) -> Response<Body> {
+    let live = conn.live.load();
+    let tokens = default_tokens(&live, conn);
+    tracing::info!(target: "nginx_rs::error_log", "client sent invalid request while reading client request headers, client: {}", conn.info.remote.ip());
+    errors::response(code, tokens, true, false)
+}
+
+/// One request whose head is read and checked (`added`: what the head as sent had beyond
+/// `req`), to its response; the caller writes it.
+pub async fn handle_request(
+    req: Request<ClientBody>,
+    added: super::guard::Added,
+    conn: &Arc<ConnState>,
+) -> Result<Response<Body>, CloseSilently> {
+    let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let live = conn.live.load_full();
     let head_only = req.method() == Method::HEAD;
     let client_keepalive = wants_keepalive(&req);
     let http1 = matches!(req.version(), Version::HTTP_10 | Version::HTTP_11);
     // `added.raw`: what hyper's request lost of the head as sent (name case, a `#fragment`).
-    let (mut resp, ctx) = match serve(req, added.raw, &conn, &live, n).await {
+    let (mut resp, ctx) = match serve(req, added.raw, conn, &live, n).await {
         Ok(r) => r,
         Err((code, msg, tokens, ctx)) => {
             if let Some(ctx) = &ctx {
@@ -116,7 +129,7 @@ type Served = (Response<Body>, Option<Box<RequestCtx>>);
 /// `raw`: what the head guard recorded of the head as sent (passed along, not as a request
 /// extension: inserting one costs a map and three allocations per request).
 async fn serve(
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     raw: Option<super::guard::RawHead>,
     conn: &ConnState,
     live: &Live,
@@ -345,7 +358,7 @@ fn drop_invalid_headers(h: &mut HeaderMap, limits: &ClientLimits) {
 
 /// Read and drop a request body the client sends anyway (nginx's lingering close after an error
 /// answer): stop after `lingering_timeout` (5 s) without data or `lingering_time` (30 s) in all.
-async fn discard_body(mut incoming: Incoming) {
+async fn discard_body(mut incoming: ClientBody) {
     use http_body_util::BodyExt;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     let quiet = std::time::Duration::from_secs(5);
@@ -360,7 +373,7 @@ async fn discard_body(mut incoming: Incoming) {
 /// A response body that, once hyper is done with it, discards the request body ([`discard_body`]).
 pub(super) struct DiscardAfter {
     pub(super) inner: Body,
-    pub(super) incoming: Option<Incoming>,
+    pub(super) incoming: Option<ClientBody>,
 }
 
 impl Drop for DiscardAfter {

@@ -195,12 +195,30 @@ fn serve_connection(
         return Box::pin(super::handshake::serve_h2(stream, state, shutdown, limits));
     }
     let limits = H1Limits::from(&limits);
+    let stream = if own_http1() {
+        match stream.into_plain() {
+            Ok((tcp, read)) => {
+                return Box::pin(super::h1::serve(tcp, read, state, shutdown, limits))
+            }
+            Err(tls) => tls,
+        }
+    } else {
+        stream
+    };
     let mut guard = super::guard::Guard::new(stream, limits.large_header_buffers)
         .header_timeout(limits.header_timeout);
     if limits.keepalive_timeout.is_some() {
         guard = guard.parking(state.track.clone());
     }
     Box::pin(serve_h1(guard, state, shutdown, limits))
+}
+
+/// Plain HTTP/1 connections are served by nginx-rs's own HTTP/1 server (`super::h1`) unless
+/// `NGINX_RS_H1=hyper` is set, which puts them on hyper behind the head guard as TLS
+/// connections are (for comparisons; read once).
+fn own_http1() -> bool {
+    static OWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OWN.get_or_init(|| std::env::var_os("NGINX_RS_H1").map_or(true, |v| v != "hyper"))
 }
 
 /// One hyper connection per run of requests: when the client goes quiet between two requests
@@ -246,11 +264,11 @@ fn serve_h1(
 /// What an HTTP/1 connection keeps between its hyper connections (an idle keepalive connection
 /// holds this, the guard and the socket).
 #[derive(Clone, Copy)]
-struct H1Limits {
-    header_timeout: Duration,
-    keepalive_timeout: Option<Duration>,
-    send_timeout: Duration,
-    large_header_buffers: (usize, usize),
+pub struct H1Limits {
+    pub header_timeout: Duration,
+    pub keepalive_timeout: Option<Duration>,
+    pub send_timeout: Duration,
+    pub large_header_buffers: (usize, usize),
 }
 
 impl From<&ClientLimits> for H1Limits {

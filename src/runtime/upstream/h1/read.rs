@@ -147,7 +147,7 @@ pub fn parse_hiding(
 /// names as sent: a backend repeats the same few names in every response, and parsing one
 /// (lower-casing and matching it against the standard names) cost ~150 instructions, where a
 /// cache hit is a compare and a clone.
-fn header_name(raw: &[u8]) -> Option<HeaderName> {
+pub(crate) fn header_name(raw: &[u8]) -> Option<HeaderName> {
     const SLOTS: usize = 32;
     type Cache = [Option<(Box<[u8]>, HeaderName)>; SLOTS];
     thread_local! {

@@ -1,0 +1,574 @@
+//! nginx-rs's own HTTP/1 server side, for plain-TCP client connections (TLS connections, HTTP/2
+//! and h2c stay on hyper behind the head guard, `server.rs`).
+//!
+//! One task per connection runs [`serve`]: read a request head into the connection's buffer,
+//! parse and check it once ([`head`]: nginx's rules, shared with the guard), run the request
+//! path (`request::handle_request`), write the response ([`encode`], then its body), and go
+//! on with the next head, which may already be in the buffer (pipelining). Compared with hyper
+//! plus the guard in front of it, a head is parsed once instead of twice, the header values are
+//! slices of the read buffer, nothing is copied between the two, and the connection holds one
+//! small read buffer while busy and none while idle.
+//!
+//! Timeouts, as nginx's: `client_header_timeout` from the first read that found a head
+//! incomplete (or nothing yet on a new connection), then the connection closes without an
+//! answer; `keepalive_timeout` between requests (counted from when the connection parks: it
+//! waits for a sweep first, [`super::park`], so that a busy connection arms no timer per
+//! request); `send_timeout` while a write makes no progress.
+//!
+//! Request bodies ([`body`]) read from the same buffer and socket as the request path polls
+//! them; `100 Continue` goes out on the first read. A body the request path left unread is
+//! read and dropped before the next request, as nginx discards it. After a `101 Switching
+//! Protocols`, the socket and the bytes after the head go to the proxy's tunnel
+//! ([`OnUpgrade`]).
+
+mod body;
+mod date;
+mod encode;
+mod head;
+
+use std::future::Future;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use tokio::io::AsyncWrite;
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+pub use body::RequestBody;
+use body::{Decoder, Expect, Shared, Step};
+use encode::{BodyHint, BodyOut};
+
+use super::body::{Body, ClientBody};
+use super::client_tcp::ClientTcp;
+use super::guard::{Added, BodyFraming};
+use super::handshake::Prefixed;
+use super::request::{self, CloseSilently};
+use super::server::{ConnState, H1Limits};
+
+/// The read buffer a busy connection starts with (grown for long heads and bodies).
+const HEAD_BUFFER: usize = 4096;
+
+/// nginx's `lingering_timeout` and `lingering_time`: bounds for reading and dropping a request
+/// body nobody read.
+const DISCARD_QUIET: Duration = Duration::from_secs(5);
+const DISCARD_TOTAL: Duration = Duration::from_secs(30);
+
+/// Response bodies in frames up to this size are copied next to the head (one write for
+/// both); larger ones are written from where they are.
+const COPY_MAX: usize = 4096;
+
+/// Serves HTTP/1 requests on a plain client connection until it closes. `prefix`: bytes
+/// already read from it (after a PROXY protocol header).
+pub async fn serve(
+    tcp: ClientTcp,
+    prefix: Vec<u8>,
+    state: Arc<ConnState>,
+    shutdown: watch::Receiver<bool>,
+    limits: H1Limits,
+) {
+    let conn = Conn {
+        tcp,
+        buf: BytesMut::from(&prefix[..]),
+        scanned: 0,
+        state,
+        shutdown,
+        limits,
+    };
+    conn.run().await
+}
+
+/// The client connection after a `101 Switching Protocols`: the bytes the client sent after
+/// its request head, then the socket.
+pub type Upgraded = Prefixed<ClientTcp>;
+
+/// A request extension on `Upgrade` requests: the client connection, once the `101` has gone
+/// out ([`OnUpgrade::take`], then await it).
+#[derive(Clone)]
+pub struct OnUpgrade(Arc<Mutex<Option<oneshot::Receiver<Upgraded>>>>);
+
+impl OnUpgrade {
+    /// The connection's receiver (`None` after the first call).
+    pub fn take(&self) -> Option<oneshot::Receiver<Upgraded>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// What follows a response.
+enum Next {
+    KeepAlive,
+    Close,
+    Upgrade(oneshot::Sender<Upgraded>),
+}
+
+struct Conn {
+    tcp: ClientTcp,
+    /// Read and not yet used: the rest of a head, a body, pipelined requests.
+    buf: BytesMut,
+    /// How far the current head was searched for its end.
+    scanned: usize,
+    state: Arc<ConnState>,
+    shutdown: watch::Receiver<bool>,
+    limits: H1Limits,
+}
+
+impl Conn {
+    async fn run(mut self) {
+        let mut first = true;
+        loop {
+            let Some(head) = self.read_head(first).await else {
+                break;
+            };
+            first = false;
+            let next = match head {
+                Ok(head) => self.exchange(head).await,
+                Err((code, simple)) => {
+                    self.reject(code, simple).await;
+                    Next::Close
+                }
+            };
+            match next {
+                Next::KeepAlive if !*self.shutdown.borrow() => {}
+                Next::Upgrade(tx) => {
+                    let Conn { tcp, buf, .. } = self;
+                    let _ = tx.send(Prefixed::new(buf.to_vec(), tcp));
+                    return;
+                }
+                _ => break,
+            }
+        }
+        // The socket closes with its last handle: now, or when a request body still being
+        // discarded after a 413 is done (nginx's lingering close keeps reading it too).
+    }
+
+    /// The next request head (`Err`: the status it is rejected with, and whether it came in
+    /// HTTP/0.9); `None` when the connection is over (closed, timed out, stopping).
+    async fn read_head(&mut self, first: bool) -> Option<Result<Box<head::Head>, (u16, bool)>> {
+        let buffers = self.limits.large_header_buffers;
+        let mut deadline = None;
+        loop {
+            if !self.buf.is_empty() {
+                match head::take(&mut self.buf, &mut self.scanned, buffers) {
+                    head::Parsed::Head(h) => return Some(Ok(h)),
+                    head::Parsed::Reject(code) => return Some(Err((code, false))),
+                    head::Parsed::RejectSimple => return Some(Err((400, true))),
+                    head::Parsed::Partial => {}
+                }
+            } else if !first && deadline.is_none() && !self.idle().await {
+                return None;
+            }
+            if self.buf.capacity() - self.buf.len() < 512 {
+                self.buf.reserve(HEAD_BUFFER);
+            }
+            let (tcp, buf) = (&mut self.tcp, &mut self.buf);
+            let read = std::future::poll_fn(|cx| {
+                Poll::Ready(tokio_util::io::poll_read_buf(
+                    Pin::new(&mut *tcp),
+                    cx,
+                    &mut *buf,
+                ))
+            })
+            .await;
+            let n = match read {
+                Poll::Ready(r) => r,
+                Poll::Pending => {
+                    let timeout = self.limits.header_timeout;
+                    let at = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+                    let nothing_yet = self.buf.is_empty();
+                    let (tcp, buf) = (&mut self.tcp, &mut self.buf);
+                    let read = std::future::poll_fn(|cx| {
+                        tokio_util::io::poll_read_buf(Pin::new(&mut *tcp), cx, &mut *buf)
+                    });
+                    tokio::select! {
+                        r = tokio::time::timeout_at(at, read) => match r {
+                            Ok(r) => r,
+                            // client_header_timeout: closed without an answer, as nginx does.
+                            Err(_) => return None,
+                        },
+                        // A graceful stop closes connections that are between requests.
+                        _ = self.shutdown.changed(), if nothing_yet => return None,
+                    }
+                }
+            };
+            match n {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Between two requests: true once the client sent something; false when the connection is
+    /// to close (keepalive_timeout, a graceful stop).
+    async fn idle(&mut self) -> bool {
+        let Some(keepalive) = self.limits.keepalive_timeout else {
+            return false;
+        };
+        let tcp = self.tcp.get_ref();
+        let track = &self.state.track;
+        // No timer while the connection is likely to be busy again soon: the park sweeper
+        // wakes it after 50-100 ms (`super::park`).
+        let parked = std::future::poll_fn(|cx| {
+            if tcp.poll_read_ready(cx).is_ready() {
+                return Poll::Ready(false);
+            }
+            if track.idle_wait(cx.waker()) {
+                return Poll::Ready(true);
+            }
+            Poll::Pending
+        })
+        .await;
+        if !parked {
+            return true;
+        }
+        super::park::note_parked();
+        if *self.shutdown.borrow() {
+            return false;
+        }
+        // Idle: the connection keeps its socket and task, no buffer.
+        self.buf = BytesMut::new();
+        let tcp = self.tcp.get_ref();
+        tokio::select! {
+            r = std::future::poll_fn(|cx| tcp.poll_read_ready(cx)) => r.is_ok(),
+            _ = tokio::time::sleep(keepalive) => false,
+            _ = self.shutdown.changed() => false,
+        }
+    }
+
+    /// One request and its response.
+    async fn exchange(&mut self, head: Box<head::Head>) -> Next {
+        self.state.track.announce();
+        let mark = self.state.track.begin();
+        let head::Head {
+            method,
+            uri,
+            version,
+            headers,
+            raw,
+            body,
+            upgrade,
+            expect_continue,
+            simple,
+        } = *head;
+        let head_req = method == Method::HEAD;
+        let http10 = version == Version::HTTP_10;
+        let decoder = match body {
+            BodyFraming::Length(n) if n > 0 => Some(Decoder::Length(n)),
+            BodyFraming::Chunked => Some(Decoder::chunked()),
+            _ => None,
+        };
+        let shared = decoder.map(|d| {
+            let expect = if expect_continue {
+                Expect::Continue(0)
+            } else {
+                Expect::No
+            };
+            Shared::new(std::mem::take(&mut self.buf), d, expect)
+        });
+        let req_body = match &shared {
+            Some(s) => ClientBody::H1(RequestBody::new(s.clone(), self.tcp.share())),
+            None => ClientBody::Empty,
+        };
+        let mut req = Request::new(req_body);
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
+        *req.version_mut() = version;
+        *req.headers_mut() = headers;
+        let upgrade_tx = upgrade.then(|| {
+            let (tx, rx) = oneshot::channel();
+            req.extensions_mut()
+                .insert(OnUpgrade(Arc::new(Mutex::new(Some(rx)))));
+            tx
+        });
+        let added = Added { reject: None, raw };
+        let resp = match request::handle_request(req, added, &self.state).await {
+            Ok(r) => r,
+            Err(CloseSilently) => return Next::Close,
+        };
+        // The response starts: no `100 Continue` from here on.
+        let body_state = shared.as_ref().map(|s| {
+            let mut st = s.lock();
+            let asked = st.expect == Expect::Continue(0);
+            st.expect = Expect::No;
+            asked
+        });
+        let status = resp.status();
+        let written = self.respond(resp, head_req, http10, simple).await;
+        drop(mark);
+        let Ok(close) = written else {
+            return Next::Close;
+        };
+        // The read side comes back from the body, with whatever followed it; unless the
+        // connection ends, when a discard of the body (after a 413, `request::DiscardAfter`)
+        // may still be reading through it.
+        if let Some(s) = shared {
+            if close {
+                return Next::Close;
+            }
+            let (decoder, buf) = {
+                let mut st = s.lock();
+                (st.decoder, std::mem::take(&mut st.buf))
+            };
+            self.buf = buf;
+            // A client still waiting for `100 Continue` sends no body: nothing to discard.
+            let unread = decoder != Decoder::Done;
+            if unread && (body_state == Some(true) || !self.discard(decoder).await) {
+                return Next::Close;
+            }
+        }
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(tx) = upgrade_tx {
+                return Next::Upgrade(tx);
+            }
+        }
+        if close || simple {
+            Next::Close
+        } else {
+            Next::KeepAlive
+        }
+    }
+
+    /// A head nginx rejects: its error page, then the connection closes.
+    async fn reject(&mut self, code: u16, simple: bool) {
+        self.state.track.announce();
+        let mark = self.state.track.begin();
+        let resp = request::rejected(code, &self.state);
+        let _ = self.respond(resp, false, false, simple).await;
+        drop(mark);
+    }
+
+    /// Reads and drops the rest of a request body nobody read; false if it did not end in time.
+    async fn discard(&mut self, mut decoder: Decoder) -> bool {
+        let until = Instant::now() + DISCARD_TOTAL;
+        loop {
+            match decoder.step(&mut self.buf) {
+                Ok(Step::Data(_)) => continue,
+                Ok(Step::End) => return true,
+                Ok(Step::More) => {}
+                Err(_) => return false,
+            }
+            self.buf.clear();
+            if self.buf.capacity() < 1024 {
+                self.buf.reserve(HEAD_BUFFER);
+            }
+            let (tcp, buf) = (&mut self.tcp, &mut self.buf);
+            let read = std::future::poll_fn(|cx| {
+                tokio_util::io::poll_read_buf(Pin::new(&mut *tcp), cx, &mut *buf)
+            });
+            let at = until.min(Instant::now() + DISCARD_QUIET);
+            match tokio::time::timeout_at(at, read).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return false,
+            }
+        }
+    }
+
+    /// Writes a response; `Ok(close)`: whether the connection ends with it.
+    async fn respond(
+        &mut self,
+        resp: Response<Body>,
+        head_req: bool,
+        http10: bool,
+        simple: bool,
+    ) -> Result<bool, ()> {
+        let (parts, mut body) = resp.into_parts();
+        let mut out = out_buffer();
+        let (mode, close) = if simple {
+            // HTTP/0.9: the body alone.
+            (BodyOut::Close, true)
+        } else {
+            let reason = parts
+                .extensions
+                .get::<hyper::ext::ReasonPhrase>()
+                .map(|r| r.as_bytes());
+            let hint = BodyHint {
+                empty: body.is_end_stream(),
+                exact: body.size_hint().exact(),
+            };
+            let req = encode::For {
+                head: head_req,
+                http10,
+            };
+            encode::head(&mut out, parts.status, reason, &parts.headers, hint, req)?
+        };
+        drop(parts);
+        let r = self.send_body(&mut out, &mut body, mode).await;
+        give_back(out);
+        r.map(|()| close)
+    }
+
+    /// The response body after the head in `out` (which it may join in one write).
+    async fn send_body(
+        &mut self,
+        out: &mut Vec<u8>,
+        body: &mut Body,
+        mode: BodyOut,
+    ) -> Result<(), ()> {
+        if mode == BodyOut::None {
+            return self.write(out, &[], b"").await;
+        }
+        let mut sent = 0u64;
+        loop {
+            let polled =
+                std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await;
+            let frame = match polled {
+                Poll::Ready(f) => f,
+                Poll::Pending => {
+                    // Nothing more right now: what is ready goes out while the body waits.
+                    if !out.is_empty() {
+                        self.write(out, &[], b"").await?;
+                    }
+                    body.frame().await
+                }
+            };
+            let mut data = match frame {
+                None => break,
+                Some(Err(_)) => return Err(()),
+                Some(Ok(f)) => match f.into_data() {
+                    Ok(d) => d,
+                    // Trailers are not passed on.
+                    Err(_) => continue,
+                },
+            };
+            if let BodyOut::Length(n) = mode {
+                let left = n - sent;
+                if data.len() as u64 > left {
+                    // More than the length said: what fits goes, then the connection ends.
+                    data.truncate(left as usize);
+                    self.write(out, &data, b"").await?;
+                    return Err(());
+                }
+            }
+            sent += data.len() as u64;
+            if !data.is_empty() {
+                self.put(out, data, mode == BodyOut::Chunked).await?;
+            }
+            if body.is_end_stream() {
+                break;
+            }
+        }
+        if mode == BodyOut::Chunked {
+            out.extend_from_slice(b"0\r\n\r\n");
+        }
+        self.write(out, &[], b"").await?;
+        match mode {
+            BodyOut::Length(n) if sent < n => Err(()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Queues one piece of body: small ones are copied after what waits in `out`, large ones
+    /// are written with it.
+    async fn put(&mut self, out: &mut Vec<u8>, data: Bytes, chunked: bool) -> Result<(), ()> {
+        if chunked {
+            let mut hex = [0u8; 16];
+            out.extend_from_slice(hex_len(data.len(), &mut hex));
+            out.extend_from_slice(b"\r\n");
+        }
+        let tail: &[u8] = if chunked { b"\r\n" } else { b"" };
+        if data.len() <= COPY_MAX && out.len() + data.len() <= 4 * COPY_MAX {
+            out.extend_from_slice(&data);
+            out.extend_from_slice(tail);
+            return Ok(());
+        }
+        self.write(out, &data, tail).await
+    }
+
+    /// Writes `out`, then `data`, then `tail` (one `writev` when the socket takes them), with
+    /// nginx's `send_timeout` between two writes that make progress; `out` is left empty.
+    async fn write(&mut self, out: &mut Vec<u8>, data: &[u8], tail: &[u8]) -> Result<(), ()> {
+        let timeout = self.limits.send_timeout;
+        let tcp = &mut self.tcp;
+        let mut parts: [&[u8]; 3] = [&out[..], data, tail];
+        let mut sleep: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        let r = std::future::poll_fn(|cx| loop {
+            let first = parts.iter().position(|p| !p.is_empty());
+            let Some(first) = first else {
+                return Poll::Ready(Ok(()));
+            };
+            let iov = [
+                IoSlice::new(parts[first]),
+                IoSlice::new(parts.get(first + 1).copied().unwrap_or_default()),
+                IoSlice::new(parts.get(first + 2).copied().unwrap_or_default()),
+            ];
+            let n = match Pin::new(&mut *tcp).poll_write_vectored(cx, &iov[..3 - first]) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
+                Poll::Ready(Ok(n)) => n,
+                Poll::Pending => {
+                    let s = sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    if s.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Err(()));
+                    }
+                    return Poll::Pending;
+                }
+            };
+            sleep = None;
+            let mut n = n;
+            for p in parts.iter_mut() {
+                let k = n.min(p.len());
+                *p = &p[k..];
+                n -= k;
+            }
+        })
+        .await;
+        out.clear();
+        r
+    }
+}
+
+/// `len` in lower-case hex.
+fn hex_len(mut len: usize, buf: &mut [u8; 16]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b"0123456789abcdef"[len & 15];
+        len >>= 4;
+        if len == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+thread_local! {
+    /// One response-head buffer per thread, lent to a connection while it writes.
+    static OUT: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+fn out_buffer() -> Vec<u8> {
+    let v = OUT.try_with(|o| o.take()).unwrap_or_default();
+    if v.capacity() == 0 {
+        Vec::with_capacity(1024)
+    } else {
+        v
+    }
+}
+
+fn give_back(mut v: Vec<u8>) {
+    if v.capacity() <= 16 * COPY_MAX {
+        v.clear();
+        let _ = OUT.try_with(|o| {
+            let kept = o.take();
+            o.set(if kept.capacity() >= v.capacity() {
+                kept
+            } else {
+                v
+            });
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn chunk_sizes_in_hex() {
+        let mut b = [0u8; 16];
+        assert_eq!(super::hex_len(0, &mut b), b"0");
+        assert_eq!(super::hex_len(255, &mut b), b"ff");
+        assert_eq!(super::hex_len(4096, &mut b), b"1000");
+    }
+}
