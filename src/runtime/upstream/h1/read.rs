@@ -127,7 +127,8 @@ pub fn parse_hiding(
     let keepalive = version == Version::HTTP_11 && !framing_headers.close;
     let bytes = buf.split_to(len).freeze();
     let slice = |(off, n): (usize, usize)| bytes.slice(off..off + n);
-    let mut headers = HeaderMap::with_capacity(fields.len());
+    // Room for the two the proxy adds (`Server`, `Connection`): a full map regrows.
+    let mut headers = HeaderMap::with_capacity(fields.len() + 2);
     for (name, range) in fields {
         let value =
             HeaderValue::from_maybe_shared(slice(range)).map_err(|_| HeadError::InvalidHeader)?;
