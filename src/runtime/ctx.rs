@@ -65,9 +65,9 @@ pub struct RequestCtx {
     /// `$args`: the raw query string, without `?`.
     pub args: String,
     pub headers: HeaderMap,
-    /// The client's header names as sent, in order, separated by spaces (`None`: all were lower
-    /// case): nginx forwards names as received (`guard::RawHead`).
-    pub raw_names: Option<http::HeaderValue>,
+    /// The client's header names as sent, in order (`None`: all were lower case): nginx forwards
+    /// names as received (`guard::RawHead`).
+    pub raw_names: Option<super::guard::RawNames>,
     /// `$host`: Host header (or absolute-form host) normalised, else the server's first name.
     pub host: String,
     pub server: Arc<Server>,

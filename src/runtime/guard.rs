@@ -95,10 +95,73 @@ fn target_header() -> &'static http::HeaderName {
 /// them before anything else looks at the request.
 #[derive(Clone, Debug, Default)]
 pub struct RawHead {
-    /// Header names as sent, in order, separated by spaces (`None`: all were lower case).
-    pub names: Option<http::HeaderValue>,
+    /// Header names as sent, in order (`None`: all were lower case).
+    pub names: Option<RawNames>,
     /// The request target as sent, when it has a fragment.
     pub target: Option<String>,
+}
+
+/// The client's header names as sent, in order.
+#[derive(Clone, Debug)]
+pub enum RawNames {
+    /// Separated by spaces: the guard's secret header, on hyper's requests.
+    Joined(http::HeaderValue),
+    /// The request head itself (nginx-rs's own HTTP/1 server keeps it anyway: the header values
+    /// are slices of it): each header line starts with its name.
+    Head(bytes::Bytes),
+}
+
+impl RawNames {
+    /// The names, in order.
+    pub fn iter(&self) -> Names<'_> {
+        match self {
+            RawNames::Joined(v) => Names::Joined(v.as_bytes()),
+            RawNames::Head(head) => {
+                // Past the empty lines a request may start with, and the request line.
+                let start = head.iter().position(|&b| b != b'\r' && b != b'\n');
+                let rest = start
+                    .and_then(|s| memchr::memchr(b'\n', &head[s..]).map(|e| &head[s + e + 1..]))
+                    .unwrap_or_default();
+                Names::Lines(rest)
+            }
+        }
+    }
+}
+
+/// Iterator over [`RawNames`]: what is left of the list or of the head's lines.
+#[derive(Clone)]
+pub enum Names<'a> {
+    Joined(&'a [u8]),
+    Lines(&'a [u8]),
+}
+
+impl<'a> Iterator for Names<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        match self {
+            Names::Joined(rest) => {
+                if rest.is_empty() {
+                    return None;
+                }
+                let end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
+                let name = &rest[..end];
+                *rest = rest.get(end + 1..).unwrap_or_default();
+                Some(name)
+            }
+            Names::Lines(rest) => {
+                // The head was parsed whole: every line up to the empty one is `name:value`.
+                if rest.is_empty() || rest[0] == b'\r' || rest[0] == b'\n' {
+                    return None;
+                }
+                let line_end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+                let line = &rest[..line_end];
+                let name = &line[..memchr::memchr(b':', line).unwrap_or(line.len())];
+                *rest = rest.get(line_end + 1..).unwrap_or_default();
+                Some(name)
+            }
+        }
+    }
 }
 
 /// What the guard added to a request head, taken off it by [`take_added`].
@@ -149,7 +212,10 @@ impl RawHead {
             }
         }
         // Kept as the header value itself: no copy.
-        let names = names.then(|| headers.remove(names_header())).flatten();
+        let names = names
+            .then(|| headers.remove(names_header()))
+            .flatten()
+            .map(RawNames::Joined);
         let target = target
             .then(|| headers.remove(target_header()))
             .flatten()
@@ -1085,7 +1151,7 @@ mod tests {
             assert_eq!(got, expected, "{name}");
         }
         let names = raw.names.expect("upper-case names");
-        assert_eq!(names.to_str().unwrap().split(' ').count(), 150);
+        assert_eq!(names.iter().count(), 150);
     }
 
     #[test]
@@ -1109,9 +1175,23 @@ mod tests {
         h.insert(target_header(), http::HeaderValue::from_static("/#x"));
         h.insert("host", http::HeaderValue::from_static("a"));
         let raw = take_added(&mut h).raw.unwrap();
-        assert_eq!(raw.names.as_ref().map(|v| v.as_bytes()), Some(&b"Host"[..]));
+        let names: Vec<&[u8]> = raw.names.iter().flat_map(|n| n.iter()).collect();
+        assert_eq!(names, [&b"Host"[..]]);
         assert_eq!(raw.target.as_deref(), Some("/#x"));
         assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn names_are_read_off_a_head_as_off_a_list() {
+        let head = bytes::Bytes::from_static(
+            b"\r\nGET / HTTP/1.1\r\nHost: a\r\nX-Dup:1\nx-dup: 2\r\nEmpty:\r\n\r\n",
+        );
+        let head = RawNames::Head(head);
+        let from_head: Vec<&[u8]> = head.iter().collect();
+        let list = RawNames::Joined(http::HeaderValue::from_static("Host X-Dup x-dup Empty"));
+        let from_list: Vec<&[u8]> = list.iter().collect();
+        assert_eq!(from_head, [&b"Host"[..], b"X-Dup", b"x-dup", b"Empty"]);
+        assert_eq!(from_head, from_list);
     }
 
     fn rejected(input: &[u8]) -> Option<u16> {

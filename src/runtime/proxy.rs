@@ -153,7 +153,7 @@ pub async fn proxy(
     };
     // A clone (a reference count) so that `ctx` stays free to borrow mutably.
     let raw_names = ctx.raw_names.clone();
-    let raw_names = raw_names.as_ref().map(|v| v.as_bytes());
+    let raw_names = raw_names.as_ref();
 
     let idempotent = !matches!(head.method.as_str(), "POST" | "LOCK" | "PATCH");
     let deadline = conf.next_upstream_timeout.map(|t| Instant::now() + t);
@@ -773,7 +773,7 @@ fn write_head(
     uri: &str,
     body: &ReqBody,
     chunked: bool,
-    raw_names: Option<&[u8]>,
+    raw_names: Option<&super::guard::RawNames>,
 ) -> BodyFraming {
     buf.clear();
     let http10 = conf.http_version == HttpVersion::Http10;
@@ -823,7 +823,7 @@ fn write_head(
         match raw_names {
             // In the order and spelling sent: the n-th line with a name is the n-th value.
             Some(raw) => {
-                for (name, nth) in write::raw_names(raw) {
+                for (name, nth) in write::raw_names(raw.iter()) {
                     let Ok(name) = std::str::from_utf8(name) else {
                         continue;
                     };

@@ -7,7 +7,9 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Uri, Version};
 
-use crate::runtime::guard::{self, BodyFraming, RawHead, VersionFix, MAX_HEADERS, STACK_HEADERS};
+use crate::runtime::guard::{
+    self, BodyFraming, RawHead, RawNames, VersionFix, MAX_HEADERS, STACK_HEADERS,
+};
 use crate::runtime::upstream::h1::read::header_name;
 
 /// A request head as the request path takes it.
@@ -135,7 +137,8 @@ fn build(head: &Bytes, req: &httparse::Request<'_, '_>) -> Result<Head, u16> {
         }
         headers.append(name, value);
     }
-    let names = spelled.then(|| names_as_sent(req.headers)).flatten();
+    // The head itself records the names as sent (a reference count, no copy).
+    let names = spelled.then(|| RawNames::Head(head.clone()));
     let target = path
         .starts_with('/')
         .then(|| path.contains('#'))
@@ -153,19 +156,6 @@ fn build(head: &Bytes, req: &httparse::Request<'_, '_>) -> Result<Head, u16> {
         expect_continue,
         simple: false,
     })
-}
-
-/// The header names as sent, in order, separated by spaces (what `RawHead::names` holds).
-fn names_as_sent(headers: &[httparse::Header<'_>]) -> Option<HeaderValue> {
-    let len = headers.iter().map(|h| h.name.len() + 1).sum();
-    let mut out = BytesMut::with_capacity(len);
-    for (i, h) in headers.iter().enumerate() {
-        if i > 0 {
-            out.extend_from_slice(b" ");
-        }
-        out.extend_from_slice(h.name.as_bytes());
-    }
-    HeaderValue::from_maybe_shared(out.freeze()).ok()
 }
 
 /// An HTTP/0.9 `GET target`: served as a GET without headers.

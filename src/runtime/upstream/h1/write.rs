@@ -2,6 +2,8 @@
 //! request line, then `Name: value` lines with names spelled as configured (`proxy_set_header`)
 //! or as the client sent them, into one reused buffer (no allocation per header).
 
+use crate::runtime::guard::Names;
+
 /// Starts a head: `METHOD URI HTTP/1.x\r\n`.
 pub fn request_line(buf: &mut Vec<u8>, method: &str, uri: &str, http10: bool) {
     buf.extend_from_slice(method.as_bytes());
@@ -50,17 +52,17 @@ pub fn end(buf: &mut Vec<u8>) {
     buf.extend_from_slice(b"\r\n");
 }
 
-/// The client's header names as sent (`raw`: in order, separated by spaces), each with the
-/// number of earlier lines of the same name (case-insensitive): the n-th line of a name holds
-/// its n-th value. No allocation; quadratic in the number of headers, which is small.
-pub fn raw_names(raw: &[u8]) -> impl Iterator<Item = (&[u8], usize)> {
-    let mut start = 0;
-    raw.split(|&b| b == b' ').map(move |name| {
-        let nth = raw[..start]
-            .split(|&b| b == b' ')
+/// The client's header names as sent, in order, each with the number of earlier lines of the
+/// same name (case-insensitive): the n-th line of a name holds its n-th value. No allocation;
+/// quadratic in the number of headers, which is small.
+pub fn raw_names(names: Names<'_>) -> impl Iterator<Item = (&[u8], usize)> {
+    let all = names.clone();
+    names.enumerate().map(move |(i, name)| {
+        let nth = all
+            .clone()
+            .take(i)
             .filter(|n| !n.is_empty() && n.eq_ignore_ascii_case(name))
             .count();
-        start += name.len() + 1;
         (name, nth)
     })
 }
@@ -75,6 +77,7 @@ pub fn chunk_size(buf: &mut Vec<u8>, len: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::guard::RawNames;
 
     #[test]
     fn head_is_written_as_nginx_does() {
@@ -96,7 +99,10 @@ mod tests {
 
     #[test]
     fn raw_names_count_occurrences() {
-        let got: Vec<(&[u8], usize)> = raw_names(b"Host X-Dup x-DUP User-Agent X-DUP").collect();
+        let list = RawNames::Joined(http::HeaderValue::from_static(
+            "Host X-Dup x-DUP User-Agent X-DUP",
+        ));
+        let got: Vec<(&[u8], usize)> = raw_names(list.iter()).collect();
         assert_eq!(
             got,
             vec![
