@@ -73,7 +73,7 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
     limits: H1Limits,
 ) {
-    let conn = Conn {
+    let mut conn = Conn {
         tcp,
         buf: BytesMut::from(&prefix[..]),
         scanned: 0,
@@ -81,7 +81,29 @@ pub async fn serve(
         shutdown,
         limits,
     };
-    conn.run().await
+    let mut first = true;
+    loop {
+        // Boxed, and only while busy: the request path's future is large (~5 KB), and inline it
+        // would make every connection's task that large, idle ones included. One allocation per
+        // run of requests, none per request.
+        let end = Box::pin(conn.busy(first)).await;
+        first = false;
+        match end {
+            Busy::Parked => {
+                if !conn.parked().await {
+                    return;
+                }
+            }
+            Busy::Over => return,
+            Busy::Upgrade(tx) => {
+                let Conn { tcp, buf, .. } = conn;
+                let _ = tx.send(Prefixed::new(buf.to_vec(), tcp));
+                return;
+            }
+        }
+    }
+    // The socket closes with its last handle: now, or when a request body still being
+    // discarded after a 413 is done (nginx's lingering close keeps reading it too).
 }
 
 /// The client connection after a `101 Switching Protocols`: the bytes the client sent after
@@ -107,6 +129,25 @@ enum Next {
     Upgrade(oneshot::Sender<Upgraded>),
 }
 
+/// How a run of requests ended.
+enum Busy {
+    /// The client went quiet between requests: the connection waits without its buffers.
+    Parked,
+    /// Closed (by either side, a timeout, a graceful stop).
+    Over,
+    /// `101 Switching Protocols`: the connection goes to the tunnel.
+    Upgrade(oneshot::Sender<Upgraded>),
+}
+
+/// What waiting for a request head gave.
+enum Read {
+    Head(Box<head::Head>),
+    /// A head nginx rejects: the status, and whether it came in HTTP/0.9.
+    Reject(u16, bool),
+    Parked,
+    Over,
+}
+
 struct Conn {
     tcp: ClientTcp,
     /// Read and not yet used: the rest of a head, a body, pipelined requests.
@@ -119,49 +160,45 @@ struct Conn {
 }
 
 impl Conn {
-    async fn run(mut self) {
-        let mut first = true;
+    /// Requests, one after the other, until the connection parks or ends.
+    async fn busy(&mut self, mut first: bool) -> Busy {
         loop {
-            let Some(head) = self.read_head(first).await else {
-                break;
-            };
-            first = false;
-            let next = match head {
-                Ok(head) => self.exchange(head).await,
-                Err((code, simple)) => {
+            let next = match self.read_head(first).await {
+                Read::Head(head) => self.exchange(head).await,
+                Read::Reject(code, simple) => {
                     self.reject(code, simple).await;
                     Next::Close
                 }
+                Read::Parked => return Busy::Parked,
+                Read::Over => return Busy::Over,
             };
+            first = false;
             match next {
                 Next::KeepAlive if !*self.shutdown.borrow() => {}
-                Next::Upgrade(tx) => {
-                    let Conn { tcp, buf, .. } = self;
-                    let _ = tx.send(Prefixed::new(buf.to_vec(), tcp));
-                    return;
-                }
-                _ => break,
+                Next::KeepAlive | Next::Close => return Busy::Over,
+                Next::Upgrade(tx) => return Busy::Upgrade(tx),
             }
         }
-        // The socket closes with its last handle: now, or when a request body still being
-        // discarded after a 413 is done (nginx's lingering close keeps reading it too).
     }
 
-    /// The next request head (`Err`: the status it is rejected with, and whether it came in
-    /// HTTP/0.9); `None` when the connection is over (closed, timed out, stopping).
-    async fn read_head(&mut self, first: bool) -> Option<Result<Box<head::Head>, (u16, bool)>> {
+    /// The next request head, or why there is none.
+    async fn read_head(&mut self, first: bool) -> Read {
         let buffers = self.limits.large_header_buffers;
         let mut deadline = None;
         loop {
             if !self.buf.is_empty() {
                 match head::take(&mut self.buf, &mut self.scanned, buffers) {
-                    head::Parsed::Head(h) => return Some(Ok(h)),
-                    head::Parsed::Reject(code) => return Some(Err((code, false))),
-                    head::Parsed::RejectSimple => return Some(Err((400, true))),
+                    head::Parsed::Head(h) => return Read::Head(h),
+                    head::Parsed::Reject(code) => return Read::Reject(code, false),
+                    head::Parsed::RejectSimple => return Read::Reject(400, true),
                     head::Parsed::Partial => {}
                 }
-            } else if !first && deadline.is_none() && !self.idle().await {
-                return None;
+            } else if !first && deadline.is_none() {
+                match self.next_request().await {
+                    Some(true) => {}
+                    Some(false) => return Read::Parked,
+                    None => return Read::Over,
+                }
             }
             if self.buf.capacity() - self.buf.len() < 512 {
                 self.buf.reserve(HEAD_BUFFER);
@@ -189,48 +226,50 @@ impl Conn {
                         r = tokio::time::timeout_at(at, read) => match r {
                             Ok(r) => r,
                             // client_header_timeout: closed without an answer, as nginx does.
-                            Err(_) => return None,
+                            Err(_) => return Read::Over,
                         },
                         // A graceful stop closes connections that are between requests.
-                        _ = self.shutdown.changed(), if nothing_yet => return None,
+                        _ = self.shutdown.changed(), if nothing_yet => return Read::Over,
                     }
                 }
             };
             match n {
-                Ok(0) | Err(_) => return None,
+                Ok(0) | Err(_) => return Read::Over,
                 Ok(_) => {}
             }
         }
     }
 
-    /// Between two requests: true once the client sent something; false when the connection is
-    /// to close (keepalive_timeout, a graceful stop).
-    async fn idle(&mut self) -> bool {
-        let Some(keepalive) = self.limits.keepalive_timeout else {
-            return false;
-        };
+    /// Between two requests: `Some(true)` once the client sent something, `Some(false)` when the
+    /// connection should park, `None` when it is to close (keepalive off).
+    async fn next_request(&mut self) -> Option<bool> {
+        self.limits.keepalive_timeout?;
         let tcp = self.tcp.get_ref();
         let track = &self.state.track;
         // No timer while the connection is likely to be busy again soon: the park sweeper
         // wakes it after 50-100 ms (`super::park`).
-        let parked = std::future::poll_fn(|cx| {
+        std::future::poll_fn(|cx| {
             if tcp.poll_read_ready(cx).is_ready() {
-                return Poll::Ready(false);
+                return Poll::Ready(Some(true));
             }
             if track.idle_wait(cx.waker()) {
-                return Poll::Ready(true);
+                return Poll::Ready(Some(false));
             }
             Poll::Pending
         })
-        .await;
-        if !parked {
-            return true;
-        }
+        .await
+    }
+
+    /// A parked connection: no buffer, waiting for the client's next bytes for
+    /// `keepalive_timeout`; false when it is to close (timeout, graceful stop).
+    async fn parked(&mut self) -> bool {
         super::park::note_parked();
+        let Some(keepalive) = self.limits.keepalive_timeout else {
+            return false;
+        };
         if *self.shutdown.borrow() {
             return false;
         }
-        // Idle: the connection keeps its socket and task, no buffer.
         self.buf = BytesMut::new();
         let tcp = self.tcp.get_ref();
         tokio::select! {
