@@ -4,8 +4,8 @@
 //!
 //! ```text
 //!  text ──conf──▶ directives ──plan──▶ Plan ──runtime──▶ listeners, router, balancers, proxy, logs
-//!   (lexer + nom parser,   (directive table: contexts,    (tokio + hyper; works from the Plan only)
-//!    includes, spans;       arity, value checks; typed,            ▲
+//!   (lexer + nom parser,   (directive table: contexts,    (tokio, own HTTP/1, hyper for TLS/h2;
+//!    includes, spans;       arity, value checks; typed,     works from the Plan only)  ▲
 //!    one at a time, or      inherited, templates compiled)   cli / control (flags, pid, signals)
 //!    as an AST tree)
 //! ```
@@ -27,9 +27,13 @@
 //! - [`runtime`]: everything that serves traffic, driven by a `Plan` held in a [`runtime::Live`]
 //!   behind an `ArcSwap`. Per connection: `server` (accept loop) → `handshake` (PROXY protocol, TLS,
 //!   HTTP/2 choice; a plain socket is a `client_tcp`, which `proxy` watches for the client going
-//!   away while it waits on the upstream) → `guard` (raw head checks before hyper; records what hyper's request loses:
-//!   header-name spelling, `#fragment`; times `client_header_timeout`; ends hyper's connection when the client has been idle
-//!   50-100 ms, `park`, and `server` starts a new one on its next request) → hyper → `request`
+//!   away while it waits on the upstream) → plain HTTP/1: `h1`, nginx-rs's own HTTP/1 server (one
+//!   parse of each head with nginx's rules, request bodies, response framing, pipelining,
+//!   `client_header_timeout` / `keepalive_timeout` / `send_timeout`, upgrades; an idle connection
+//!   holds no buffer and parks after 50-100 ms, `park`); TLS and HTTP/2: `guard` (the same head
+//!   checks before hyper; records what hyper's request loses: header-name spelling, `#fragment`;
+//!   times `client_header_timeout`; ends hyper's connection when the client has been idle 50-100
+//!   ms, and `server` starts a new one on its next request) → hyper → `request`
 //!   (server choice, URI) → `edge`
 //!   (nginx's phases: realip, rewrite, find-config, access, content: `return`, `stub_status`,
 //!   `metrics` or `proxy`; `error_page`; header filter) → `proxy` (retry loop over

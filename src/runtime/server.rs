@@ -1,6 +1,9 @@
-//! Listeners, the accept loop and the client-side HTTP/1 connection (hyper's server half).
+//! Listeners, the accept loop, and the choice of HTTP server per connection: plain HTTP/1
+//! connections go to nginx-rs's own server ([`super::h1`]), which answers every malformed head
+//! with nginx's status and page; TLS HTTP/1 connections to hyper behind the head guard; HTTP/2 and
+//! h2c to hyper (`handshake::serve_h2`).
 //!
-//! # Who rejects what
+//! # Who rejects what on hyper's HTTP/1 (TLS connections)
 //! The head guard ([`super::guard`]) runs first and gives nginx's status for framing conflicts
 //! (`Content-Length` + `Transfer-Encoding`, `Content-Length` twice: 400; unknown
 //! `Transfer-Encoding`: 501), `HTTP/2.0`+ on HTTP/1 (505), `HTTP/1.2`.. (read as 1.1) and heads over
@@ -12,9 +15,10 @@
 //! - bad chunk sizes: the body read fails, 400 (nginx 400); negative or non-numeric
 //!   `Content-Length`: 400 (nginx 400);
 //! - more than 100 header lines: 431 (nginx has no count limit, only the buffer sizes);
-//! - HTTP/0.9 (`GET /` alone): 400 (nginx answers in HTTP/0.9).
+//! - HTTP/0.9 (`GET /`) alone: 400 (nginx answers in HTTP/0.9).
 //!
-//! hyper's automatic responses have an empty body instead of nginx's HTML page.
+//! hyper's automatic responses have an empty body instead of nginx's HTML page, and it answers
+//! an HTTP/1.0 client with an `HTTP/1.0` status line (nginx: `HTTP/1.1`).
 //! Everything else nginx checks is done in `request.rs` with nginx's status and page.
 
 use std::future::Future;
