@@ -797,14 +797,15 @@ fn expect_continue_over_limit_gets_413_without_100() {
     );
 }
 
-/// One HTTP/1.0 GET without `Connection: keep-alive`: answered (the status line as
-/// [`HTTP10_STATUS_LINE`] says, `Connection: close`), forwarded, and then the connection is
-/// closed. `check` looks further at the response.
-fn http10_get_closes(name: &str, path: &'static str, check: impl Fn(Flavor, &Got)) {
+/// One HTTP/1.0 GET (with the extra header lines `extra`, e.g. `Connection: keep-alive\r\n`)
+/// that ends its connection: answered (the status line as [`HTTP10_STATUS_LINE`] says,
+/// `Connection: close`), forwarded, and then the connection is closed. `check` looks further at
+/// the response.
+fn http10_get_closes(name: &str, path: &'static str, extra: &str, check: impl Fn(Flavor, &Got)) {
     let line = format!("GET {path} HTTP/1.0");
     differential(
         name,
-        steps(vec![(format!("{line}\r\n\r\n"), 1)]),
+        steps(vec![(format!("{line}\r\n{extra}\r\n"), 1)]),
         |flavor, seen| {
             assert_flow(flavor, seen, &[200], &[&line]);
             let r = &seen.responses[0];
@@ -818,7 +819,7 @@ fn http10_get_closes(name: &str, path: &'static str, check: impl Fn(Flavor, &Got
 /// Case 5: HTTP/1.0 without `Connection: keep-alive`: answered, then closed.
 #[test]
 fn http10_without_keepalive_is_closed() {
-    http10_get_closes("http10_close", "/h10", |flavor, r| {
+    http10_get_closes("http10_close", "/h10", "", |flavor, r| {
         assert!(r.resp.text().starts_with("GET /h10 "), "{flavor:?}");
     });
 }
@@ -946,7 +947,18 @@ fn close_delimited_upstream_to_http11_client_is_framed() {
 /// Case 8: the same to an HTTP/1.0 client: the body up to the close, and the close.
 #[test]
 fn close_delimited_upstream_to_http10_client_ends_with_the_close() {
-    http10_get_closes("close_delimited_http10", "/s/eof", |flavor, r| {
+    http10_get_closes("close_delimited_http10", "/s/eof", "", |flavor, r| {
+        assert_eq!(r.resp.text(), "body up to the close", "{flavor:?}");
+        assert_eq!(r.framing(), "eof", "{flavor:?}");
+    });
+}
+
+/// Case 8 with `Connection: keep-alive` from the HTTP/1.0 client: a body of unknown length can
+/// only end with the connection, so the answer says `Connection: close` and closes.
+#[test]
+fn close_delimited_upstream_to_http10_keepalive_client_closes() {
+    let ka = "Connection: keep-alive\r\n";
+    http10_get_closes("close_delimited_http10_ka", "/s/eof", ka, |flavor, r| {
         assert_eq!(r.resp.text(), "body up to the close", "{flavor:?}");
         assert_eq!(r.framing(), "eof", "{flavor:?}");
     });

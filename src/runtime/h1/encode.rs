@@ -46,8 +46,15 @@ pub fn head(
     status_line(dst, status, reason);
     let head_req = req.head;
     let no_body = head_req || !may_have_content(status);
+    // An HTTP/1.0 client gets a body of unknown length up to the close: the connection cannot
+    // stay open, whatever the request path said (nginx turns keepalive off then too).
+    let close_delimited = req.http10
+        && !no_body
+        && !body.empty
+        && body.exact.is_none()
+        && !headers.contains_key(header::CONTENT_LENGTH);
     let mut out = None;
-    let mut close = false;
+    let mut close = close_delimited;
     let mut wrote_date = false;
     for (name, value) in headers.iter() {
         match *name {
@@ -68,6 +75,10 @@ pub fn head(
             }
             // The framing is decided here; an upstream's is never passed on.
             header::TRANSFER_ENCODING => continue,
+            header::CONNECTION if close_delimited => {
+                dst.extend_from_slice(b"Connection: close\r\n");
+                continue;
+            }
             header::CONNECTION => close |= has_token(value, b"close"),
             header::DATE => wrote_date = true,
             _ => {}
@@ -233,6 +244,14 @@ mod tests {
         let (t, out, close) = encode(200, &[], unknown(), Method::GET, true);
         assert!(!t.contains("Transfer-Encoding"), "{t}");
         assert_eq!((out, close), (BodyOut::Close, true));
+        // Kept alive by the request path, but the body ends with the connection: it says so.
+        let ka = [("connection", "keep-alive")];
+        let (t, out, close) = encode(200, &ka, unknown(), Method::GET, true);
+        assert!(t.contains("Connection: close\n"), "{t}");
+        assert!(!t.contains("keep-alive"), "{t}");
+        assert_eq!((out, close), (BodyOut::Close, true));
+        let (t, _, close) = encode(200, &ka, sized(2), Method::GET, true);
+        assert!(t.contains("Connection: keep-alive\n") && !close, "{t}");
 
         // HEAD keeps the upstream's length and sends nothing.
         let (t, out, _) = encode(
