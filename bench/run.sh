@@ -25,8 +25,8 @@
 # `done` hook), errors, proxy CPU seconds
 # (utime+stime from /proc over the proxy's processes, during the wrk run only), requests per proxy
 # CPU-second, and memory (nginx: PSS summed over master and worker at the end of the run;
-# nginx-rs: peak RSS, VmHWM). Then per connection count the B/A ratios with median and spread
-# over the pairs. Output: bench/results/<timestamp>/{runs.tsv,table.md,ratios.png}; the chart
+# nginx-rs: peak RSS, VmHWM, summed over its processes, and also its PSS at the end, as nginx's).
+# Then per connection count the B/A ratios with median and spread over the pairs. Output: bench/results/<timestamp>/{runs.tsv,table.md,ratios.png}; the chart
 # (bench/chart.py, python3 + matplotlib, installed with pip when missing) shows the ratios.
 #
 # WORKERS=N sets `worker_processes N` on both proxies and pins them to cores 0..N-1, the load to
@@ -207,7 +207,7 @@ run_one() {
         echo "  $label ($flavor) did not serve: $(head -c 300 "$dir/stderr")" >&2
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
-        printf '%s\t%s\t%s\t%s\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\n' "$label" "$flavor" "$conns" "$pair" >>"$OUT/runs.tsv"
+        printf '%s\t%s\t%s\t%s\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\n' "$label" "$flavor" "$conns" "$pair" >>"$OUT/runs.tsv"
         return 0
     fi
     # Warm up pools and caches, then measure.
@@ -219,8 +219,11 @@ run_one() {
         "http://127.0.0.1:$PROXY_PORT$URL_PATH" >"$dir/wrk.txt"
     read -r u k <<<"$(cpu_ticks "$pid")"
     t1=$((u + k))
-    local mem rps p50 p99 p999 max errors cpu
-    if [ "$flavor" = nginx ]; then mem=$(mem_kib "$pid" pss); else mem=$(mem_kib "$pid" hwm); fi
+    local mem pss rps p50 p99 p999 max errors cpu
+    # PSS for both too: nginx-rs started as root is two processes (supervisor and server), and a
+    # sum of their peak RSS counts the binary's and libc's shared pages twice.
+    pss=$(mem_kib "$pid" pss)
+    if [ "$flavor" = nginx ]; then mem=$pss; else mem=$(mem_kib "$pid" hwm); fi
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$dir/wrk.txt")
@@ -230,8 +233,8 @@ run_one() {
     max=$(awk '$1 == "tail" {printf "%.3f", $5 / 1000}' "$dir/wrk.txt")
     errors=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(/,/, ""); n += $4 + $6 + $8 + $10} END {print n + 0}' "$dir/wrk.txt")
     cpu=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", t / hz}')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$flavor" "$conns" "$pair" \
-        "$rps" "$p50" "$p99" "$errors" "$cpu" "$mem" "${p999:-NA}" "${max:-NA}" >>"$OUT/runs.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$flavor" "$conns" "$pair" \
+        "$rps" "$p50" "$p99" "$errors" "$cpu" "$mem" "${p999:-NA}" "${max:-NA}" "$pss" >>"$OUT/runs.tsv"
     echo "  $label $flavor c=$conns pair=$pair: $rps req/s, p99 ${p99} ms, p99.9 ${p999} ms, max ${max} ms, cpu ${cpu} s, mem ${mem} KiB, errors $errors"
 }
 
@@ -307,7 +310,7 @@ if [ "$VARIANT" = idle ]; then
     exit 0
 fi
 
-printf 'label\tproxy\tconns\tpair\trps\tp50_ms\tp99_ms\terrors\tcpu_s\tmem_kib\tp999_ms\tmax_ms\n' >"$OUT/runs.tsv"
+printf 'label\tproxy\tconns\tpair\trps\tp50_ms\tp99_ms\terrors\tcpu_s\tmem_kib\tp999_ms\tmax_ms\tpss_kib\n' >"$OUT/runs.tsv"
 echo "variant=$VARIANT workers=$WORKERS duration=${DURATION}s pairs=$PAIRS conns=[$CONNS] A=nginx B=$B_NAME proxy cpu $PROXY_CPU, load cpu $LOAD_CPU"
 for conns in $CONNS; do
     for pair in $(seq "$PAIRS"); do
@@ -338,11 +341,12 @@ NR == 1 { next }
     arps[$1, $3] = arps[$1, $3] " " $5; ap99[$1, $3] = ap99[$1, $3] " " $7;
     aeff[$1, $3] = aeff[$1, $3] " " eff; amem[$1, $3] = amem[$1, $3] " " $10;
     ap999[$1, $3] = ap999[$1, $3] " " $11; amax[$1, $3] = amax[$1, $3] " " $12;
+    apss[$1, $3] = apss[$1, $3] " " $13;
 }
 END {
     printf "Variant `%s`, upstream keepalive %s, worker_processes %s, %ss per run; A = nginx, B = %s. Ratios are B/A per pair: median (min-max).\n\n", variant, ka, workers, dur, b;
-    print "| conns | A req/s | B req/s | A req/CPU-s | B req/CPU-s | B/A req/CPU-s | A p99 ms | B p99 ms | B/A p99 | A p99.9 ms | B p99.9 ms | A max ms | B max ms | A mem KiB | B mem KiB |";
-    print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
+    print "| conns | A req/s | B req/s | A req/CPU-s | B req/CPU-s | B/A req/CPU-s | A p99 ms | B p99 ms | B/A p99 | A p99.9 ms | B p99.9 ms | A max ms | B max ms | A mem KiB | B mem KiB | B PSS KiB |";
+    print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
     nk = split(order, ks, " ");
     for (ki = 1; ki <= nk; ki++) {
         k = ks[ki];
@@ -356,13 +360,13 @@ END {
             if (p99[kk] > 0) rp99 = rp99 " " p99[bk] / p99[kk];
         }
         note = (k in bad) ? " (some runs did not serve)" : "";
-        printf "| %s%s | %.0f | %.0f | %.0f | %.0f | %s (%s) | %.2f | %.2f | %s (%s) | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f |\n", k, note,
+        printf "| %s%s | %.0f | %.0f | %.0f | %.0f | %s (%s) | %.2f | %.2f | %s (%s) | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f | %.0f |\n", k, note,
             median(arps["A", k]), median(arps["B", k]), median(aeff["A", k]), median(aeff["B", k]),
             (reff == "" ? "NA" : sprintf("%.2f", median(reff))), spread(reff),
             median(ap99["A", k]), median(ap99["B", k]),
             (rp99 == "" ? "NA" : sprintf("%.2f", median(rp99))), spread(rp99),
             median(ap999["A", k]), median(ap999["B", k]), median(amax["A", k]), median(amax["B", k]),
-            median(amem["A", k]), median(amem["B", k]);
+            median(amem["A", k]), median(amem["B", k]), median(apss["B", k]);
     }
     printf "\nErrors: A %d, B %d.\n", err["A"], err["B"];
 }' "$OUT/runs.tsv" >"$OUT/table.md"
