@@ -51,6 +51,7 @@ use super::guard::{Added, BodyFraming};
 use super::handshake::Prefixed;
 use super::request::{self, CloseSilently};
 use super::server::{ConnState, H1Limits};
+use super::status::RequestMark;
 
 /// The read buffer a busy connection starts with (grown for long heads and bodies).
 const HEAD_BUFFER: usize = 4096;
@@ -279,10 +280,16 @@ impl Conn {
         }
     }
 
+    /// A request starts: counted, and the connection is Writing until the mark is dropped
+    /// (`stub_status`), and not idle for the park sweeper.
+    fn begin(&self) -> RequestMark {
+        self.state.track.announce();
+        self.state.track.begin()
+    }
+
     /// One request and its response.
     async fn exchange(&mut self, head: Box<head::Head>) -> Next {
-        self.state.track.announce();
-        let mark = self.state.track.begin();
+        let mark = self.begin();
         let head::Head {
             method,
             uri,
@@ -329,12 +336,12 @@ impl Conn {
             Ok(r) => r,
             Err(CloseSilently) => return Next::Close,
         };
-        // The response starts: no `100 Continue` from here on.
-        let body_state = shared.as_ref().map(|s| {
+        // The response starts: no `100 Continue` from here on. Was one asked for and not sent?
+        let continue_unsent = shared.as_ref().is_some_and(|s| {
             let mut st = s.lock();
-            let asked = st.expect == Expect::Continue(0);
+            let unsent = st.expect == Expect::Continue(0);
             st.expect = Expect::No;
-            asked
+            unsent
         });
         let status = resp.status();
         let written = self.respond(resp, head_req, http10, simple).await;
@@ -356,7 +363,7 @@ impl Conn {
             self.buf = buf;
             // A client still waiting for `100 Continue` sends no body: nothing to discard.
             let unread = decoder != Decoder::Done;
-            if unread && (body_state == Some(true) || !self.discard(decoder).await) {
+            if unread && (continue_unsent || !self.discard(decoder).await) {
                 return Next::Close;
             }
         }
@@ -374,8 +381,7 @@ impl Conn {
 
     /// A head nginx rejects: its error page, then the connection closes.
     async fn reject(&mut self, code: u16, simple: bool) {
-        self.state.track.announce();
-        let mark = self.state.track.begin();
+        let mark = self.begin();
         let resp = request::rejected(code, &self.state);
         let _ = self.respond(resp, false, false, simple).await;
         drop(mark);
@@ -391,7 +397,7 @@ impl Conn {
                 Ok(Step::More) => {}
                 Err(_) => return false,
             }
-            self.buf.clear();
+            // `More`: the buffer is used up.
             if self.buf.capacity() < 1024 {
                 self.buf.reserve(HEAD_BUFFER);
             }
