@@ -69,11 +69,6 @@ use support::nginx::{nginx_binary, print_skip, skip_unless, start, Flavor, Optio
 /// assert what nginx-rs does today in these cases, so a change shows up there too.
 const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
     (
-        "204_304_pipelined",
-        "the upstream's `ETag: \"v1\"` reaches the client as `Etag: \"v1\"` from nginx-rs (an \
-         upstream header name's case is not kept); nginx passes `ETag` as sent",
-    ),
-    (
         "chunked_unbuffered_streamed",
         "with `proxy_http_version 1.1` nginx-rs sends no `Connection: close` upstream (current \
          nginx's default, see README), nginx 1.22 does",
@@ -101,13 +96,15 @@ fn backend() -> Backend {
 }
 
 /// The backend's answers: `/s/204` and `/s/304` without a body, `/s/eof` an HTTP/1.0 response
-/// without a length (ended by the close), anything else an echo: 200 with the request head and
+/// without a length (ended by the close), `/s/spelled` header names in odd spellings, anything
+/// else an echo: 200 with the request head and
 /// body it read (for HEAD, the length of that without the body).
 fn answer(req: &Received) -> Vec<u8> {
     let scripted: &[u8] = match req.target() {
         "/s/204" => b"HTTP/1.1 204 No Content\r\nX-Script: 204\r\n\r\n",
         "/s/304" => b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nX-Script: 304\r\n\r\n",
         "/s/eof" => b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nX-Script: eof\r\n\r\nbody up to the close",
+        "/s/spelled" => b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-lower: 1\r\nETag: \"e\"\r\nX-MiXed-CASE: 2\r\nlast-modified: Sun, 29 Nov 2026 10:00:00 GMT\r\ncache-control: no-cache\r\ncontent-length: 2\r\n\r\nok",
         _ => b"",
     };
     if !scripted.is_empty() {
@@ -964,6 +961,48 @@ fn close_delimited_upstream_to_http10_keepalive_client_closes() {
     });
 }
 
+/// The backend's header names reach the client as spelled (`x-lower`, `ETag`, `X-MiXed-CASE`),
+/// except those nginx writes itself (`Content-Type`, `Content-Length`).
+#[test]
+fn upstream_header_names_keep_their_spelling() {
+    differential(
+        "upstream_spelling",
+        steps(vec![(format!("{}{GET_CLOSE}", get("/s/spelled")), 2)]),
+        |flavor, seen| {
+            assert_flow(
+                flavor,
+                seen,
+                &[200, 200],
+                &["GET /s/spelled HTTP/1.0", "GET /last HTTP/1.0"],
+            );
+            let names: Vec<&str> = seen.responses[0]
+                .resp
+                .headers
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .filter(|n| {
+                    !["server", "date", "connection"].contains(&n.to_ascii_lowercase().as_str())
+                })
+                .collect();
+            let mut names = names;
+            names.sort_unstable();
+            assert_eq!(
+                names,
+                [
+                    "Content-Length",
+                    "Content-Type",
+                    "ETag",
+                    "X-MiXed-CASE",
+                    "cache-control",
+                    "last-modified",
+                    "x-lower"
+                ],
+                "{flavor:?}"
+            );
+        },
+    );
+}
+
 /// Case 9: 204 and 304 from the backend carry no body; the pipelined requests after them are
 /// still parsed and answered.
 #[test]
@@ -1003,14 +1042,10 @@ fn no_body_statuses_keep_pipelining_intact() {
                 .headers
                 .iter()
                 .find(|(name, _)| name.eq_ignore_ascii_case("etag"));
-            // KNOWN_DIFFERENCES: the name's case.
-            let name = match flavor {
-                Flavor::Nginx => "ETag",
-                Flavor::NginxRs => "Etag",
-            };
+            // The backend's spelling, as nginx passes it.
             assert_eq!(
                 etag.map(|(n, v)| (n.as_str(), v.as_str())),
-                Some((name, "\"v1\"")),
+                Some(("ETag", "\"v1\"")),
                 "{flavor:?}"
             );
             assert!(seen.bodies()[2].starts_with("GET /last "), "{flavor:?}");

@@ -546,6 +546,10 @@ fn client_response(
     *resp.status_mut() = up.status;
     *resp.version_mut() = up.version;
     *resp.headers_mut() = up.headers;
+    if let Some(names) = up.names {
+        // The upstream's spelling of the names, for nginx-rs's HTTP/1 writer (`h1::encode`).
+        resp.extensions_mut().insert(super::h1::SpelledNames(names));
+    }
     if let Some(reason) = up.reason {
         // hyper's server writes it in the status line; an invalid one keeps the standard text.
         if let Ok(r) = hyper::ext::ReasonPhrase::try_from(reason) {

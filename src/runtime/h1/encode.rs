@@ -7,6 +7,14 @@
 use http::header::{self, HeaderValue};
 use http::StatusCode;
 
+use crate::runtime::guard::RawNames;
+
+/// A response extension: the header names as the upstream spelled them. nginx passes an
+/// upstream's names on as sent, except those it writes itself (`Content-Type`, `Content-Length`,
+/// and `Server`, `Date`, `Connection`, which it never passes).
+#[derive(Clone, Debug)]
+pub struct SpelledNames(pub RawNames);
+
 /// How the response body goes out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyOut {
@@ -40,6 +48,7 @@ pub fn head(
     status: StatusCode,
     reason: Option<&[u8]>,
     headers: &http::HeaderMap,
+    spelled: Option<&RawNames>,
     body: BodyHint,
     req: For,
 ) -> Result<(BodyOut, bool), ()> {
@@ -83,7 +92,18 @@ pub fn head(
             header::DATE => wrote_date = true,
             _ => {}
         }
-        title_case(dst, name.as_str().as_bytes());
+        let as_sent = match spelled {
+            Some(names) if *name != header::CONTENT_TYPE && *name != header::CONTENT_LENGTH => {
+                names
+                    .iter()
+                    .find(|n| n.eq_ignore_ascii_case(name.as_str().as_bytes()))
+            }
+            _ => None,
+        };
+        match as_sent {
+            Some(n) => dst.extend_from_slice(n),
+            None => title_case(dst, name.as_str().as_bytes()),
+        }
         dst.extend_from_slice(b": ");
         dst.extend_from_slice(value.as_bytes());
         dst.extend_from_slice(b"\r\n");
@@ -197,7 +217,7 @@ mod tests {
             head: method == Method::HEAD,
             http10,
         };
-        let (out, close) = head(&mut dst, status, None, &map, body, req).unwrap();
+        let (out, close) = head(&mut dst, status, None, &map, None, body, req).unwrap();
         let text = String::from_utf8(dst).unwrap();
         // The date changes: keep its name only.
         let text = text
@@ -279,6 +299,36 @@ mod tests {
 
         let (t, _, _) = encode(200, &[], sized(0), Method::GET, false);
         assert!(t.contains("Content-Length: 0"), "{t}");
+    }
+
+    #[test]
+    fn upstream_spelling_is_kept_except_for_nginx_own_names() {
+        let mut map = http::HeaderMap::new();
+        map.insert(header::ETAG, HeaderValue::from_static("1"));
+        map.insert(header::CONTENT_TYPE, HeaderValue::from_static("x"));
+        map.insert(header::SERVER, HeaderValue::from_static("s"));
+        let raw = RawNames::Head(bytes::Bytes::from_static(
+            b"HTTP/1.1 200 OK\r\nEtAg: 1\r\ncontent-type: x\r\n\r\n",
+        ));
+        let mut dst = Vec::new();
+        let req = For {
+            head: false,
+            http10: false,
+        };
+        head(
+            &mut dst,
+            StatusCode::OK,
+            None,
+            &map,
+            Some(&raw),
+            sized(0),
+            req,
+        )
+        .unwrap();
+        let text = String::from_utf8(dst).unwrap();
+        assert!(text.contains("\r\nEtAg: 1\r\n"), "{text}");
+        assert!(text.contains("\r\nContent-Type: x\r\n"), "{text}");
+        assert!(text.contains("\r\nServer: s\r\n"), "{text}");
     }
 
     #[test]

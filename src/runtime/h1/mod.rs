@@ -43,6 +43,7 @@ use tokio::time::Instant;
 
 pub use body::RequestBody;
 use body::{Decoder, Expect, Shared, Step};
+pub use encode::SpelledNames;
 use encode::{BodyHint, BodyOut};
 
 use super::body::{Body, ClientBody};
@@ -439,7 +440,16 @@ impl Conn {
                 head: head_req,
                 http10,
             };
-            encode::head(&mut out, parts.status, reason, &parts.headers, hint, req)?
+            let spelled = parts.extensions.get::<SpelledNames>().map(|s| &s.0);
+            encode::head(
+                &mut out,
+                parts.status,
+                reason,
+                &parts.headers,
+                spelled,
+                hint,
+                req,
+            )?
         };
         drop(parts);
         let r = self.send_body(&mut out, &mut body, mode).await;

@@ -5,6 +5,8 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Version};
 
+use crate::runtime::guard::RawNames;
+
 /// How the response body is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Framing {
@@ -31,6 +33,9 @@ pub struct Head {
     /// HTTP/1.1 without `Connection: close`: the connection may carry another request once the
     /// body is read (nginx: `!u->headers_in.connection_close`).
     pub keepalive: bool,
+    /// The header names as the upstream spelled them, when a kept one is not in title case
+    /// (`ETag`, `x-lower`): nginx passes them on as sent. `None` in the usual case.
+    pub names: Option<RawNames>,
 }
 
 /// Why a head is refused; each is nginx's `invalid_header` failure (502).
@@ -116,10 +121,12 @@ pub fn parse_hiding(
     let hiding = code != 101;
     let mut framing_headers = FramingHeaders::default();
     let mut fields = Vec::with_capacity(resp.headers.len());
+    let mut spelled = false;
     for h in resp.headers.iter() {
         let name = header_name(h.name.as_bytes()).ok_or(HeadError::InvalidHeader)?;
         framing_headers.see(&name, h.value);
         if !(hiding && hide(&name)) {
+            spelled = spelled || !is_title_case(h.name.as_bytes());
             fields.push((name, at(h.value)));
         }
     }
@@ -141,7 +148,22 @@ pub fn parse_hiding(
         headers,
         framing,
         keepalive,
+        names: spelled.then(|| RawNames::Head(bytes.clone())),
     }))
+}
+
+/// `Content-Type`, `X-Request-Id`: what nginx-rs writes for a name it has no spelling for.
+fn is_title_case(name: &[u8]) -> bool {
+    let mut start = true;
+    name.iter().all(|&b| {
+        let ok = if start {
+            !b.is_ascii_lowercase()
+        } else {
+            !b.is_ascii_uppercase()
+        };
+        start = b == b'-';
+        ok
+    })
 }
 
 /// `HeaderName::from_bytes` for upstream header names, through a small per-thread cache of the
@@ -260,6 +282,17 @@ fn trim(mut s: &[u8]) -> &[u8] {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn title_case_names_need_no_spelling_record() {
+        for name in ["Content-Type", "X-Request-Id", "Server", "A", "X-1"] {
+            assert!(is_title_case(name.as_bytes()), "{name}");
+        }
+        for name in ["ETag", "x-lower", "X-MiXed", "content-Type"] {
+            assert!(!is_title_case(name.as_bytes()), "{name}");
+        }
+    }
+
     use super::*;
 
     fn head(text: &str, head_request: bool) -> Result<Option<Head>, HeadError> {
