@@ -123,10 +123,11 @@ pub fn parse_hiding(
     let mut fields = Vec::with_capacity(resp.headers.len());
     let mut spelled = false;
     for h in resp.headers.iter() {
-        let name = header_name(h.name.as_bytes()).ok_or(HeadError::InvalidHeader)?;
+        let (name, title) =
+            header_name_spelled(h.name.as_bytes()).ok_or(HeadError::InvalidHeader)?;
         framing_headers.see(&name, h.value);
         if !(hiding && hide(&name)) {
-            spelled = spelled || !is_title_case(h.name.as_bytes());
+            spelled |= !title;
             fields.push((name, at(h.value)));
         }
     }
@@ -166,33 +167,40 @@ fn is_title_case(name: &[u8]) -> bool {
     })
 }
 
-/// `HeaderName::from_bytes` for upstream header names, through a small per-thread cache of the
-/// names as sent: a backend repeats the same few names in every response, and parsing one
+/// `HeaderName::from_bytes` for header names as sent, through a small per-thread cache: a
+/// backend (or a client) repeats the same few names in every message, and parsing one
 /// (lower-casing and matching it against the standard names) cost ~150 instructions, where a
 /// cache hit is a compare and a clone.
 pub(crate) fn header_name(raw: &[u8]) -> Option<HeaderName> {
+    header_name_spelled(raw).map(|(name, _)| name)
+}
+
+/// [`header_name`], and whether `raw` is spelled in title case ([`is_title_case`]), kept in the
+/// cache with the name.
+fn header_name_spelled(raw: &[u8]) -> Option<(HeaderName, bool)> {
     const SLOTS: usize = 32;
-    type Cache = [Option<(Box<[u8]>, HeaderName)>; SLOTS];
+    type Cache = [Option<(Box<[u8]>, HeaderName, bool)>; SLOTS];
     thread_local! {
         static NAMES: std::cell::RefCell<Cache> = const { std::cell::RefCell::new([const { None }; SLOTS]) };
     }
     let (first, last) = (raw.first().copied()?, raw.last().copied()?);
     let slot = (raw.len() ^ usize::from(first) ^ (usize::from(last) << 2)) % SLOTS;
+    let parse = |raw: &[u8]| Some((HeaderName::from_bytes(raw).ok()?, is_title_case(raw)));
     let cached = NAMES.try_with(|cache| {
         let mut cache = cache.try_borrow_mut().ok()?;
-        if let Some((seen, name)) = &cache[slot] {
+        if let Some((seen, name, title)) = &cache[slot] {
             if **seen == *raw {
-                return Some(name.clone());
+                return Some((name.clone(), *title));
             }
         }
-        let name = HeaderName::from_bytes(raw).ok()?;
-        cache[slot] = Some((raw.into(), name.clone()));
-        Some(name)
+        let (name, title) = parse(raw)?;
+        cache[slot] = Some((raw.into(), name.clone(), title));
+        Some((name, title))
     });
     match cached {
-        Ok(Some(name)) => Some(name),
+        Ok(Some(found)) => Some(found),
         // Not a valid name (or, never in practice, the cache unreachable): parse it here.
-        _ => HeaderName::from_bytes(raw).ok(),
+        _ => parse(raw),
     }
 }
 
