@@ -23,7 +23,7 @@ use crate::plan::{self, HttpVersion, Location, ProxyConf, ProxyPass};
 
 /// Client headers nginx never passes on by itself (its default `proxy_set_header` list sets them
 /// empty or to its own value): they are only sent when the config sets them.
-const NOT_FORWARDED: [HeaderName; 8] = [
+static NOT_FORWARDED: [HeaderName; 8] = [
     header::HOST,
     header::CONNECTION,
     header::CONTENT_LENGTH,
@@ -576,7 +576,7 @@ fn hidden(name: &HeaderName, conf: &ProxyConf) -> bool {
 
 /// Response headers nginx never passes from the upstream (`proxy_pass_header` can pass them).
 /// `HeaderName`s, not strings: a `&str` name is parsed again on every `remove`.
-const HIDDEN: [HeaderName; 8] = [
+static HIDDEN: [HeaderName; 8] = [
     header::DATE,
     header::SERVER,
     HeaderName::from_static("x-pad"),
@@ -587,7 +587,7 @@ const HIDDEN: [HeaderName; 8] = [
     HeaderName::from_static("x-accel-charset"),
 ];
 
-const HOP_BY_HOP: [HeaderName; 4] = [
+static HOP_BY_HOP: [HeaderName; 4] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::TRANSFER_ENCODING,
