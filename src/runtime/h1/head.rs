@@ -56,7 +56,7 @@ pub fn take(buf: &mut BytesMut, scanned: &mut usize, buffers: (usize, usize)) ->
         *scanned = buf.len();
         let (num, size) = buffers;
         if buf.len() > num * size {
-            // The request line alone does not fit: 414.
+            // 414 when the request line alone does not fit, as nginx.
             return Parsed::Reject(if buf.contains(&b'\n') { 494 } else { 414 });
         }
         return Parsed::Partial;
@@ -139,11 +139,7 @@ fn build(head: &Bytes, req: &httparse::Request<'_, '_>) -> Result<Head, u16> {
     }
     // The head itself records the names as sent (a reference count, no copy).
     let names = spelled.then(|| RawNames::Head(head.clone()));
-    let target = path
-        .starts_with('/')
-        .then(|| path.contains('#'))
-        .filter(|&f| f)
-        .map(|_| path.to_string());
+    let target = (path.starts_with('/') && path.contains('#')).then(|| path.to_string());
     let raw = (names.is_some() || target.is_some()).then_some(RawHead { names, target });
     Ok(Head {
         method,
