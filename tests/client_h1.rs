@@ -1155,3 +1155,77 @@ fn response_headers_server_date_connection() {
         },
     );
 }
+
+/// What the client received from `server` for a `GET path` on a connection it closes after.
+fn received_bytes(server: &Server, path: &str) -> (usize, usize) {
+    let mut c = TcpStream::connect(server.addr()).expect("connect");
+    c.set_read_timeout(Some(SAFETY)).expect("timeout");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    c.write_all(req.as_bytes()).expect("write");
+    let mut raw = Vec::new();
+    c.read_to_end(&mut raw).expect("read to the close");
+    let head = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |p| p + 4);
+    (raw.len(), raw.len() - head)
+}
+
+/// `$bytes_sent` is what the client received, head included, and `$body_bytes_sent` the rest,
+/// chunk framing included (nginx counts what it wrote). A sized body and one chunked for the
+/// client (a close-delimited upstream answer), on nginx-rs and on nginx.
+#[test]
+fn bytes_sent_is_what_the_client_received() {
+    for flavor in [Flavor::NginxRs, Flavor::Nginx] {
+        if flavor == Flavor::Nginx {
+            if let Err(why) = nginx_binary() {
+                print_skip(&format!("no comparison with nginx: {why}"));
+                continue;
+            }
+        }
+        let logs = tempfile::tempdir().expect("tempdir");
+        // nginx's workers write as an unprivileged user when the test runs as root.
+        let _ = std::fs::set_permissions(
+            logs.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        );
+        let log = logs.path().join("sizes.log");
+        let backend = backend();
+        let config = |listen: u16| {
+            format!(
+                "log_format sizes '$bytes_sent $body_bytes_sent';\n\
+                 server {{ listen 127.0.0.1:{listen}; access_log {} sizes;\n\
+                 location / {{ proxy_pass http://127.0.0.1:{}; }} }}",
+                log.display(),
+                backend.port()
+            )
+        };
+        let Some(server) = skip_unless(start(flavor, Options::default(), &config), flavor) else {
+            continue;
+        };
+        let got = [
+            received_bytes(&server, "/s/spelled"),
+            received_bytes(&server, "/s/eof"),
+        ];
+        // The lines may reach the file a little after the answers.
+        let mut logged = Vec::new();
+        for _ in 0..100 {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            logged = text
+                .lines()
+                .map(|l| {
+                    let mut n = l.split(' ').map(|x| x.parse::<usize>().unwrap_or(0));
+                    (n.next().unwrap_or(0), n.next().unwrap_or(0))
+                })
+                .collect();
+            if logged.len() >= 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(
+            logged, got,
+            "{flavor:?}: logged (bytes_sent, body_bytes_sent) vs received"
+        );
+    }
+}

@@ -36,7 +36,7 @@ pub async fn handle(
     }
     handle_request(req, added, &conn)
         .await
-        .map(|r| mark.attach(r))
+        .map(|(resp, pending)| mark.attach(super::finish::wrap(resp, pending)))
 }
 
 /// nginx's answer to a request head it rejects while reading it (`code`; 494 is its "Request
@@ -49,12 +49,13 @@ pub fn rejected(code: u16, conn: &ConnState) -> Response<Body> {
 }
 
 /// One request whose head is read and checked (`added`: what the head as sent had beyond
-/// `req`), to its response; the caller writes it.
+/// `req`), to its response, which the caller writes; then it reports the bytes sent to the
+/// access log through the [`super::finish::Pending`] (when a log is on).
 pub async fn handle_request(
     req: Request<ClientBody>,
     added: super::guard::Added,
     conn: &Arc<ConnState>,
-) -> Result<Response<Body>, CloseSilently> {
+) -> Result<(Response<Body>, Option<super::finish::Pending>), CloseSilently> {
     let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let live = conn.live.load_full();
     let head_only = req.method() == Method::HEAD;
@@ -104,11 +105,14 @@ pub async fn handle_request(
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static(value));
     }
-    if let (Some(hook), Some(mut ctx)) = (&live.on_done, ctx) {
-        ctx.status = resp.status().as_u16();
-        return Ok(super::finish::wrap(resp, ctx, hook.clone()));
-    }
-    Ok(resp)
+    let pending = match (&live.on_done, ctx) {
+        (Some(hook), Some(mut ctx)) => {
+            ctx.status = resp.status().as_u16();
+            Some(super::finish::Pending::new(ctx, hook.clone()))
+        }
+        _ => None,
+    };
+    Ok((resp, pending))
 }
 
 /// The connection is to be closed without a response (also a response extension asking for it).

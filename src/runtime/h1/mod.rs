@@ -48,6 +48,7 @@ use encode::{BodyHint, BodyOut};
 
 use super::body::{Body, ClientBody};
 use super::client_tcp::ClientTcp;
+use super::finish;
 use super::guard::{Added, BodyFraming};
 use super::handshake::Prefixed;
 use super::request::{self, CloseSilently};
@@ -82,6 +83,7 @@ pub async fn serve(
         state,
         shutdown,
         limits,
+        written: 0,
     };
     let mut first = true;
     loop {
@@ -159,6 +161,8 @@ struct Conn {
     state: Arc<ConnState>,
     shutdown: watch::Receiver<bool>,
     limits: H1Limits,
+    /// Bytes written of the response being sent.
+    written: u64,
 }
 
 impl Conn {
@@ -333,7 +337,7 @@ impl Conn {
             tx
         });
         let added = Added { reject: None, raw };
-        let resp = match request::handle_request(req, added, &self.state).await {
+        let (resp, pending) = match request::handle_request(req, added, &self.state).await {
             Ok(r) => r,
             Err(CloseSilently) => return Next::Close,
         };
@@ -345,7 +349,7 @@ impl Conn {
             unsent
         });
         let status = resp.status();
-        let written = self.respond(resp, head_req, http10, simple).await;
+        let written = self.respond(resp, head_req, http10, simple, pending).await;
         drop(mark);
         let Ok(close) = written else {
             return Next::Close;
@@ -384,7 +388,7 @@ impl Conn {
     async fn reject(&mut self, code: u16, simple: bool) {
         let mark = self.begin();
         let resp = request::rejected(code, &self.state);
-        let _ = self.respond(resp, false, false, simple).await;
+        let _ = self.respond(resp, false, false, simple, None).await;
         drop(mark);
     }
 
@@ -414,14 +418,17 @@ impl Conn {
         }
     }
 
-    /// Writes a response; `Ok(close)`: whether the connection ends with it.
+    /// Writes a response; `Ok(close)`: whether the connection ends with it. `pending` learns
+    /// how many bytes went out (the access log's `$bytes_sent`, `$body_bytes_sent`).
     async fn respond(
         &mut self,
         resp: Response<Body>,
         head_req: bool,
         http10: bool,
         simple: bool,
+        pending: Option<finish::Pending>,
     ) -> Result<bool, ()> {
+        self.written = 0;
         let (parts, mut body) = resp.into_parts();
         let mut out = out_buffer();
         let (mode, close) = if simple {
@@ -452,8 +459,15 @@ impl Conn {
             )?
         };
         drop(parts);
+        let head = out.len() as u64;
         let r = self.send_body(&mut out, &mut body, mode).await;
         give_back(out);
+        // The body is done with (its end may hold the upstream connection back for the pool).
+        drop(body);
+        if let Some(p) = pending {
+            let written = self.written;
+            p.sent(head.min(written), written.saturating_sub(head));
+        }
         r.map(|()| close)
     }
 
@@ -538,7 +552,7 @@ impl Conn {
     /// nginx's `send_timeout` between two writes that make progress; `out` is left empty.
     async fn write(&mut self, out: &mut Vec<u8>, data: &[u8], tail: &[u8]) -> Result<(), ()> {
         let timeout = self.limits.send_timeout;
-        let tcp = &mut self.tcp;
+        let (tcp, written) = (&mut self.tcp, &mut self.written);
         let mut parts: [&[u8]; 3] = [&out[..], data, tail];
         let mut sleep: Option<Pin<Box<tokio::time::Sleep>>> = None;
         let r = std::future::poll_fn(|cx| loop {
@@ -563,6 +577,7 @@ impl Conn {
                 }
             };
             sleep = None;
+            *written += n as u64;
             let mut n = n;
             for p in parts.iter_mut() {
                 let k = n.min(p.len());
