@@ -269,10 +269,12 @@ pub async fn proxy(
                 }
             }
         }
-        let elapsed = started.elapsed().as_secs_f64();
+        // One clock read for both the log's timing and the peer's statistics.
+        let took = started.elapsed();
+        let elapsed = took.as_secs_f64();
         // Per-peer statistics for `metrics` (runtime::status).
-        let stats = super::status::global().peer_at(target.group.name(), &peer_addr);
-        stats.record(outcome.is_err(), outcome.is_ok().then(|| started.elapsed()));
+        let stats = peer.stats(target.group.name());
+        stats.record(outcome.is_err(), outcome.is_ok().then_some(took));
         stats.set_up(outcome.is_ok());
         match outcome {
             Ok(answer) => {

@@ -554,6 +554,7 @@ impl Drop for ConnGuard {
 }
 
 /// Statistics of one upstream peer.
+#[derive(Debug)]
 pub struct PeerStats {
     pub requests: AtomicU64,
     pub failures: AtomicU64,

@@ -505,6 +505,13 @@ impl PeerRef {
         &self.info.addr
     }
 
+    /// This peer's `metrics` counters (`upstream`: its group's name).
+    pub fn stats(&self, upstream: &str) -> &Arc<crate::runtime::status::PeerStats> {
+        self.info
+            .stats
+            .get_or_init(|| crate::runtime::status::global().peer_at(upstream, &self.info.addr))
+    }
+
     /// The `server` name as written in the upstream block.
     pub fn name(&self) -> &str {
         &self.info.server

@@ -22,6 +22,9 @@ pub(crate) struct PeerInfo {
     pub down: bool,
     /// 0 = unlimited.
     pub max_conns: u32,
+    /// Its counters for `metrics` (`status::Status::peer_at`, looked up on first use: that is
+    /// a search under the process-wide lock).
+    pub stats: OnceLock<Arc<crate::runtime::status::PeerStats>>,
 }
 
 /// What balancing changes (nginx's fields of the same names).
@@ -115,6 +118,7 @@ impl Tier {
                     fail_timeout_ms: duration_ms(s.fail_timeout),
                     down: s.down,
                     max_conns: s.max_conns,
+                    stats: OnceLock::new(),
                 })));
             }
         }
