@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue, Method, Version};
@@ -78,7 +78,6 @@ fn ctx(plan: &Plan) -> RequestCtx {
         }),
         conn_requests: 1,
         start: Instant::now(),
-        start_wall: SystemTime::now(),
         method: Method::GET,
         version: Version::HTTP_11,
         request_uri: "/app/517/static/main.css?v=3".into(),

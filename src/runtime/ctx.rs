@@ -52,7 +52,6 @@ pub struct RequestCtx {
     /// `$connection_requests`: 1 for the first request on the connection.
     pub conn_requests: u64,
     pub start: Instant,
-    pub start_wall: SystemTime,
     pub method: Method,
     pub version: Version,
     /// `$request_uri`: the request target as sent (path and query; for absolute-form, from the path).

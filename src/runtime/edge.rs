@@ -426,7 +426,7 @@ fn finish(
 pub(crate) mod testing {
     use std::net::SocketAddr;
     use std::sync::Arc;
-    use std::time::{Instant, SystemTime};
+    use std::time::Instant;
 
     use http::{HeaderMap, Method, Version};
 
@@ -456,7 +456,6 @@ pub(crate) mod testing {
             }),
             conn_requests: 1,
             start: Instant::now(),
-            start_wall: SystemTime::now(),
             method: Method::GET,
             version: Version::HTTP_11,
             request_uri: uri.to_string(),

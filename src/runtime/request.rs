@@ -7,7 +7,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, Version};
@@ -264,7 +264,6 @@ async fn serve(
         conn: conn.info.clone(),
         conn_requests: n,
         start: Instant::now(),
-        start_wall: SystemTime::now(),
         method: head.method.clone(),
         version: head.version,
         request_uri,
