@@ -359,14 +359,20 @@ fn drop_invalid_headers(h: &mut HeaderMap, limits: &ClientLimits) {
     }
 }
 
+/// nginx's `lingering_timeout`: reading and dropping a body nobody wants stops after this long
+/// without data.
+pub const LINGERING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// nginx's `lingering_time`: it stops after this long in all.
+pub const LINGERING_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Read and drop a request body the client sends anyway (nginx's lingering close after an error
-/// answer): stop after `lingering_timeout` (5 s) without data or `lingering_time` (30 s) in all.
+/// answer), within [`LINGERING_TIMEOUT`] and [`LINGERING_TIME`].
 async fn discard_body(mut incoming: ClientBody) {
     use http_body_util::BodyExt;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    let quiet = std::time::Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + LINGERING_TIME;
     while tokio::time::Instant::now() < deadline {
-        match tokio::time::timeout(quiet, incoming.frame()).await {
+        match tokio::time::timeout(LINGERING_TIMEOUT, incoming.frame()).await {
             Ok(Some(Ok(_))) => continue,
             _ => return,
         }

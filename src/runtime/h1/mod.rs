@@ -31,7 +31,6 @@ use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response, StatusCode, Version};
@@ -57,11 +56,6 @@ use super::status::RequestMark;
 
 /// The read buffer a busy connection starts with (grown for long heads and bodies).
 const HEAD_BUFFER: usize = 4096;
-
-/// nginx's `lingering_timeout` and `lingering_time`: bounds for reading and dropping a request
-/// body nobody read.
-const DISCARD_QUIET: Duration = Duration::from_secs(5);
-const DISCARD_TOTAL: Duration = Duration::from_secs(30);
 
 /// Response bodies in frames up to this size are copied next to the head (one write for
 /// both); larger ones are written from where they are.
@@ -394,7 +388,7 @@ impl Conn {
 
     /// Reads and drops the rest of a request body nobody read; false if it did not end in time.
     async fn discard(&mut self, mut decoder: Decoder) -> bool {
-        let until = Instant::now() + DISCARD_TOTAL;
+        let until = Instant::now() + request::LINGERING_TIME;
         loop {
             match decoder.step(&mut self.buf) {
                 Ok(Step::Data(_)) => continue,
@@ -410,7 +404,7 @@ impl Conn {
             let read = std::future::poll_fn(|cx| {
                 tokio_util::io::poll_read_buf(Pin::new(&mut *tcp), cx, &mut *buf)
             });
-            let at = until.min(Instant::now() + DISCARD_QUIET);
+            let at = until.min(Instant::now() + request::LINGERING_TIMEOUT);
             match tokio::time::timeout_at(at, read).await {
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return false,
