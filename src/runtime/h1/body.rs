@@ -266,7 +266,7 @@ impl http_body::Body for RequestBody {
     }
 }
 
-// Unit tests only: their `.unwrap()`s run on fixed inputs, never on config or request input,
+// Unit tests only: their unwraps run on fixed inputs, never on config or request input,
 // and a panic there is a failed test.
 #[cfg(test)]
 mod tests {

@@ -39,7 +39,7 @@ pub fn extend(dst: &mut Vec<u8>) {
     }
 }
 
-// Unit tests only: their `.unwrap()`s run on fixed inputs, never on config or request input,
+// Unit tests only: their unwraps run on fixed inputs, never on config or request input,
 // and a panic there is a failed test.
 #[cfg(test)]
 mod tests {
