@@ -37,7 +37,8 @@
 //!   (server choice, URI) → `edge`
 //!   (nginx's phases: realip, rewrite, find-config, access, content: `return`, `stub_status`,
 //!   `metrics` or `proxy`; `error_page`; header filter) → `proxy` (retry loop over
-//!   `upstream`: balancers, peer health, keepalive pools, connect, and `upstream::h1`, nginx-rs's
+//!   `upstream`: balancers, peer health, keepalive pools (one shard per worker thread, numbered
+//!   by `worker`), connect, and `upstream::h1`, nginx-rs's
 //!   own HTTP/1 client that writes the request head byte for byte as nginx does). `log` writes
 //!   access and error logs off the request path; `status` keeps the counters.
 //! - [`cli`]: nginx's command-line flags (`-t`, `-T`, `-s`, ...); [`control`]: `daemon` (the serving

@@ -11,6 +11,7 @@ use std::time::Duration;
 use nginx_rs::plan::{Balance, PeerAddr, UpstreamServer};
 use nginx_rs::runtime::upstream::h1;
 use nginx_rs::runtime::upstream::{ConnectError, Group, SelectKey, Tried};
+use nginx_rs::runtime::worker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use upstream_common::*;
@@ -221,6 +222,50 @@ async fn pool_keeps_at_most_keepalive_idle_connections() {
         g.release(c);
     }
     assert_eq!(g.idle_connections(), 2);
+}
+
+/// Puts the calling thread back to worker 0 when dropped (the test thread may be reused).
+struct AsWorker;
+
+impl AsWorker {
+    fn enter(i: usize) -> AsWorker {
+        worker::enter(i);
+        AsWorker
+    }
+}
+
+impl Drop for AsWorker {
+    fn drop(&mut self) {
+        worker::enter(0);
+    }
+}
+
+#[tokio::test]
+async fn each_worker_keeps_its_own_idle_connections() {
+    // nginx keeps `keepalive N` idle connections per worker process, and a connection is used
+    // only by the worker that opened it. A count of 2 is harmless to this file's other tests:
+    // their threads are all worker 0, so their pools use one shard as before.
+    worker::set_count(2);
+    let be = backend("a", 0).await;
+    let g = group_with(&be, Some(1));
+    {
+        let _w = AsWorker::enter(0);
+        assert_eq!(get(&g).await.as_deref(), Ok("a"));
+    }
+    {
+        let _w = AsWorker::enter(1);
+        // Worker 0's idle connection is not handed to worker 1.
+        assert_eq!(get(&g).await.as_deref(), Ok("a"));
+    }
+    assert_eq!(be.accepted.load(Ordering::SeqCst), 2);
+    // One idle connection per worker: `keepalive 1` with two workers, as nginx.
+    assert_eq!(g.idle_connections(), 2);
+    for i in [0, 1, 1, 0] {
+        let _w = AsWorker::enter(i);
+        assert_eq!(get(&g).await.as_deref(), Ok("a"));
+    }
+    assert_eq!(be.accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(be.requests.load(Ordering::SeqCst), 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -269,6 +269,8 @@ fn start_workers(n: usize) -> io::Result<Arc<[tokio::runtime::Handle]>> {
         .filter(|&n| n > 0)
         .unwrap_or(EVENT_INTERVAL);
     let mut handles = Vec::with_capacity(n);
+    // Numbered before any upstream state exists: the keepalive pools keep a shard per worker.
+    crate::runtime::worker::set_count(n);
     for i in 0..n {
         let name = format!("worker-{i}");
         if current {
@@ -279,13 +281,16 @@ fn start_workers(n: usize) -> io::Result<Arc<[tokio::runtime::Handle]>> {
                 .enable_all()
                 .build()?;
             handles.push(rt.handle().clone());
-            std::thread::Builder::new()
-                .name(name)
-                .spawn(move || rt.block_on(std::future::pending::<()>()))?;
+            std::thread::Builder::new().name(name).spawn(move || {
+                crate::runtime::worker::enter(i);
+                rt.block_on(std::future::pending::<()>())
+            })?;
         } else {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .thread_name(name)
+                // Also the blocking pool's threads: harmless, they touch no per-worker state.
+                .on_thread_start(move || crate::runtime::worker::enter(i))
                 .event_interval(event_interval)
                 .on_thread_park(crate::runtime::log::batch::flush_thread)
                 .enable_all()

@@ -68,6 +68,7 @@ pub mod server;
 pub mod status;
 pub mod tls;
 pub mod upstream;
+pub mod worker;
 mod wrap;
 
 use std::fmt;

@@ -1,14 +1,16 @@
 //! The keepalive pool of one upstream group (nginx's `keepalive` module).
 //!
-//! Counting: nginx keeps up to N idle connections per group *per worker process*; nginx-rs is one
-//! process whose worker threads share one pool, so N is the idle limit for the whole group
-//! (equal to nginx with `worker_processes 1`; set N to N × workers to match a multi-worker nginx).
-//! Like nginx, the pool is most-recently-used first and drops the least recently used connection
+//! Counting: as nginx keeps up to N idle connections per group *per worker process*, the pool is
+//! one shard per worker thread ([`crate::runtime::worker`]), each holding up to N. A connection
+//! goes back to the shard of the worker that used it and is only handed out there again: its
+//! socket is registered with that worker's event loop, and a request on another worker would be
+//! woken across threads on every read (with 2 workers sharing one list, most checkouts were).
+//! Like nginx, a shard is most-recently-used first and drops the least recently used connection
 //! when full. `keepalive_requests` and `keepalive_time` are applied when a connection is released;
-//! `keepalive_timeout` by a sweeper task that closes idle connections when they expire (and on
-//! every put and checkout, from the cold end only: the list is in release order, so the expired
-//! ones are all at the back). A connection the backend closed (or that has unread bytes) is
-//! never handed out: a checkout drops the closed ones of its peer it walks past, the sweeper
+//! `keepalive_timeout` by a sweeper task per shard that closes idle connections when they expire
+//! (and on every put and checkout, from the cold end only: the list is in release order, so the
+//! expired ones are all at the back). A connection the backend closed (or that has unread bytes)
+//! is never handed out: a checkout drops the closed ones of its peer it walks past, the sweeper
 //! all of them.
 
 use std::collections::VecDeque;
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::connect::UpstreamConn;
 use crate::plan::{PeerAddr, Upstream};
+use crate::runtime::worker;
 
 struct Idle {
     conn: UpstreamConn,
@@ -30,9 +33,23 @@ pub(crate) struct Pool {
     requests: u64,
     timeout: Duration,
     time: Duration,
+    /// One per worker thread, indexed by [`worker::index`].
+    shards: Box<[Shard]>,
+}
+
+#[derive(Default)]
+struct Shard {
     idle: Mutex<VecDeque<Idle>>,
-    /// A sweeper task is running (at most one per pool).
+    /// A sweeper task is running (at most one per shard, on the shard's worker).
     sweeping: AtomicBool,
+}
+
+impl Shard {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        // A panic while holding this lock cannot leave the queue inconsistent. Only the shard's
+        // own worker locks it on the request path (the sum in `Pool::len` is for status pages).
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Pool {
@@ -42,8 +59,7 @@ impl Pool {
             requests: up.keepalive_requests,
             timeout: up.keepalive_timeout,
             time: up.keepalive_time,
-            idle: Mutex::new(VecDeque::new()),
-            sweeping: AtomicBool::new(false),
+            shards: (0..worker::count()).map(|_| Shard::default()).collect(),
         }
     }
 
@@ -51,14 +67,15 @@ impl Pool {
         self.max > 0
     }
 
-    /// Idle connections held right now.
+    /// Idle connections held right now, by all workers.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.shards.iter().map(|s| s.lock().len()).sum()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
-        // A panic while holding this lock cannot leave the queue inconsistent.
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    /// The calling worker's shard and its index.
+    fn shard(&self) -> (usize, &Shard) {
+        let i = worker::index() % self.shards.len();
+        (i, &self.shards[i])
     }
 
     /// The most recently used idle connection to `addr` that is still open.
@@ -67,7 +84,7 @@ impl Pool {
             return None;
         }
         let now = Instant::now();
-        let mut idle = self.lock();
+        let mut idle = self.shard().1.lock();
         self.expire(&mut idle, now);
         // Newest first, by address before the closed check: that probe is a readiness poll
         // through the stream's vtable, and with several peers most of the connections passed
@@ -95,24 +112,27 @@ impl Pool {
         if now.saturating_duration_since(conn.created) >= self.time || conn.is_closed() {
             return;
         }
-        let mut idle = self.lock();
+        let (i, shard) = self.shard();
+        let mut idle = shard.lock();
         self.expire(&mut idle, now);
         idle.push_front(Idle { conn, since: now });
         idle.truncate(self.max);
         drop(idle);
-        self.start_sweeper();
+        self.start_sweeper(i);
     }
 
-    fn start_sweeper(self: &Arc<Self>) {
-        if self.sweeping.swap(true, Ordering::AcqRel) {
+    /// Starts the sweeper of shard `i` on the current runtime (shard `i`'s worker) unless it runs.
+    fn start_sweeper(self: &Arc<Self>, i: usize) {
+        let shard = &self.shards[i];
+        if shard.sweeping.swap(true, Ordering::AcqRel) {
             return;
         }
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
-                rt.spawn(sweep(Arc::downgrade(self)));
+                rt.spawn(sweep(Arc::downgrade(self), i));
             }
             // Outside a runtime, expiry still happens lazily on the next put/take.
-            Err(_) => self.sweeping.store(false, Ordering::Release),
+            Err(_) => shard.sweeping.store(false, Ordering::Release),
         }
     }
 
@@ -134,13 +154,14 @@ impl Pool {
     }
 }
 
-/// Closes idle connections as their `keepalive_timeout` runs out; ends when the pool is empty or
-/// gone (the next `put` starts a new one).
-async fn sweep(pool: Weak<Pool>) {
+/// Closes the idle connections of shard `i` as their `keepalive_timeout` runs out; ends when the
+/// shard is empty or the pool gone (the next `put` starts a new one).
+async fn sweep(pool: Weak<Pool>, i: usize) {
     loop {
         let Some(p) = pool.upgrade() else { return };
+        let shard = &p.shards[i];
         let next = {
-            let mut idle = p.lock();
+            let mut idle = shard.lock();
             p.expire_all(&mut idle, Instant::now());
             // Newest first: the back is the oldest, the first to expire.
             idle.back().map(|i| i.since + p.timeout)
@@ -151,9 +172,9 @@ async fn sweep(pool: Weak<Pool>) {
                 tokio::time::sleep_until(at.into()).await;
             }
             None => {
-                p.sweeping.store(false, Ordering::Release);
+                shard.sweeping.store(false, Ordering::Release);
                 // A put that raced with this exit saw `sweeping` set and started nothing.
-                if p.len() == 0 || p.sweeping.swap(true, Ordering::AcqRel) {
+                if shard.lock().is_empty() || shard.sweeping.swap(true, Ordering::AcqRel) {
                     return;
                 }
             }
