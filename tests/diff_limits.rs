@@ -82,6 +82,14 @@ fn cases() -> Vec<Case> {
         "h".repeat(1100)
     );
     let small_buffers = "large_client_header_buffers 2 1k;";
+    // A head that outgrows `client_header_buffer_size` moves to a large buffer; one request
+    // after another on a kept connection reuse the small one.
+    let header_buffer = "client_header_buffer_size 1k;";
+    let head_3k = format!(
+        "GET / HTTP/1.1\r\nHost: localhost\r\nX-Long: {}\r\n\r\n{GET_CLOSE}",
+        "h".repeat(3000)
+    );
+    let pipelined_40 = format!("{}{GET_CLOSE}", GET.repeat(39));
     vec![
         // Request bodies and client_max_body_size.
         c("body_over_limit", "", "client_max_body_size 10;", LIVE, echo,
@@ -104,6 +112,10 @@ fn cases() -> Vec<Case> {
         // Header buffers.
         c("uri_over_header_buffers", small_buffers, "", LIVE, echo, text(&long_uri), (&[414], true, 0)),
         c("header_over_header_buffers", small_buffers, "", LIVE, echo, text(&long_header), (&[400], true, 0)),
+        c("head_outgrows_header_buffer", header_buffer, "", LIVE, echo, text(&head_3k),
+          (&[200, 200], true, 2)),
+        c("pipelined_past_header_buffer", header_buffer, "", LIVE, echo, text(&pipelined_40),
+          (&[200; 40], true, 40)),
         // Client timeouts.
         c("client_header_timeout", "client_header_timeout 1s;", "", LIVE, echo,
           text("GET / HTTP/1.1\r\nHost: localhost\r\n"),

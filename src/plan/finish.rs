@@ -376,6 +376,9 @@ impl<'w, 'a> Finisher<'w, 'a> {
                 send_timeout: m.send_timeout.unwrap_or(defaults.send_timeout),
                 keepalive_timeout: m.keepalive_timeout.unwrap_or(defaults.keepalive_timeout),
                 keepalive_requests: m.keepalive_requests.unwrap_or(defaults.keepalive_requests),
+                header_buffer_size: m
+                    .client_header_buffer_size
+                    .unwrap_or(defaults.header_buffer_size),
                 large_header_buffers: m
                     .large_client_header_buffers
                     .unwrap_or(defaults.large_header_buffers),

@@ -236,6 +236,8 @@ pub struct ClientLimits {
     /// `None` = keepalive disabled (`keepalive_timeout 0`).
     pub keepalive_timeout: Option<Duration>,
     pub keepalive_requests: u64,
+    /// `client_header_buffer_size`: the read buffer a request head starts in.
+    pub header_buffer_size: usize,
     /// `large_client_header_buffers NUMBER SIZE`.
     pub large_header_buffers: (usize, usize),
     pub underscores_in_headers: bool,
@@ -252,6 +254,7 @@ impl Default for ClientLimits {
             send_timeout: Duration::from_secs(60),
             keepalive_timeout: Some(Duration::from_secs(75)),
             keepalive_requests: 1000,
+            header_buffer_size: 1024,
             large_header_buffers: (4, 8 * 1024),
             underscores_in_headers: false,
             ignore_invalid_headers: true,

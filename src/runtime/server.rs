@@ -272,6 +272,8 @@ pub struct H1Limits {
     pub header_timeout: Duration,
     pub keepalive_timeout: Option<Duration>,
     pub send_timeout: Duration,
+    /// `client_header_buffer_size`.
+    pub header_buffer: usize,
     pub large_header_buffers: (usize, usize),
 }
 
@@ -281,6 +283,7 @@ impl From<&ClientLimits> for H1Limits {
             header_timeout: l.header_timeout,
             keepalive_timeout: l.keepalive_timeout,
             send_timeout: l.send_timeout,
+            header_buffer: l.header_buffer_size,
             large_header_buffers: l.large_header_buffers,
         }
     }

@@ -54,8 +54,11 @@ use super::request::{self, CloseSilently};
 use super::server::{ConnState, H1Limits};
 use super::status::RequestMark;
 
-/// The read buffer a busy connection starts with (grown for long heads and bodies).
-const HEAD_BUFFER: usize = 4096;
+/// Room kept for a read: below this, the buffer is grown (or reclaimed) before reading.
+const MIN_READ: usize = 256;
+
+/// What a body being discarded is read into at a time.
+const DISCARD_READ: usize = 4096;
 
 /// Response bodies in frames up to this size are copied next to the head (one write for
 /// both); larger ones are written from where they are.
@@ -200,8 +203,16 @@ impl Conn {
                     None => return Read::Over,
                 }
             }
-            if self.buf.capacity() - self.buf.len() < 512 {
-                self.buf.reserve(HEAD_BUFFER);
+            // nginx's buffers: a head starts in `client_header_buffer_size` (1k), and one that
+            // outgrows it moves to a `large_client_header_buffers` buffer (8k). Between requests
+            // the buffer is the connection's alone again, and `reserve` reuses it in place.
+            if self.buf.capacity() - self.buf.len() < MIN_READ {
+                let room = if self.buf.is_empty() {
+                    self.limits.header_buffer
+                } else {
+                    self.limits.large_header_buffers.1
+                };
+                self.buf.reserve(room.max(MIN_READ));
             }
             let (tcp, buf) = (&mut self.tcp, &mut self.buf);
             let read = std::future::poll_fn(|cx| {
@@ -398,7 +409,7 @@ impl Conn {
             }
             // `More`: the buffer is used up.
             if self.buf.capacity() < 1024 {
-                self.buf.reserve(HEAD_BUFFER);
+                self.buf.reserve(DISCARD_READ);
             }
             let (tcp, buf) = (&mut self.tcp, &mut self.buf);
             let read = std::future::poll_fn(|cx| {
