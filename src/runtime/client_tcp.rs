@@ -189,24 +189,45 @@ impl ClientWatch {
 
 /// Runs `fut` to completion unless the client closes its connection first (`None`; `fut` is
 /// dropped, which closes the upstream connection it held, as nginx does).
-pub async fn unless_closed<F: std::future::Future>(
+///
+/// A future type rather than an `async fn`: an `async fn` would keep `fut` twice in its state,
+/// as its argument and pinned as a local, and `fut` is the whole upstream exchange (~730 bytes
+/// held by every request waiting on its upstream).
+pub fn unless_closed<F: std::future::Future>(
     watch: Option<&ClientWatch>,
     fut: F,
-) -> Option<F::Output> {
-    let mut fut = std::pin::pin!(fut);
-    let mut watching = watch;
-    std::future::poll_fn(move |cx| {
-        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+) -> UnlessClosed<'_, F> {
+    UnlessClosed {
+        fut,
+        watching: watch,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`unless_closed`].
+    pub struct UnlessClosed<'a, F> {
+        #[pin]
+        fut: F,
+        // `None` once the client sent more bytes: only reading them could tell more.
+        watching: Option<&'a ClientWatch>,
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for UnlessClosed<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.fut.poll(cx) {
             return Poll::Ready(Some(out));
         }
-        if let Some(w) = watching {
+        if let Some(w) = *this.watching {
             match w.poll_seen(cx) {
                 Poll::Ready(Seen::Closed) => return Poll::Ready(None),
-                Poll::Ready(Seen::Data) => watching = None,
+                Poll::Ready(Seen::Data) => *this.watching = None,
                 Poll::Pending => {}
             }
         }
         Poll::Pending
-    })
-    .await
+    }
 }

@@ -54,13 +54,18 @@ struct Run<'a> {
 }
 
 /// Run the phases for a request whose server is chosen and whose `$uri` is normalised.
-pub async fn handle(
-    ctx: &mut RequestCtx,
-    live: &Live,
+///
+/// The phases before the first await run at the call; the returned future holds only their
+/// [`Run`]. (As an `async fn` it would keep the request head twice: as passed, and in `Run`.)
+/// Inlined for the reason given at [`super::request::handle_request`].
+#[inline(always)]
+pub fn handle<'a>(
+    ctx: &'a mut RequestCtx,
+    live: &'a Live,
     head: http::request::Parts,
     incoming: ClientBody,
     content_length: Option<u64>,
-) -> Response<Body> {
+) -> impl std::future::Future<Output = Response<Body>> + Send + 'a {
     ctx.edge.attach(&live.plan);
     let mut run = Run {
         live,
@@ -72,21 +77,24 @@ pub async fn handle(
     };
     let server_realip = ctx.server.conf.real_ip.clone();
     run.realip(ctx, server_realip.as_deref());
-    let resp = run_phases(ctx, &mut run).await;
-    // nginx answers 413 with `Connection: close`, then reads and drops what the client still sends
-    // (lingering close) so the answer is not lost to a reset. The discard starts once hyper has
-    // taken the answer: polling the body earlier would send `100 Continue` to an `Expect` client.
-    if resp.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
-        if let Some(incoming) = run.incoming.take() {
-            return resp.map(|inner| {
-                http_body_util::BodyExt::boxed_unsync(super::request::DiscardAfter {
-                    inner,
-                    incoming: Some(incoming),
-                })
-            });
+    async move {
+        let resp = run_phases(ctx, &mut run).await;
+        // nginx answers 413 with `Connection: close`, then reads and drops what the client still
+        // sends (lingering close) so the answer is not lost to a reset. The discard starts once
+        // the answer is taken: polling the body earlier would send `100 Continue` to an `Expect`
+        // client.
+        if resp.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+            if let Some(incoming) = run.incoming.take() {
+                return resp.map(|inner| {
+                    http_body_util::BodyExt::boxed_unsync(super::request::DiscardAfter {
+                        inner,
+                        incoming: Some(incoming),
+                    })
+                });
+            }
         }
+        resp
     }
-    resp
 }
 
 /// Every phase, internal redirects by `error_page` included, until a response is final.

@@ -51,68 +51,96 @@ pub fn rejected(code: u16, conn: &ConnState) -> Response<Body> {
 /// One request whose head is read and checked (`added`: what the head as sent had beyond
 /// `req`), to its response, which the caller writes; then it reports the bytes sent to the
 /// access log through the [`super::finish::Pending`] (when a log is on).
-pub async fn handle_request(
+///
+/// Not an `async fn`: what comes before the phases' first await runs at the call, so the
+/// future holds no more of the request than the phases need. (An `async fn` keeps each
+/// argument twice, as passed and as its local, and each value it borrowed until its scope
+/// ends; every request in flight holds this state.) Inlined, so that the future is built where
+/// the caller awaits it rather than returned and copied there (~2 KB; callgrind: 28,225
+/// instructions per request inlined, 29,308 not).
+#[inline(always)]
+pub fn handle_request(
     req: Request<ClientBody>,
     added: super::guard::Added,
     conn: &Arc<ConnState>,
-) -> Result<(Response<Body>, Option<super::finish::Pending>), CloseSilently> {
+) -> impl std::future::Future<
+    Output = Result<(Response<Body>, Option<super::finish::Pending>), CloseSilently>,
+> + Send
+       + '_ {
     let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let live = conn.live.load_full();
     let head_only = req.method() == Method::HEAD;
     let client_keepalive = wants_keepalive(&req);
     let http1 = matches!(req.version(), Version::HTTP_10 | Version::HTTP_11);
     // `added.raw`: what hyper's request lost of the head as sent (name case, a `#fragment`).
-    let (mut resp, ctx) = match serve(req, added.raw, conn, &live, n).await {
-        Ok(r) => r,
-        Err((code, msg, tokens, ctx)) => {
-            if let Some(ctx) = &ctx {
-                errors::log_error(ctx, msg, None);
-            } else {
-                tracing::info!(target: "nginx_rs::error_log", "{msg} while reading client request headers, client: {}", conn.info.remote.ip());
+    let prepared = prepare(req, added.raw, conn, &live, n);
+    async move {
+        let served = match prepared {
+            Ok(Prepared {
+                mut ctx,
+                head,
+                incoming,
+                content_length,
+            }) => {
+                // Rewrite, location, access, content, error_page, header filter: runtime::edge.
+                let resp =
+                    super::edge::handle(&mut ctx, &live, head, incoming, content_length).await;
+                Ok((resp, Some(ctx)))
             }
-            let mut ctx = ctx;
-            if let Some(c) = ctx.as_mut() {
-                c.status = if code == 494 { 400 } else { code };
+            Err(reject) => Err(reject),
+        };
+        let (mut resp, ctx) = match served {
+            Ok(r) => r,
+            Err((code, msg, tokens, ctx)) => {
+                if let Some(ctx) = &ctx {
+                    errors::log_error(ctx, msg, None);
+                } else {
+                    tracing::info!(target: "nginx_rs::error_log", "{msg} while reading client request headers, client: {}", conn.info.remote.ip());
+                }
+                let mut ctx = ctx;
+                if let Some(c) = ctx.as_mut() {
+                    c.status = if code == 494 { 400 } else { code };
+                }
+                (errors::response(code, tokens, true, head_only), ctx)
             }
-            (errors::response(code, tokens, true, head_only), ctx)
+        };
+        if resp.extensions().get::<CloseSilently>().is_some() {
+            // nginx closes without an answer (e.g. client_body_timeout); hyper does so on a service error.
+            // The request is still logged, with the status it ended in (`return 444`, 408, 499).
+            if let (Some(hook), Some(mut ctx)) = (&live.on_done, ctx) {
+                ctx.status = resp.status().as_u16();
+                hook(&ctx);
+            }
+            return Err(CloseSilently);
         }
-    };
-    if resp.extensions().get::<CloseSilently>().is_some() {
-        // nginx closes without an answer (e.g. client_body_timeout); hyper does so on a service error.
-        // The request is still logged, with the status it ended in (`return 444`, 408, 499).
-        if let (Some(hook), Some(mut ctx)) = (&live.on_done, ctx) {
-            ctx.status = resp.status().as_u16();
-            hook(&ctx);
+        // Keepalive limits of the location that served the request, as nginx's clcf.
+        let limits = match ctx.as_ref().and_then(|c| c.loc_conf.as_ref()) {
+            Some(c) => c.client.clone(),
+            None => conn.limits_for_keepalive(&live),
+        };
+        // nginx always says which it is: `Connection: keep-alive` or `Connection: close`.
+        // (HTTP/1 only: HTTP/2 has no connection-specific headers.)
+        if http1 && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+            let close = !client_keepalive
+                || limits.keepalive_timeout.is_none()
+                || n >= limits.keepalive_requests
+                || resp
+                    .headers()
+                    .get(header::CONNECTION)
+                    .is_some_and(|v| v == "close");
+            let value = if close { "close" } else { "keep-alive" };
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static(value));
         }
-        return Err(CloseSilently);
+        let pending = match (&live.on_done, ctx) {
+            (Some(hook), Some(mut ctx)) => {
+                ctx.status = resp.status().as_u16();
+                Some(super::finish::Pending::new(ctx, hook.clone()))
+            }
+            _ => None,
+        };
+        Ok((resp, pending))
     }
-    // Keepalive limits of the location that served the request, as nginx's clcf.
-    let limits = match ctx.as_ref().and_then(|c| c.loc_conf.as_ref()) {
-        Some(c) => c.client.clone(),
-        None => conn.limits_for_keepalive(&live),
-    };
-    // nginx always says which it is: `Connection: keep-alive` or `Connection: close`.
-    // (HTTP/1 only: HTTP/2 has no connection-specific headers.)
-    if http1 && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
-        let close = !client_keepalive
-            || limits.keepalive_timeout.is_none()
-            || n >= limits.keepalive_requests
-            || resp
-                .headers()
-                .get(header::CONNECTION)
-                .is_some_and(|v| v == "close");
-        let value = if close { "close" } else { "keep-alive" };
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static(value));
-    }
-    let pending = match (&live.on_done, ctx) {
-        (Some(hook), Some(mut ctx)) => {
-            ctx.status = resp.status().as_u16();
-            Some(super::finish::Pending::new(ctx, hook.clone()))
-        }
-        _ => None,
-    };
-    Ok((resp, pending))
 }
 
 /// The connection is to be closed without a response (also a response extension asking for it).
@@ -128,17 +156,25 @@ impl std::fmt::Display for CloseSilently {
 impl std::error::Error for CloseSilently {}
 
 type Reject = (u16, &'static str, ServerTokens, Option<Box<RequestCtx>>);
-type Served = (Response<Body>, Option<Box<RequestCtx>>);
 
-/// `raw`: what the head guard recorded of the head as sent (passed along, not as a request
-/// extension: inserting one costs a map and three allocations per request).
-async fn serve(
+/// A request whose server and URI are settled, for the phases (`edge`).
+struct Prepared {
+    ctx: Box<RequestCtx>,
+    head: http::request::Parts,
+    incoming: ClientBody,
+    content_length: Option<u64>,
+}
+
+/// The request's checks, server choice and URI, up to the phases: nginx's reading of the
+/// request head. `raw`: what the head guard recorded of the head as sent (passed along, not as
+/// a request extension: inserting one costs a map and three allocations per request).
+fn prepare(
     req: Request<ClientBody>,
     raw: Option<super::guard::RawHead>,
     conn: &ConnState,
     live: &Live,
     n: u64,
-) -> Result<Served, Reject> {
+) -> Result<Prepared, Reject> {
     let (mut head, incoming) = req.into_parts();
     let listen = live.router.listen_index(&conn.listen).unwrap_or(0);
     let default_server = live.router.select_server(listen, None).server;
@@ -308,9 +344,12 @@ async fn serve(
     };
     ctx.uri = String::from_utf8(uri)
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-    // Rewrite, location, access, content, error_page, header filter: runtime::edge.
-    let resp = super::edge::handle(&mut ctx, live, head, incoming, content_length).await;
-    Ok((resp, Some(ctx)))
+    Ok(Prepared {
+        ctx,
+        head,
+        incoming,
+        content_length,
+    })
 }
 
 /// One shared empty `Arc<str>` (`$proxy_host` before `proxy_pass` sets it): no allocation per request.
