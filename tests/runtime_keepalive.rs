@@ -234,7 +234,7 @@ async fn keepalive_requests_and_keepalive_timeout_zero_close_the_connection() {
     }
 }
 
-/// Between two requests an idle client connection is parked after 50-100 ms (hyper's connection
+/// Between two requests an idle client connection is parked after 10-20 ms (hyper's connection
 /// ends, the socket stays open): the next request on it, even one whose head comes in pieces, is
 /// served, and the idle wait is keepalive_timeout while a started head gets
 /// client_header_timeout.

@@ -17,8 +17,15 @@ use std::time::Duration;
 
 use super::status::ConnTrack;
 
-/// How often the sweeper runs: connections park after 50 to 100 ms without a request.
-pub const SWEEP: Duration = Duration::from_millis(50);
+/// How often the sweeper runs: connections park after 10 to 20 ms without a request.
+///
+/// Short, because while a connection waits to park it keeps its request buffers, and in a burst
+/// of new connections those end up between the connections' long-lived allocations, where malloc
+/// cannot give them back once freed. `VARIANT=idle` (10,000 connections that each made one
+/// request): 2,722 bytes per idle connection with 50 ms sweeps, 2,175 with 10 ms, 2,116 with
+/// 5 ms; requests per CPU-second under load the same (no-churn variant, 3 pairs, 64 and 512
+/// connections: 66,184 / 55,069 with 50 ms, 66,223 / 55,452 with 10 ms).
+pub const SWEEP: Duration = Duration::from_millis(10);
 
 /// Sweeps so far.
 static TICK: AtomicU32 = AtomicU32::new(0);

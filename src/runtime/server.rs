@@ -250,7 +250,7 @@ fn serve_h1(
                 None => return,
             }
             // nginx: keepalive_timeout while waiting for a next request (counted from here: the
-            // connection parks after 50-100 ms without one, see `park`).
+            // connection parks after 10-20 ms without one, see `park`).
             let wait = limits.keepalive_timeout.unwrap_or(limits.header_timeout);
             let io = guard.get_ref();
             let next = tokio::select! {

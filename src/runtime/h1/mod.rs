@@ -268,7 +268,7 @@ impl Conn {
         let tcp = self.tcp.get_ref();
         let track = &self.state.track;
         // No timer while the connection is likely to be busy again soon: the park sweeper
-        // wakes it after 50-100 ms (`super::park`).
+        // wakes it after 10-20 ms (`super::park`).
         std::future::poll_fn(|cx| {
             if tcp.poll_read_ready(cx).is_ready() {
                 return Poll::Ready(Some(true));
