@@ -112,12 +112,26 @@ fn push_decimal(out: &mut Vec<u8>, n: u64, width: usize) {
 fn push_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
     match ip {
         std::net::IpAddr::V4(v4) => {
+            // Into a stack buffer, then one copy: this is in every combined-format log line.
+            let mut text = [0u8; 15];
+            let mut len = 0;
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    text[len] = b'.';
+                    len += 1;
                 }
-                push_decimal(out, u64::from(octet), 1);
+                if octet >= 100 {
+                    text[len] = b'0' + octet / 100;
+                    len += 1;
+                }
+                if octet >= 10 {
+                    text[len] = b'0' + octet / 10 % 10;
+                    len += 1;
+                }
+                text[len] = b'0' + octet % 10;
+                len += 1;
             }
+            out.extend_from_slice(&text[..len]);
         }
         std::net::IpAddr::V6(_) => {
             use std::io::Write;
@@ -550,6 +564,18 @@ impl crate::runtime::log::VarSource for RequestCtx {
     }
 
     fn append_var(&self, var: &Var, out: &mut Vec<u8>) -> bool {
+        // The combined format's request headers: one lookup, not a check and then a get.
+        let header = match var {
+            Var::HttpReferer => Some(header_str(&self.headers, http::header::REFERER)),
+            Var::HttpUserAgent => Some(header_str(&self.headers, http::header::USER_AGENT)),
+            _ => None,
+        };
+        if let Some(value) = header {
+            if let Some(v) = value {
+                out.extend_from_slice(v);
+            }
+            return value.is_some();
+        }
         let found = match var {
             Var::HttpHeader(n) => self.headers.contains_key(&**n),
             Var::SentHttpHeader(n) | Var::UpstreamHttpHeader(n) => self
@@ -558,8 +584,6 @@ impl crate::runtime::log::VarSource for RequestCtx {
                 .is_some_and(|h| h.contains_key(&**n)),
             Var::Arg(n) => arg(&self.args, n).is_some(),
             Var::Cookie(n) => cookie(&self.headers, n).is_some(),
-            Var::HttpReferer => self.headers.contains_key(http::header::REFERER),
-            Var::HttpUserAgent => self.headers.contains_key(http::header::USER_AGENT),
             Var::ContentType => self.headers.contains_key(http::header::CONTENT_TYPE),
             Var::ContentLength => self.headers.contains_key(http::header::CONTENT_LENGTH),
             Var::UpstreamAddr
@@ -606,6 +630,8 @@ mod tests {
             "0.0.0.0",
             "255.255.255.255",
             "10.20.3.4",
+            "192.168.100.9",
+            "1.99.30.100",
             "::1",
             "2001:db8::5",
         ] {
