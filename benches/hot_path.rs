@@ -92,7 +92,7 @@ fn ctx(plan: &Plan) -> RequestCtx {
         slots: vec![None; plan.http.slots.len()],
         proxy_host: Arc::from("b"),
         proxy_port: 80,
-        upstream_tries: Vec::new(),
+        upstream_tries: Default::default(),
         status: 0,
         body_bytes_sent: 0,
         bytes_sent: 0,

@@ -75,7 +75,8 @@ pub struct RequestCtx {
     pub slots: Vec<Option<String>>,
     pub proxy_host: Arc<str>,
     pub proxy_port: u16,
-    pub upstream_tries: Vec<UpstreamTry>,
+    /// Inline for the usual single attempt (as a Vec, its first push allocated, per request).
+    pub upstream_tries: smallvec::SmallVec<[UpstreamTry; 1]>,
     pub status: u16,
     pub body_bytes_sent: u64,
     pub bytes_sent: u64,

@@ -478,7 +478,7 @@ pub(crate) mod testing {
             slots: vec![None; plan.http.slots.len()],
             proxy_host: Arc::from(""),
             proxy_port: 0,
-            upstream_tries: Vec::new(),
+            upstream_tries: smallvec::SmallVec::new(),
             status: 0,
             body_bytes_sent: 0,
             bytes_sent: 0,

@@ -71,7 +71,14 @@ struct Answer {
 struct Target {
     group: Arc<Group>,
     upstream: Arc<plan::Upstream>,
-    uri: String,
+    /// The URI to send; `None`: the client's, as sent (`$request_uri`, not copied).
+    uri: Option<String>,
+}
+
+impl Target {
+    fn uri<'a>(&'a self, ctx: &'a RequestCtx) -> &'a str {
+        self.uri.as_deref().unwrap_or(&ctx.request_uri)
+    }
 }
 
 /// Outcome of one failed attempt, in nginx's `ft_type` terms.
@@ -228,7 +235,7 @@ pub async fn proxy(
                 ctx,
                 conf,
                 method.as_str(),
-                &target.uri,
+                target.uri(ctx),
                 &req_body,
                 chunked,
                 raw_names,
@@ -242,7 +249,7 @@ pub async fn proxy(
                 } else {
                     "http"
                 };
-                let url = format!("{scheme}://{peer_addr}{}", target.uri);
+                let url = format!("{scheme}://{peer_addr}{}", target.uri(ctx));
                 return client_closed(ctx, tokens, &url);
             };
             match result {
@@ -309,7 +316,7 @@ pub async fn proxy(
                         "http"
                     },
                     peer_addr,
-                    target.uri
+                    target.uri(ctx)
                 );
                 errors::log_error(ctx, &msg, Some(&upstream_url));
                 peer.failure();
@@ -693,10 +700,10 @@ fn resolve_target(
                         s.push('?');
                         s.push_str(&ctx.args);
                     }
-                    s
+                    Some(s)
                 }
                 // Without: the client's URI exactly as sent.
-                None => ctx.request_uri.clone(),
+                None => None,
             };
             Ok(Target {
                 group,
@@ -735,11 +742,11 @@ fn resolve_target(
             ctx.proxy_host = hostport.into();
             ctx.proxy_port = port;
             let uri = if uri.is_empty() {
-                ctx.request_uri.clone()
+                None
             } else if uri.starts_with('?') {
-                format!("/{uri}")
+                Some(format!("/{uri}"))
             } else {
-                uri.to_string()
+                Some(uri.to_string())
             };
             Ok(Target {
                 group,

@@ -314,7 +314,7 @@ fn prepare(
         slots: vec![None; live.plan.http.slots.len()],
         proxy_host: empty_str(),
         proxy_port: 0,
-        upstream_tries: Vec::new(),
+        upstream_tries: smallvec::SmallVec::new(),
         status: 0,
         body_bytes_sent: 0,
         bytes_sent: 0,

@@ -4,6 +4,7 @@
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Version};
+use smallvec::SmallVec;
 
 use crate::runtime::guard::RawNames;
 
@@ -120,7 +121,9 @@ pub fn parse_hiding(
     // A 101's `Upgrade` and `Connection` go on to the client: nothing is hidden there.
     let hiding = code != 101;
     let mut framing_headers = FramingHeaders::default();
-    let mut fields = Vec::with_capacity(resp.headers.len());
+    // On the stack for the usual head: kept until the head's bytes are frozen, then moved into
+    // the map (a Vec here was one allocation per response).
+    let mut fields: SmallVec<[(HeaderName, (usize, usize)); 24]> = SmallVec::new();
     let mut spelled = false;
     for h in resp.headers.iter() {
         let (name, title) =
