@@ -537,7 +537,6 @@ impl PeerRef {
         {
             return;
         }
-        let now = now_ms();
         let mut inner = self.shared.lock();
         let generation = self.generation;
         let state = &mut inner.state;
@@ -551,6 +550,8 @@ impl PeerRef {
         }
         let (info, st) = (&peer.info, &mut peer.st);
         if outcome == OUTCOME_FAILURE {
+            // The clock only for failures: a success compares the two stamps.
+            let now = now_ms();
             st.fails += 1;
             st.accessed = now;
             st.checked = now;

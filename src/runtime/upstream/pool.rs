@@ -8,8 +8,9 @@
 //! Like nginx, a shard is most-recently-used first and drops the least recently used connection
 //! when full. `keepalive_requests` and `keepalive_time` are applied when a connection is released;
 //! `keepalive_timeout` by a sweeper task per shard that closes idle connections when they expire
-//! (and on every put and checkout, from the cold end only: the list is in release order, so the
-//! expired ones are all at the back). A connection the backend closed (or that has unread bytes)
+//! (and on every put, from the cold end only: the list is in release order, so the expired ones
+//! are all at the back). A checkout reads no clock: it may hand out a connection whose timeout
+//! ran out within the last tick of the sweeper's timer, as nginx may in the same millisecond. A connection the backend closed (or that has unread bytes)
 //! is never handed out: a checkout drops the closed ones of its peer it walks past, the sweeper
 //! all of them.
 
@@ -83,9 +84,9 @@ impl Pool {
         if !self.enabled() {
             return None;
         }
-        let now = Instant::now();
+        // No clock read and no expiry here: the sweeper closes connections as their
+        // `keepalive_timeout` runs out, and `put` expires from the cold end too.
         let mut idle = self.shard().1.lock();
-        self.expire(&mut idle, now);
         // Newest first, by address before the closed check: that probe is a readiness poll
         // through the stream's vtable, and with several peers most of the connections passed
         // are another peer's. A closed one of this peer is dropped on the way.
