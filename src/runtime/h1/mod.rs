@@ -66,13 +66,16 @@ const COPY_MAX: usize = 4096;
 
 /// Serves HTTP/1 requests on a plain client connection until it closes. `prefix`: bytes
 /// already read from it (after a PROXY protocol header).
-pub async fn serve(
+///
+/// The connection's state is built at the call and the future holds only that: this future is
+/// what an idle connection keeps (as an `async fn`, it also kept every argument it was given).
+pub fn serve(
     tcp: ClientTcp,
     prefix: Vec<u8>,
     state: Arc<ConnState>,
     shutdown: watch::Receiver<bool>,
     limits: H1Limits,
-) {
+) -> impl Future<Output = ()> + Send {
     let mut conn = Conn {
         tcp,
         buf: BytesMut::from(&prefix[..]),
@@ -82,29 +85,31 @@ pub async fn serve(
         limits,
         written: 0,
     };
-    let mut first = true;
-    loop {
-        // Boxed, and only while busy: the request path's future is large (~2.5 KB), and inline
-        // it would make every connection's task that large, idle ones included. One allocation
-        // per run of requests, none per request.
-        let end = Box::pin(conn.busy(first)).await;
-        first = false;
-        match end {
-            Busy::Parked => {
-                if !conn.parked().await {
+    async move {
+        let mut first = true;
+        loop {
+            // Boxed, and only while busy: the request path's future is large (~2.5 KB), and
+            // inline it would make every connection's task that large, idle ones included. One
+            // allocation per run of requests, none per request.
+            let end = Box::pin(conn.busy(first)).await;
+            first = false;
+            match end {
+                Busy::Parked => {
+                    if !conn.parked().await {
+                        return;
+                    }
+                }
+                Busy::Over => return,
+                Busy::Upgrade(tx) => {
+                    let Conn { tcp, buf, .. } = conn;
+                    let _ = tx.send(Prefixed::new(buf.to_vec(), tcp));
                     return;
                 }
             }
-            Busy::Over => return,
-            Busy::Upgrade(tx) => {
-                let Conn { tcp, buf, .. } = conn;
-                let _ = tx.send(Prefixed::new(buf.to_vec(), tcp));
-                return;
-            }
         }
+        // The socket closes with its last handle: now, or when a request body still being
+        // discarded after a 413 is done (nginx's lingering close keeps reading it too).
     }
-    // The socket closes with its last handle: now, or when a request body still being
-    // discarded after a 413 is done (nginx's lingering close keeps reading it too).
 }
 
 /// The client connection after a `101 Switching Protocols`: the bytes the client sent after
