@@ -12,7 +12,7 @@
 //! to the kernel (`malloc_trim`).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock, Weak};
+use std::sync::{Condvar, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use super::status::ConnTrack;
@@ -60,8 +60,17 @@ pub fn list(track: Weak<ConnTrack>) {
             .name("nginx-rs-park".into())
             .spawn(sweeper);
     });
-    LISTED.lock().unwrap_or_else(|p| p.into_inner()).push(track);
+    let mut listed = LISTED.lock().unwrap_or_else(|p| p.into_inner());
+    listed.push(track);
+    if listed.len() == 1 {
+        // The sweeper may be waiting for work.
+        LISTED_NOT_EMPTY.notify_one();
+    }
 }
+
+/// Signalled when the list stops being empty: with nothing listed and no trim due, the sweeper
+/// waits on it instead of waking every sweep (an idle server has no periodic wake-ups).
+static LISTED_NOT_EMPTY: Condvar = Condvar::new();
 
 fn sweeper() {
     let mut keep = Vec::new();
@@ -69,6 +78,14 @@ fn sweeper() {
     let mut parked_since_trim = 0;
     let mut last_trim = 0u32;
     loop {
+        if parked_since_trim < TRIM_AFTER {
+            let mut listed = LISTED.lock().unwrap_or_else(|p| p.into_inner());
+            while listed.is_empty() {
+                listed = LISTED_NOT_EMPTY
+                    .wait(listed)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+        }
         std::thread::sleep(SWEEP);
         let now = TICK.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         // Swept outside the lock, so that listing never waits for a sweep.
@@ -102,7 +119,7 @@ fn sweeper() {
 /// Parked connections since the last trim that make the next one worthwhile.
 const TRIM_AFTER: usize = 256;
 /// At most one trim in this many sweeps (1 s).
-const TRIM_EVERY: u32 = 20;
+const TRIM_EVERY: u32 = (1000 / SWEEP.as_millis()) as u32;
 
 /// A parked connection frees hyper's 16 KiB, but glibc's malloc keeps freed memory between live
 /// allocations for reuse instead of returning it: after a burst of connections went idle, the
