@@ -100,7 +100,7 @@ pub fn head(
             }
             _ => None,
         };
-        match as_sent {
+        match as_sent.or_else(|| title_cased(name)) {
             Some(n) => dst.extend_from_slice(n),
             None => title_case(dst, name.as_str().as_bytes()),
         }
@@ -183,6 +183,27 @@ fn has_token(v: &HeaderValue, token: &[u8]) -> bool {
 }
 
 /// `content-type` -> `Content-Type`.
+/// [`title_case`] of the names most responses carry, written out: copied, not converted byte by
+/// byte.
+fn title_cased(name: &http::HeaderName) -> Option<&'static [u8]> {
+    Some(match *name {
+        header::SERVER => b"Server",
+        header::DATE => b"Date",
+        header::CONTENT_TYPE => b"Content-Type",
+        header::CONTENT_LENGTH => b"Content-Length",
+        header::CONNECTION => b"Connection",
+        header::LOCATION => b"Location",
+        header::CACHE_CONTROL => b"Cache-Control",
+        header::LAST_MODIFIED => b"Last-Modified",
+        header::EXPIRES => b"Expires",
+        header::VARY => b"Vary",
+        header::SET_COOKIE => b"Set-Cookie",
+        header::ACCEPT_RANGES => b"Accept-Ranges",
+        header::CONTENT_ENCODING => b"Content-Encoding",
+        _ => return None,
+    })
+}
+
 fn title_case(dst: &mut Vec<u8>, name: &[u8]) {
     dst.reserve(name.len());
     let mut upper = true;
@@ -198,6 +219,30 @@ fn title_case(dst: &mut Vec<u8>, name: &[u8]) {
 mod tests {
     use super::*;
     use http::Method;
+
+    #[test]
+    fn written_out_names_are_title_case() {
+        for name in [
+            header::SERVER,
+            header::DATE,
+            header::CONTENT_TYPE,
+            header::CONTENT_LENGTH,
+            header::CONNECTION,
+            header::LOCATION,
+            header::CACHE_CONTROL,
+            header::LAST_MODIFIED,
+            header::EXPIRES,
+            header::VARY,
+            header::SET_COOKIE,
+            header::ACCEPT_RANGES,
+            header::CONTENT_ENCODING,
+        ] {
+            let mut converted = Vec::new();
+            title_case(&mut converted, name.as_str().as_bytes());
+            assert_eq!(title_cased(&name), Some(&converted[..]), "{name}");
+        }
+        assert_eq!(title_cased(&header::ETAG), None);
+    }
 
     fn encode(
         status: u16,
