@@ -824,37 +824,29 @@ fn write_head(
         ReqBody::None => BodyFraming::Raw,
     };
     if conf.pass_request_headers {
-        let skip = |name: &str| {
-            NOT_FORWARDED
-                .iter()
-                .any(|n| n.as_str().eq_ignore_ascii_case(name))
-                || conf
-                    .set_headers
-                    .iter()
-                    .any(|(k, _)| k.as_str().eq_ignore_ascii_case(name))
+        // Names compared as `HeaderName`s: a standard one is a small enum, not a string.
+        let skip = |name: &HeaderName| {
+            NOT_FORWARDED.contains(name) || conf.set_headers.iter().any(|(k, _)| k == name)
         };
         match raw_names {
             // In the order and spelling sent: the n-th line with a name is the n-th value.
             Some(raw) => {
-                for (name, nth) in write::raw_names(raw.iter()) {
-                    let Ok(name) = std::str::from_utf8(name) else {
+                for (spelled, nth) in write::raw_names(raw.iter()) {
+                    // Through the per-thread name cache: a name seen before is a compare, not
+                    // a parse. Lines nginx-rs dropped (invalid names) have no value here.
+                    let Some(name) = super::upstream::h1::read::header_name(spelled) else {
                         continue;
                     };
-                    if skip(name) {
+                    if skip(&name) {
                         continue;
                     }
-                    // Lines nginx-rs dropped (invalid names) have no value here.
-                    if let Some(value) = ctx.headers.get_all(name).iter().nth(nth) {
-                        write::header(buf, name.as_bytes(), value.as_bytes());
+                    if let Some(value) = ctx.headers.get_all(&name).iter().nth(nth) {
+                        write::header(buf, spelled, value.as_bytes());
                     }
                 }
             }
-            // All names were lower case (or HTTP/2): the header map's order. Names compared as
-            // `HeaderName`s: a standard one is a small enum, not a string.
+            // All names were lower case (or HTTP/2): the header map's order.
             None => {
-                let skip = |name: &HeaderName| {
-                    NOT_FORWARDED.contains(name) || conf.set_headers.iter().any(|(k, _)| k == name)
-                };
                 for (name, value) in ctx.headers.iter() {
                     if !skip(name) {
                         write::header(buf, name.as_str().as_bytes(), value.as_bytes());
