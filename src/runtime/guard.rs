@@ -596,24 +596,21 @@ impl<T> Guard<T> {
 /// Position just after the blank line ending a head (CRLF CRLF or bare LF LF), searching from `from`.
 pub fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     // Leading empty lines before the request line are allowed (and skipped by the parser).
-    let mut i = from;
-    while i < buf.len() {
-        if buf[i] == b'\n' {
-            let prev_lf = if i >= 1 && buf[i - 1] == b'\n' {
-                Some(i - 1)
-            } else if i >= 2 && buf[i - 1] == b'\r' && buf[i - 2] == b'\n' {
-                Some(i - 2)
-            } else {
-                None
-            };
-            // A blank line only ends the head once something other than blank lines came first.
-            if let Some(p) = prev_lf {
-                if buf[..p].iter().any(|&b| b != b'\r' && b != b'\n') {
-                    return Some(i + 1);
-                }
+    // From line end to line end (memchr), not byte by byte: a browser's head is ~700 bytes.
+    for i in memchr::memchr_iter(b'\n', buf.get(from..)?).map(|at| from + at) {
+        let prev_lf = if i >= 1 && buf[i - 1] == b'\n' {
+            Some(i - 1)
+        } else if i >= 2 && buf[i - 1] == b'\r' && buf[i - 2] == b'\n' {
+            Some(i - 2)
+        } else {
+            None
+        };
+        // A blank line only ends the head once something other than blank lines came first.
+        if let Some(p) = prev_lf {
+            if buf[..p].iter().any(|&b| b != b'\r' && b != b'\n') {
+                return Some(i + 1);
             }
         }
-        i += 1;
     }
     None
 }
