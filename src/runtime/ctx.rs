@@ -567,15 +567,16 @@ impl crate::runtime::log::VarSource for RequestCtx {
     fn append_var(&self, var: &Var, out: &mut Vec<u8>) -> bool {
         // The combined format's request headers: one lookup, not a check and then a get.
         let header = match var {
-            Var::HttpReferer => Some(header_str(&self.headers, http::header::REFERER)),
-            Var::HttpUserAgent => Some(header_str(&self.headers, http::header::USER_AGENT)),
+            Var::HttpReferer => Some(http::header::REFERER),
+            Var::HttpUserAgent => Some(http::header::USER_AGENT),
             _ => None,
         };
-        if let Some(value) = header {
-            if let Some(v) = value {
-                out.extend_from_slice(v);
-            }
-            return value.is_some();
+        if let Some(name) = header {
+            let Some(v) = header_str(&self.headers, name) else {
+                return false;
+            };
+            out.extend_from_slice(v);
+            return true;
         }
         let found = match var {
             Var::HttpHeader(n) => self.headers.contains_key(&**n),

@@ -121,7 +121,8 @@ const TRIM_AFTER: usize = 256;
 /// At most one trim in this many sweeps (1 s).
 const TRIM_EVERY: u32 = (1000 / SWEEP.as_millis()) as u32;
 
-/// A parked connection frees hyper's 16 KiB, but glibc's malloc keeps freed memory between live
+/// A parked connection frees its request buffers (the own HTTP/1 server's busy future and head
+/// buffer, or hyper's connection), but glibc's malloc keeps freed memory between live
 /// allocations for reuse instead of returning it: after a burst of connections went idle, the
 /// process would stay at its peak. `malloc_trim` returns the free pages to the kernel.
 fn give_back_freed_memory() {

@@ -155,7 +155,7 @@ enum Read {
 }
 
 /// A request made from its head ([`Conn::request`]).
-struct Prepared {
+struct Built {
     req: Request<ClientBody>,
     added: Added,
     /// The body's state, shared with the request path's reader (when there is a body).
@@ -306,7 +306,7 @@ impl Conn {
     }
 
     /// The request for the request path, its body reading from this connection.
-    fn request(&mut self, head: head::Head) -> Prepared {
+    fn request(&mut self, head: head::Head) -> Built {
         let head::Head {
             method,
             uri,
@@ -346,7 +346,7 @@ impl Conn {
                 .insert(OnUpgrade(Arc::new(Mutex::new(Some(rx)))));
             tx
         });
-        Prepared {
+        Built {
             req,
             added: Added { reject: None, raw },
             shared,
@@ -369,7 +369,7 @@ impl Conn {
         let simple = head.simple;
         // Built by a plain function: a value borrowed in an async fn stays in its state even
         // after it is moved on, and the request is 264 bytes.
-        let Prepared {
+        let Built {
             req,
             added,
             shared,

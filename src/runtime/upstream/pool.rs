@@ -10,9 +10,9 @@
 //! `keepalive_timeout` by a sweeper task per shard that closes idle connections when they expire
 //! (and on every put, from the cold end only: the list is in release order, so the expired ones
 //! are all at the back). A checkout reads no clock: it may hand out a connection whose timeout
-//! ran out within the last tick of the sweeper's timer, as nginx may in the same millisecond. A connection the backend closed (or that has unread bytes)
-//! is never handed out: a checkout drops the closed ones of its peer it walks past, the sweeper
-//! all of them.
+//! ran out within the last tick of the sweeper's timer, as nginx may in the same millisecond.
+//! A connection the backend closed (or that has unread bytes) is never handed out: a checkout
+//! drops the closed ones of its peer it walks past, the sweeper all of them.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
