@@ -103,6 +103,8 @@ impl Parser {
     }
 }
 
+// Unit tests only: their unwraps run on fixed inputs, never on config or request input,
+// and a panic there is a failed test.
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,7 @@
 //! Compiler tests on hand-written configurations (via the test-only tokenizer).
+//!
+//! Test code only (`#[cfg(test)] mod tests` in `plan/mod.rs`): its unwraps run on fixed
+//! inputs, never on config or request input, and a panic here is a failed test.
 
 use std::sync::Arc;
 

@@ -364,6 +364,8 @@ pub fn did_you_mean<'a>(
         .map(|(_, c)| c)
 }
 
+// Unit tests only: their unwraps run on fixed inputs, never on config or request input,
+// and a panic there is a failed test.
 #[cfg(test)]
 mod tests {
     use super::*;

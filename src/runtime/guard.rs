@@ -1069,6 +1069,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guard<T> {
     }
 }
 
+// Unit tests only: their unwraps run on fixed inputs, never on config or request input,
+// and a panic there is a failed test.
 #[cfg(test)]
 mod tests {
     use super::*;

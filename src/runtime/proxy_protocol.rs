@@ -238,6 +238,8 @@ fn in_cidr(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
     }
 }
 
+// Unit tests only: their unwraps run on fixed inputs, never on config or request input,
+// and a panic there is a failed test.
 #[cfg(test)]
 mod tests {
     use super::*;

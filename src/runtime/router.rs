@@ -412,6 +412,8 @@ pub fn matched_prefix_len(loc: &Location) -> usize {
 #[allow(dead_code)]
 fn _assert_types(_: &plan::Http) {}
 
+// Unit tests only: their unwraps run on fixed inputs, never on config or request input,
+// and a panic there is a failed test.
 #[cfg(test)]
 mod tests {
     use super::*;

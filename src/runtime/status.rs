@@ -603,6 +603,8 @@ impl PeerStats {
     }
 }
 
+// Unit tests only: their unwraps run on fixed inputs, never on config or request input,
+// and a panic there is a failed test.
 #[cfg(test)]
 mod tests {
     use super::*;
