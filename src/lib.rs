@@ -30,7 +30,9 @@
 //!   away while it waits on the upstream) → plain HTTP/1: `h1`, nginx-rs's own HTTP/1 server (one
 //!   parse of each head with nginx's rules, request bodies, response framing, pipelining,
 //!   `client_header_timeout` / `keepalive_timeout` / `send_timeout`, upgrades; an idle connection
-//!   holds no buffer and parks after 10-20 ms, `park`); TLS and HTTP/2: `guard` (the same head
+//!   holds no buffer and parks after 10-20 ms, `park`: its task ends and its socket waits outside
+//!   tokio in its listener's `dormant` set, an epoll instance of its own, until the next
+//!   request gives it a new task); TLS and HTTP/2: `guard` (the same head
 //!   checks before hyper; records what hyper's request loses: header-name spelling, `#fragment`;
 //!   times `client_header_timeout`; ends hyper's connection when the client has been idle 10-20
 //!   ms, and `server` starts a new one on its next request) → hyper → `request`

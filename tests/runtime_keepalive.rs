@@ -183,6 +183,14 @@ async fn echo_proxy(set: impl FnOnce(&mut ClientLimits)) -> (Backend, Proxy) {
     (b, p)
 }
 
+/// `GET /` on an open keepalive connection, and its response.
+async fn get_on(conn: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Resp {
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .expect("write");
+    read_response(conn, buf, false).await.expect("response")
+}
+
 /// A proxy to `b` whose server and location both have the client limits `client`, as the
 /// compiler's merge leaves them: the server's decide the connection's timeouts, the location's
 /// the per-request keepalive decision.
@@ -219,12 +227,7 @@ async fn keepalive_requests_and_keepalive_timeout_zero_close_the_connection() {
             .expect("connect");
         let mut buf = Vec::new();
         for i in 1..=closes_after {
-            conn.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
-                .await
-                .expect("write");
-            let r = read_response(&mut conn, &mut buf, false)
-                .await
-                .expect("response");
+            let r = get_on(&mut conn, &mut buf).await;
             assert_eq!(r.status, 200);
             let last = i == closes_after;
             assert_eq!(r.header("connection") == Some("close"), last, "request {i}");
@@ -285,6 +288,58 @@ async fn idle_keepalive_connection_is_parked_and_served_again() {
         idle.elapsed()
     );
     p.stop().await;
+}
+
+/// A connection that parks leaves tokio (`runtime::dormant`): no task of the proxy's runtime is
+/// left for it while it waits. It comes back with its request count (keepalive_requests still
+/// closes it at the third request), and a graceful stop closes a sleeping connection without
+/// waiting for it.
+#[tokio::test]
+async fn parked_connection_sleeps_outside_tokio_and_keeps_its_count() {
+    let (_b, p) = echo_proxy(|c| {
+        c.keepalive_timeout = Some(Duration::from_secs(30));
+        c.keepalive_requests = 3;
+    })
+    .await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    // The proxy's own tasks (serve, accept loop, dormant set) up and running.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let tasks_without = metrics.num_alive_tasks();
+    let mut conn = tokio::net::TcpStream::connect(p.addr)
+        .await
+        .expect("connect");
+    let mut buf = Vec::new();
+    for i in 1..=3 {
+        let r = get_on(&mut conn, &mut buf).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("connection") == Some("close"),
+            i == 3,
+            "request {i}"
+        );
+        if i < 3 {
+            // Idle long enough to park (10-20 ms).
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert_eq!(
+                metrics.num_alive_tasks(),
+                tasks_without,
+                "after request {i}: the sleeping connection still has a task"
+            );
+        }
+    }
+    assert!(closed(&mut conn).await);
+
+    let mut idle = tokio::net::TcpStream::connect(p.addr)
+        .await
+        .expect("connect");
+    let r = get_on(&mut idle, &mut buf).await;
+    assert_eq!(r.status, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(metrics.num_alive_tasks(), tasks_without);
+    tokio::time::timeout(Duration::from_secs(5), p.stop())
+        .await
+        .expect("the stop waited for a sleeping connection");
+    assert!(closed(&mut idle).await);
 }
 
 /// client_header_timeout, timed by the head guard: a new connection that sends nothing, and a

@@ -38,6 +38,15 @@ impl ClientTcp {
         ClientTcp(Arc::clone(&self.0))
     }
 
+    /// The socket, out of tokio's event loop (for [`super::dormant`]); given back when another
+    /// handle still shares it. The inner error: tokio could not deregister it (it is closed).
+    pub fn into_std(self) -> Result<io::Result<std::net::TcpStream>, ClientTcp> {
+        match Arc::try_unwrap(self.0) {
+            Ok(tcp) => Ok(tcp.into_std()),
+            Err(shared) => Err(ClientTcp(shared)),
+        }
+    }
+
     /// A watch on this connection's end. It does not keep the socket open.
     pub fn watch(&self) -> ClientWatch {
         ClientWatch(Arc::downgrade(&self.0))

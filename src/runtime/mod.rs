@@ -46,6 +46,7 @@ pub mod access;
 pub mod body;
 pub mod client_tcp;
 pub mod ctx;
+pub mod dormant;
 pub mod edge;
 pub mod errors;
 pub mod finish;

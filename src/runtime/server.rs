@@ -23,6 +23,7 @@
 
 use std::future::Future;
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,7 +37,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 
+use super::client_tcp::ClientTcp;
 use super::ctx::ConnInfo;
+use super::dormant::Dormant;
 use super::handshake::ClientIo;
 use super::Live;
 use crate::plan::{ClientLimits, ListenAddr};
@@ -82,6 +85,15 @@ pub async fn accept_loop(
     done: mpsc::Sender<()>,
     permits: Arc<Semaphore>,
 ) {
+    // This listener's parked plain HTTP/1 connections, outside tokio (`dormant`). Without one
+    // (no epoll instance to be had) they park inside their tasks.
+    let dormant = {
+        let shutdown = shutdown.clone();
+        Dormant::start(shutdown.clone(), move |asleep, dormant| {
+            resume(asleep, dormant, &shutdown)
+        })
+        .ok()
+    };
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -118,7 +130,12 @@ pub async fn accept_loop(
             status,
             shutdown.clone(),
         ));
-        tokio::spawn(connection(setup, shutdown.clone(), permit, done.clone()));
+        let ending = Ending {
+            permit,
+            done: done.clone(),
+            dormant: dormant.clone(),
+        };
+        tokio::spawn(connection(setup, shutdown.clone(), ending));
     }
 }
 
@@ -127,19 +144,123 @@ type SetUp = Pin<Box<dyn Future<Output = Option<(ClientIo, Arc<ConnState>)>> + S
 
 /// One client connection's task. It holds a boxed future at each stage (set-up, then serving),
 /// so an idle keepalive connection costs its task header, the serving future and the socket.
-async fn connection(
-    setup: SetUp,
-    shutdown: watch::Receiver<bool>,
-    permit: tokio::sync::OwnedSemaphorePermit,
-    done: mpsc::Sender<()>,
-) {
+async fn connection(setup: SetUp, shutdown: watch::Receiver<bool>, ending: Ending) {
     if let Some((io, state)) = setup.await {
-        serve_connection(io, state.clone(), shutdown).await;
+        let rest = ending.dormant.is_some();
+        let resting = serve_connection(io, state.clone(), shutdown, rest).await;
+        ending.end(state, resting);
+    }
+}
+
+/// What a connection's task holds beside its serving state, until the connection closes or
+/// sleeps in its listener's dormant set.
+struct Ending {
+    permit: tokio::sync::OwnedSemaphorePermit,
+    /// Keeps `accept_loop`'s caller waiting for this connection.
+    done: mpsc::Sender<()>,
+    dormant: Option<Arc<Dormant<Asleep>>>,
+}
+
+impl Ending {
+    /// The connection closed, or (`resting`) parked and leaves its task for the dormant set.
+    fn end(self, state: Arc<ConnState>, resting: Option<super::h1::Resting>) {
+        let Ending {
+            permit,
+            done,
+            dormant,
+        } = self;
+        if let (Some(resting), Some(dormant)) = (resting, dormant) {
+            let Some(status) = state.track.suspend() else {
+                return; // counted as closed already: the socket closes here
+            };
+            let mut info = (*state.info).clone();
+            info.watch = None; // the next task's socket handle gets its own
+            let asleep = Asleep {
+                tcp: resting.tcp,
+                live: state.live.clone(),
+                info,
+                listen: state.listen.clone(),
+                requests: state.requests.load(Ordering::Relaxed),
+                status,
+                permit,
+                done,
+            };
+            // Refused after a graceful stop: the connection closes, as nginx closes idle ones.
+            let _ = dormant.hold(asleep, resting.keepalive_timeout);
+            return;
+        }
         // The connection is gone even if a request task still holds `state`.
         state.track.close();
+        drop((permit, done));
     }
-    drop(permit);
-    drop(done);
+}
+
+/// A plain HTTP/1 connection between requests, held by its listener's [`Dormant`] set: its
+/// socket, out of tokio, and what its next task needs. Everything else the connection had is
+/// freed while it sleeps.
+pub struct Asleep {
+    tcp: std::net::TcpStream,
+    live: Arc<ArcSwap<Live>>,
+    info: ConnInfo,
+    listen: ListenAddr,
+    /// Requests served so far (`keepalive_requests`, `$connection_requests`).
+    requests: u64,
+    /// The connection in stub_status's `active` (and so Waiting).
+    status: super::status::ConnGuard,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    done: mpsc::Sender<()>,
+}
+
+impl AsRawFd for Asleep {
+    fn as_raw_fd(&self) -> RawFd {
+        self.tcp.as_raw_fd()
+    }
+}
+
+/// A sleeping connection's socket turned readable: it goes on with a new task, registered
+/// with this worker's event loop again, and reads its next request.
+fn resume(asleep: Asleep, dormant: &Arc<Dormant<Asleep>>, shutdown: &watch::Receiver<bool>) {
+    let Asleep {
+        tcp,
+        live,
+        mut info,
+        listen,
+        requests,
+        status,
+        permit,
+        done,
+    } = asleep;
+    let Ok(tcp) = tokio::net::TcpStream::from_std(tcp) else {
+        return; // not registered: closed
+    };
+    let tcp = ClientTcp::new(tcp);
+    info.watch = Some(tcp.watch());
+    let limits = H1Limits::from(&default_limits(&live.load(), &listen));
+    let state = Arc::new(ConnState {
+        live,
+        info: Arc::new(info),
+        listen,
+        requests: AtomicU64::new(requests),
+        track: Arc::new(super::status::ConnTrack::new(status)),
+    });
+    let serve = Box::pin(super::h1::serve(
+        tcp,
+        Vec::new(),
+        state.clone(),
+        shutdown.clone(),
+        limits,
+        true,
+        true,
+    ));
+    let ending = Ending {
+        permit,
+        done,
+        dormant: Some(dormant.clone()),
+    };
+    tokio::spawn(async move {
+        let resting = serve.await;
+        ending.end(state, resting);
+    });
 }
 
 /// PROXY protocol header and TLS handshake (handshake.rs), bounded by client_header_timeout as
@@ -186,23 +307,32 @@ async fn set_up(
 
 /// Serves a connection whose handshakes are done: HTTP/2 or HTTP/1, by the handshake's choice.
 /// Boxed, and built before its first poll, so that the task holds exactly the serving state.
+/// With `rest`, a plain HTTP/1 connection that parks ends with its socket given back
+/// ([`super::h1::serve`]).
 fn serve_connection(
     stream: ClientIo,
     state: Arc<ConnState>,
     shutdown: watch::Receiver<bool>,
-) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    rest: bool,
+) -> Pin<Box<dyn Future<Output = Option<super::h1::Resting>> + Send>> {
     let limits = {
         let live = state.live.load();
         default_limits(&live, &state.listen)
     };
     if state.info.handshake.h2 != super::handshake::H2::No {
-        return Box::pin(super::handshake::serve_h2(stream, state, shutdown, limits));
+        let h2 = super::handshake::serve_h2(stream, state, shutdown, limits);
+        return Box::pin(async move {
+            h2.await;
+            None
+        });
     }
     let limits = H1Limits::from(&limits);
     let stream = if own_http1() {
         match stream.into_plain() {
             Ok((tcp, read)) => {
-                return Box::pin(super::h1::serve(tcp, read, state, shutdown, limits))
+                return Box::pin(super::h1::serve(
+                    tcp, read, state, shutdown, limits, rest, false,
+                ))
             }
             Err(tls) => tls,
         }
@@ -214,7 +344,11 @@ fn serve_connection(
     if limits.keepalive_timeout.is_some() {
         guard = guard.parking(state.track.clone());
     }
-    Box::pin(serve_h1(guard, state, shutdown, limits))
+    let h1 = serve_h1(guard, state, shutdown, limits);
+    Box::pin(async move {
+        h1.await;
+        None
+    })
 }
 
 /// Plain HTTP/1 connections are served by nginx-rs's own HTTP/1 server (`super::h1`) unless

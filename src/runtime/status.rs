@@ -430,6 +430,13 @@ impl ConnTrack {
         .unwrap_or(Sweep::Drop)
     }
 
+    /// The connection leaves its task to sleep outside tokio ([`super::dormant`]): its count in
+    /// `active`, which a new `ConnTrack` takes over when it wakes; `None` if it was closed.
+    pub fn suspend(&self) -> Option<ConnGuard> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.take().map(|t| t.guard)
+    }
+
     /// The connection is closed: it stops counting as active.
     pub fn close(&self) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());

@@ -64,8 +64,10 @@ const DISCARD_READ: usize = 4096;
 /// both); larger ones are written from where they are.
 const COPY_MAX: usize = 4096;
 
-/// Serves HTTP/1 requests on a plain client connection until it closes. `prefix`: bytes
-/// already read from it (after a PROXY protocol header).
+/// Serves HTTP/1 requests on a plain client connection until it closes, or, with `rest`, until
+/// it parks: then its socket is given back out of tokio, for a [`super::dormant`] set to hold
+/// until the next request. `prefix`: bytes already read from it (after a PROXY protocol
+/// header). `resumed`: the connection comes back from such a set (it has served requests).
 ///
 /// The connection's state is built at the call and the future holds only that: this future is
 /// what an idle connection keeps (as an `async fn`, it also kept every argument it was given).
@@ -75,18 +77,12 @@ pub fn serve(
     state: Arc<ConnState>,
     shutdown: watch::Receiver<bool>,
     limits: H1Limits,
-) -> impl Future<Output = ()> + Send {
-    let mut conn = Conn {
-        tcp,
-        buf: BytesMut::from(&prefix[..]),
-        scanned: 0,
-        state,
-        shutdown,
-        limits,
-        written: 0,
-    };
+    rest: bool,
+    resumed: bool,
+) -> impl Future<Output = Option<Resting>> + Send {
+    let mut conn = Conn::new(tcp, BytesMut::from(&prefix[..]), state, shutdown, limits);
     async move {
-        let mut first = true;
+        let mut first = !resumed;
         loop {
             // Boxed, and only while busy: the request path's future is large (~2.5 KB), and
             // inline it would make every connection's task that large, idle ones included. One
@@ -95,21 +91,39 @@ pub fn serve(
             first = false;
             match end {
                 Busy::Parked => {
-                    if !conn.parked().await {
-                        return;
+                    super::park::note_parked();
+                    let keepalive = conn.limits.keepalive_timeout?;
+                    if *conn.shutdown.borrow() {
+                        return None;
+                    }
+                    if rest {
+                        match conn.into_rest(keepalive) {
+                            Ok(resting) => return resting,
+                            // Another handle shares the socket (a body still being read).
+                            Err(back) => conn = back,
+                        }
+                    }
+                    if !conn.parked(keepalive).await {
+                        return None;
                     }
                 }
-                Busy::Over => return,
+                Busy::Over => return None,
                 Busy::Upgrade(tx) => {
                     let Conn { tcp, buf, .. } = conn;
                     let _ = tx.send(Prefixed::new(buf.to_vec(), tcp));
-                    return;
+                    return None;
                 }
             }
         }
         // The socket closes with its last handle: now, or when a request body still being
         // discarded after a 413 is done (nginx's lingering close keeps reading it too).
     }
+}
+
+/// A parked connection's socket, out of tokio, and how long it may wait for its next request.
+pub struct Resting {
+    pub tcp: std::net::TcpStream,
+    pub keepalive_timeout: std::time::Duration,
 }
 
 /// The client connection after a `101 Switching Protocols`: the bytes the client sent after
@@ -178,6 +192,47 @@ struct Conn {
 }
 
 impl Conn {
+    fn new(
+        tcp: ClientTcp,
+        buf: BytesMut,
+        state: Arc<ConnState>,
+        shutdown: watch::Receiver<bool>,
+        limits: H1Limits,
+    ) -> Conn {
+        Conn {
+            tcp,
+            buf,
+            scanned: 0,
+            state,
+            shutdown,
+            limits,
+            written: 0,
+        }
+    }
+
+    /// A parked connection's socket out of tokio (`None`: tokio failed to let go of it, and it
+    /// is closed); the connection back when another handle shares the socket. A connection
+    /// parks with nothing buffered, so only the socket carries over.
+    // The connection comes back by value, once per park at most, and is moved straight back
+    // into the serving loop's variable: boxing it would add an allocation for nothing.
+    #[allow(clippy::result_large_err)]
+    fn into_rest(self, keepalive_timeout: std::time::Duration) -> Result<Option<Resting>, Conn> {
+        let Conn {
+            tcp,
+            state,
+            shutdown,
+            limits,
+            ..
+        } = self;
+        match tcp.into_std() {
+            Ok(tcp) => Ok(tcp.ok().map(|tcp| Resting {
+                tcp,
+                keepalive_timeout,
+            })),
+            Err(tcp) => Err(Conn::new(tcp, BytesMut::new(), state, shutdown, limits)),
+        }
+    }
+
     /// Requests, one after the other, until the connection parks or ends.
     async fn busy(&mut self, mut first: bool) -> Busy {
         loop {
@@ -288,14 +343,7 @@ impl Conn {
 
     /// A parked connection: no buffer, waiting for the client's next bytes for
     /// `keepalive_timeout`; false when it is to close (timeout, graceful stop).
-    async fn parked(&mut self) -> bool {
-        super::park::note_parked();
-        let Some(keepalive) = self.limits.keepalive_timeout else {
-            return false;
-        };
-        if *self.shutdown.borrow() {
-            return false;
-        }
+    async fn parked(&mut self, keepalive: std::time::Duration) -> bool {
         self.buf = BytesMut::new();
         let tcp = self.tcp.get_ref();
         tokio::select! {
