@@ -47,6 +47,16 @@ impl ClientTcp {
         }
     }
 
+    /// Whether the client has sent something, bytes or its end, even if tokio has not reported
+    /// it yet (one non-blocking peek).
+    pub fn has_input(&self) -> bool {
+        let mut byte = [std::mem::MaybeUninit::uninit(); 1];
+        !matches!(
+            SockRef::from(&*self.0).peek(&mut byte),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        )
+    }
+
     /// A watch on this connection's end. It does not keep the socket open.
     pub fn watch(&self) -> ClientWatch {
         ClientWatch(Arc::downgrade(&self.0))
@@ -238,5 +248,32 @@ impl<F: std::future::Future> std::future::Future for UnlessClosed<'_, F> {
             }
         }
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Unit tests only: the unwraps below never see config or request input.
+    use super::*;
+    use std::io::Write;
+
+    #[tokio::test]
+    async fn has_input_sees_bytes_and_the_end_before_tokio_does() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (server, _) = l.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let tcp = ClientTcp::new(TcpStream::from_std(server).unwrap());
+        assert!(!tcp.has_input(), "nothing sent yet");
+        client.write_all(b"GET").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(tcp.has_input(), "bytes");
+        assert!(tcp.has_input(), "a peek leaves them there");
+        let mut buf = [std::mem::MaybeUninit::uninit(); 8];
+        assert_eq!(SockRef::from(tcp.get_ref()).recv(&mut buf).unwrap(), 3);
+        assert!(!tcp.has_input(), "read");
+        drop(client);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(tcp.has_input(), "the client's end");
     }
 }

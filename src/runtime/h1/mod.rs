@@ -325,16 +325,19 @@ impl Conn {
     /// connection should park, `None` when it is to close (keepalive off).
     async fn next_request(&mut self) -> Option<bool> {
         self.limits.keepalive_timeout?;
-        let tcp = self.tcp.get_ref();
+        let tcp = &self.tcp;
         let track = &self.state.track;
         // No timer while the connection is likely to be busy again soon: the park sweeper
         // wakes it after 10-20 ms (`super::park`).
         std::future::poll_fn(|cx| {
-            if tcp.poll_read_ready(cx).is_ready() {
+            if tcp.get_ref().poll_read_ready(cx).is_ready() {
                 return Poll::Ready(Some(true));
             }
             if track.idle_wait(cx.waker()) {
-                return Poll::Ready(Some(false));
+                // The sweeper saw no request for 10-20 ms, but under load the event loop can
+                // lag that much behind the socket: a request already there keeps the
+                // connection serving instead of parking (and waking again at once).
+                return Poll::Ready(Some(tcp.has_input()));
             }
             Poll::Pending
         })
