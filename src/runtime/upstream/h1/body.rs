@@ -195,10 +195,13 @@ impl ResponseBody {
 
     /// The body is complete: keep the connection if it can carry another request.
     fn finish(&mut self) {
-        if let Some(c) = self.conn.take() {
+        if let Some(mut c) = self.conn.take() {
             let reusable =
                 self.keepalive && c.rbuf.is_empty() && !matches!(self.decode, Decode::Close);
             if reusable {
+                // The buffer stays with the response's bytes until they are sent; the
+                // connection waits for its next response without one (`h1::poll_fill`).
+                c.rbuf = BytesMut::new();
                 match &self.group {
                     Some(g) => g.release(c),
                     None => self.kept = Some(c),
