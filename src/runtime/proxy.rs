@@ -577,31 +577,22 @@ fn client_response(
 /// The hop-by-hop headers (hyper frames the client response itself) and the ones nginx hides
 /// (`ngx_http_proxy_hide_headers`, minus `proxy_pass_header`, plus `proxy_hide_header`): the
 /// upstream head parser leaves them out of the response (`h1::read_head`).
+///
+/// Called for every upstream response header: one match on the name's text (a length switch
+/// and a compare) instead of comparing it with a dozen `HeaderName`s.
 fn hidden(name: &HeaderName, conf: &ProxyConf) -> bool {
-    HOP_BY_HOP.contains(name)
-        || (HIDDEN.contains(name) && !conf.pass_headers.contains(name))
-        || conf.hide_headers.contains(name)
+    let hidden = match name.as_str() {
+        // Hop by hop.
+        "connection" | "keep-alive" | "transfer-encoding" | "upgrade" => return true,
+        // Never passed from the upstream unless `proxy_pass_header` names them.
+        "date" | "server" | "x-pad" | "x-accel-expires" | "x-accel-redirect"
+        | "x-accel-limit-rate" | "x-accel-buffering" | "x-accel-charset" => {
+            !conf.pass_headers.contains(name)
+        }
+        _ => false,
+    };
+    hidden || (!conf.hide_headers.is_empty() && conf.hide_headers.contains(name))
 }
-
-/// Response headers nginx never passes from the upstream (`proxy_pass_header` can pass them).
-/// `HeaderName`s, not strings: a `&str` name is parsed again on every `remove`.
-static HIDDEN: [HeaderName; 8] = [
-    header::DATE,
-    header::SERVER,
-    HeaderName::from_static("x-pad"),
-    HeaderName::from_static("x-accel-expires"),
-    HeaderName::from_static("x-accel-redirect"),
-    HeaderName::from_static("x-accel-limit-rate"),
-    HeaderName::from_static("x-accel-buffering"),
-    HeaderName::from_static("x-accel-charset"),
-];
-
-static HOP_BY_HOP: [HeaderName; 4] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
 
 fn failure_response(
     ctx: &mut RequestCtx,

@@ -143,7 +143,9 @@ pub async fn accept_loop(
 type SetUp = Pin<Box<dyn Future<Output = Option<(ClientIo, Arc<ConnState>)>> + Send>>;
 
 /// One client connection's task. It holds a boxed future at each stage (set-up, then serving),
-/// so an idle keepalive connection costs its task header, the serving future and the socket.
+/// so a TLS or HTTP/2 connection that waits between requests costs its task header, the serving
+/// future and the socket. A plain HTTP/1 connection that parks ends its task instead and sleeps
+/// in its listener's dormant set ([`Ending::end`]), until [`resume`] gives it a new one.
 async fn connection(setup: SetUp, shutdown: watch::Receiver<bool>, ending: Ending) {
     if let Some((io, state)) = setup.await {
         let rest = ending.dormant.is_some();
