@@ -20,7 +20,6 @@
 use std::collections::BTreeSet;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,14 +54,6 @@ struct Slot<T> {
 
 /// Events taken from the epoll instance per call.
 const EVENTS: usize = 256;
-
-/// Connections held by every set of the process (diagnostics and tests).
-static SLEEPING: AtomicUsize = AtomicUsize::new(0);
-
-/// How many connections sleep in a dormant set, in the whole process.
-pub fn sleeping() -> usize {
-    SLEEPING.load(Ordering::Relaxed)
-}
 
 impl<T: AsRawFd + Send + 'static> Dormant<T> {
     /// A new set with its task on the current tokio runtime. The task runs until `shutdown`
@@ -110,7 +101,6 @@ impl<T: AsRawFd + Send + 'static> Dormant<T> {
             return Err(conn);
         }
         entry.insert(Slot { conn, deadline });
-        SLEEPING.fetch_add(1, Ordering::Relaxed);
         let earliest = set.deadlines.first().map_or(true, |&(d, _)| deadline < d);
         set.deadlines.insert((deadline, key));
         drop(set);
@@ -183,7 +173,6 @@ impl<T: AsRawFd + Send + 'static> Dormant<T> {
                 continue;
             };
             set.deadlines.remove(&(slot.deadline, key));
-            SLEEPING.fetch_sub(1, Ordering::Relaxed);
             self.deregister(slot.conn.as_raw_fd());
             woken.push(slot.conn);
         }
@@ -200,7 +189,6 @@ impl<T: AsRawFd + Send + 'static> Dormant<T> {
                 }
                 set.deadlines.pop_first();
                 if let Some(slot) = set.slots.try_remove(key) {
-                    SLEEPING.fetch_sub(1, Ordering::Relaxed);
                     self.deregister(slot.conn.as_raw_fd());
                     expired.push(slot.conn);
                 }
@@ -223,7 +211,6 @@ impl<T: AsRawFd + Send + 'static> Dormant<T> {
             let mut set = self.lock();
             set.closed = true;
             set.deadlines.clear();
-            SLEEPING.fetch_sub(set.slots.len(), Ordering::Relaxed);
             std::mem::take(&mut set.slots)
         };
         drop(slots);

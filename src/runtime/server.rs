@@ -245,14 +245,16 @@ fn resume(asleep: Asleep, dormant: &Arc<Dormant<Asleep>>, shutdown: &watch::Rece
         requests: AtomicU64::new(requests),
         track: Arc::new(super::status::ConnTrack::new(status)),
     });
+    // It may sleep again, and it has served requests.
+    let (rest, resumed) = (true, true);
     let serve = Box::pin(super::h1::serve(
         tcp,
         Vec::new(),
         state.clone(),
         shutdown.clone(),
         limits,
-        true,
-        true,
+        rest,
+        resumed,
     ));
     let ending = Ending {
         permit,
@@ -332,9 +334,10 @@ fn serve_connection(
     let stream = if own_http1() {
         match stream.into_plain() {
             Ok((tcp, read)) => {
+                let resumed = false;
                 return Box::pin(super::h1::serve(
-                    tcp, read, state, shutdown, limits, rest, false,
-                ))
+                    tcp, read, state, shutdown, limits, rest, resumed,
+                ));
             }
             Err(tls) => tls,
         }
