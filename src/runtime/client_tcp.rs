@@ -50,11 +50,7 @@ impl ClientTcp {
     /// Whether the client has sent something, bytes or its end, even if tokio has not reported
     /// it yet (one non-blocking peek).
     pub fn has_input(&self) -> bool {
-        let mut byte = [std::mem::MaybeUninit::uninit(); 1];
-        !matches!(
-            SockRef::from(&*self.0).peek(&mut byte),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock
-        )
+        !matches!(peek_byte(&self.0), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// A watch on this connection's end. It does not keep the socket open.
@@ -194,8 +190,7 @@ impl ClientWatch {
                 Ok(()) => {}
                 Err(_) => return Poll::Ready(Seen::Closed),
             }
-            let mut byte = [std::mem::MaybeUninit::uninit(); 1];
-            match tcp.try_io(Interest::READABLE, || SockRef::from(&*tcp).peek(&mut byte)) {
+            match tcp.try_io(Interest::READABLE, || peek_byte(&tcp)) {
                 Ok(0) => return Poll::Ready(Seen::Closed),
                 Ok(_) => return Poll::Ready(Seen::Data),
                 // Readiness was stale and is now cleared: wait again.
@@ -204,6 +199,13 @@ impl ClientWatch {
             }
         }
     }
+}
+
+/// Peeks at the socket's next byte without waiting: `Ok(0)` at the client's end, `WouldBlock`
+/// when nothing has come.
+fn peek_byte(tcp: &TcpStream) -> io::Result<usize> {
+    let mut byte = [std::mem::MaybeUninit::uninit(); 1];
+    SockRef::from(tcp).peek(&mut byte)
 }
 
 /// Runs `fut` to completion unless the client closes its connection first (`None`; `fut` is

@@ -439,8 +439,7 @@ impl ConnTrack {
 
     /// The connection is closed: it stops counting as active.
     pub fn close(&self) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.take();
+        drop(self.suspend());
     }
 
     /// `f` on the live connection's state; `None` once it is closed.
