@@ -362,6 +362,13 @@ fn open_level_logs(plan: &Plan) -> Result<(), crate::runtime::log::OpenError> {
     result
 }
 
+/// Start-up and reloads run code and fill heap the request path does not need again
+/// ([`super::trim`]).
+pub(crate) fn release_startup_memory() {
+    let bytes = super::trim::release();
+    tracing::debug!(bytes, "released start-up code pages");
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -596,6 +603,7 @@ where
         if let Err(e) = inbox.ack(set.addrs()) {
             return emerg(&format!("supervisor link failed {}", super::errno_text(&e)));
         }
+        release_startup_memory();
         loop {
             let (event, incoming) = inbox.next(&error_log.load()).await;
             match event {
@@ -620,6 +628,7 @@ where
                     }
                     // A failed answer means the supervisor is gone: the next event is the stop.
                     let _ = inbox.ack(set.addrs());
+                    release_startup_memory();
                 }
                 Event::Reopen => {
                     let log = error_log.load_full();

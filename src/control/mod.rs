@@ -17,6 +17,8 @@
 //!   the CLI runs when started as root) and the [`supervisor::Bundle`] wire format; [`link`] pairs
 //!   bundles with their descriptors; [`daemon::run_supervised`] is the serving half;
 //!   [`privs`] resolves `user` and drops to it; [`logfds`] holds the log descriptors handed over.
+//! - [`trim::release`] after start-up and each reload, in both processes: drops the code pages and
+//!   free heap that reading and compiling a configuration touched once.
 
 pub mod daemon;
 pub mod fdpass;
@@ -29,6 +31,7 @@ pub mod reload;
 pub mod send;
 pub mod signals;
 pub mod supervisor;
+pub mod trim;
 
 pub use send::{send_signal, SendError, Signal};
 

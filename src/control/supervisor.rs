@@ -560,6 +560,9 @@ where
     drop(first);
     let mut stopping = false;
     loop {
+        // Start-up and each signal's work (a reload compiles everything) touched code and heap
+        // that waiting for the next signal does not need.
+        super::daemon::release_startup_memory();
         tokio::select! {
             r = signals.recv_from() => {
                 log.log(Level::Notice, None, &r.notice(), None);
