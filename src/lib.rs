@@ -47,6 +47,8 @@
 //!   process: bind, pid file, signal loop, in-place reload), `-s` signal sending, listen-set diffs,
 //!   and, when started as root, `supervisor`: a root process that reads files, binds and opens logs,
 //!   and hands config bytes + descriptors (SCM_RIGHTS) to the serving process running as `user`.
+//!   Both processes give back the code pages and heap that start-up and reloads touched once
+//!   (`trim`).
 //!
 //! # Invariants
 //! - `conf` and `plan` never touch the network and need no async runtime; name resolution is injected
