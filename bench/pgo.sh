@@ -8,8 +8,9 @@
 # 2. Trains it, 127.0.0.1 only, ~30 s: one worker in front of three nginx `return 200` backends,
 #    under wrk: upstream keepalive at 1, 64 and 512 connections, the walkthrough's config (a new
 #    upstream connection per request), the combined access log, browser-like request headers,
-#    1 MiB responses, HTTPS (when openssl is there to make a certificate) and keepalive clients
-#    that pause between requests (the dormant set). Stopped with SIGQUIT, it writes its profile.
+#    1 MiB responses, HTTPS (when openssl is there to make a certificate), HTTP/2 (when h2load
+#    is there too) and keepalive clients that pause between requests (the dormant set). Stopped
+#    with SIGQUIT, it writes its profile.
 # 3. Merges the profile with an llvm-profdata that reads rustc's LLVM format (LLVM_PROFDATA, then
 #    rustup's llvm-tools, then the newest /usr/lib/llvm-*/; when none does and apt-get is there,
 #    the newest llvm-N package is installed), and builds again with `-Cprofile-use` in
@@ -110,6 +111,10 @@ train -c64 -H "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Ch
     "http://127.0.0.1:$PROXY_PORT/"
 train -c16 "http://127.0.0.1:$PROXY_PORT/big.bin"
 [ -n "$TLS" ] && train -c64 "https://127.0.0.1:$TLS_PORT/"
+# HTTP/2 when h2load (Debian: nghttp2-client) is there: wrk speaks only HTTP/1.1.
+if [ -n "$TLS" ] && command -v h2load >/dev/null; then
+    h2load -n 30000 -c 16 -m 8 "https://127.0.0.1:$TLS_PORT/" >/dev/null
+fi
 # Keepalive clients that pause long enough to sleep in the dormant set between requests.
 for _ in $(seq 20); do
     exec 3<>"/dev/tcp/127.0.0.1/$PROXY_PORT"
