@@ -49,6 +49,9 @@ struct Segment {
     kind: u32,
     writable: bool,
     vaddr: usize,
+    /// The bytes that come from the file; past them (up to the segment's memory size) the
+    /// loader zero-fills, and the page where the file's part ends was written to.
+    filesz: usize,
     memsz: usize,
 }
 
@@ -74,6 +77,7 @@ fn clean_pages() -> Vec<Range<usize>> {
                 kind: p.p_type,
                 writable: p.p_flags & libc::PF_W != 0,
                 vaddr: p.p_vaddr as usize,
+                filesz: p.p_filesz as usize,
                 memsz: p.p_memsz as usize,
             });
             if p.p_type == libc::PT_DYNAMIC {
@@ -124,26 +128,27 @@ unsafe fn has_text_relocations(mut dynamic: *const usize) -> bool {
     }
 }
 
-/// The whole pages of `segments` (loaded at `base`) that are loadable, not writable and outside
-/// RELRO. A segment's first and last page may be shared with a neighbour mapped over it, so only
-/// pages wholly inside the segment count.
+/// The whole pages of `segments` (loaded at `base`) that are loadable, not writable, outside
+/// RELRO and read from the file. A segment's first and last page may be shared with a neighbour
+/// mapped over it, or zero-filled past the file's bytes, so only pages wholly inside the segment's
+/// file part count.
 fn unchanged_pages(base: usize, segments: &[Segment], page: usize) -> Vec<Range<usize>> {
     if !page.is_power_of_two() {
         return Vec::new();
     }
-    let span = |s: &Segment| {
+    let span = |s: &Segment, len: usize| {
         let start = base.checked_add(s.vaddr)?;
-        Some(start..start.checked_add(s.memsz)?)
+        Some(start..start.checked_add(len)?)
     };
     let relro: Vec<Range<usize>> = segments
         .iter()
         .filter(|s| s.kind == libc::PT_GNU_RELRO)
-        .filter_map(span)
+        .filter_map(|s| span(s, s.memsz))
         .collect();
     segments
         .iter()
         .filter(|s| s.kind == libc::PT_LOAD && !s.writable)
-        .filter_map(span)
+        .filter_map(|s| span(s, s.filesz.min(s.memsz)))
         .filter(|r| !relro.iter().any(|x| x.start < r.end && r.start < x.end))
         .filter_map(|r| {
             let start = r.start.checked_add(page - 1)? & !(page - 1);
@@ -163,6 +168,7 @@ mod tests {
             kind: libc::PT_LOAD,
             writable,
             vaddr,
+            filesz: memsz,
             memsz,
         }
     }
@@ -177,6 +183,7 @@ mod tests {
                 kind: libc::PT_GNU_RELRO,
                 writable: false,
                 vaddr: 0x69b100,
+                filesz: 0x2cf00,
                 memsz: 0x2cf00,
             },
             load(0x700000, 0x3000, false), // read-only but inside RELRO below
@@ -184,6 +191,7 @@ mod tests {
                 kind: libc::PT_GNU_RELRO,
                 writable: false,
                 vaddr: 0x701000,
+                filesz: 0x1000,
                 memsz: 0x1000,
             },
         ];
@@ -191,6 +199,16 @@ mod tests {
         assert_eq!(
             unchanged_pages(base, &segments, 0x1000),
             vec![base..base + 0x1b8000, base + 0x1b9000..base + 0x69b000]
+        );
+    }
+
+    #[test]
+    fn zero_filled_pages_past_the_files_bytes_are_kept() {
+        let mut segment = load(0x10000, 0x5000, false);
+        segment.filesz = 0x2800; // the loader zeroed 0x12800..0x13000 and mapped zeros past it
+        assert_eq!(
+            unchanged_pages(0, &[segment], 0x1000),
+            vec![0x10000..0x12000]
         );
     }
 
