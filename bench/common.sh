@@ -44,6 +44,23 @@ $http
 CONF
 }
 
+# The three backends' directory $WORK/backends: a 1 MiB html/big.bin and nginx.conf, one nginx
+# listening on $B1, $B2 and $B3 with `return 200` on / and the file on /big.bin.
+backends_conf() {
+    mkdir -p "$WORK/backends/html"
+    head -c 1048576 /dev/zero | tr '\0' 'x' >"$WORK/backends/html/big.bin"
+    # nginx workers run as an unprivileged user when started as root: let them read the file.
+    chmod 755 "$WORK" "$WORK/backends" "$WORK/backends/html"
+    chmod 644 "$WORK/backends/html/big.bin"
+    main_conf "$WORK/backends" "    server {
+        listen 127.0.0.1:$B1;
+        listen 127.0.0.1:$B2;
+        listen 127.0.0.1:$B3;
+        location / { return 200 \"Hello from backend\n\"; }
+        location = /big.bin { root $WORK/backends/html; }
+    }" nginx >"$WORK/backends/nginx.conf"
+}
+
 # utime and stime in ticks of pid $1 and its children, as "user system".
 cpu_ticks() {
     local u=0 k=0 p f

@@ -47,17 +47,9 @@ chmod 1777 "$PROFILES"
 chmod 755 "$WORK"
 
 # --- 2. training ---
-mkdir -p "$WORK/backends/html" "$WORK/proxy"
-head -c 1048576 /dev/zero | tr '\0' 'x' >"$WORK/backends/html/big.bin"
-chmod 755 "$WORK/backends" "$WORK/backends/html" "$WORK/proxy"
-chmod 644 "$WORK/backends/html/big.bin"
-main_conf "$WORK/backends" "    server {
-        listen 127.0.0.1:$B1;
-        listen 127.0.0.1:$B2;
-        listen 127.0.0.1:$B3;
-        location / { return 200 \"Hello from backend\n\"; }
-        location = /big.bin { root $WORK/backends/html; }
-    }" nginx >"$WORK/backends/nginx.conf"
+backends_conf
+mkdir -p "$WORK/proxy"
+chmod 755 "$WORK/proxy"
 "$NGINX" -e stderr -p "$WORK/backends" -c "$WORK/backends/nginx.conf" &
 pids+=("$!")
 for p in $B1 $B2 $B3; do wait_port "$p" || { echo "backends did not start" >&2; exit 1; }; done

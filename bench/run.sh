@@ -156,20 +156,9 @@ end
 LUA
 
 # --- backends ---
-mkdir -p "$WORK/backends/html"
-head -c 1048576 /dev/zero | tr '\0' 'x' >"$WORK/backends/html/big.bin"
-# nginx workers run as an unprivileged user when started as root: let them read the file.
-chmod 755 "$WORK" "$WORK/backends" "$WORK/backends/html"
-chmod 644 "$WORK/backends/html/big.bin"
+backends_conf
 URL_PATH=/
 [ "$VARIANT" = body1m ] && URL_PATH=/big.bin
-main_conf "$WORK/backends" "    server {
-        listen 127.0.0.1:$B1;
-        listen 127.0.0.1:$B2;
-        listen 127.0.0.1:$B3;
-        location / { return 200 \"Hello from backend\n\"; }
-        location = /big.bin { root $WORK/backends/html; }
-    }" nginx >"$WORK/backends/nginx.conf"
 if [ "$VARIANT" = slow10ms ]; then
     # nginx cannot wait 10 ms before answering; the walkthrough's example backend can.
     if [ -z "${BACKEND_EXAMPLE:-}" ]; then
