@@ -6,7 +6,8 @@
 //! it (for nginx levels tracing lacks: emerg, alert, crit, notice), and a `conn` field becomes `*N`.
 //! The destination is an `ArcSwap<ErrorLog>` so that a reload can replace it.
 //!
-//! Events of other targets are recorded too when `all_targets` is set (e.g. `accept() failed`).
+//! Events of nginx-rs's other targets (`nginx_rs::*`) are recorded too when `all_targets` is set
+//! (e.g. `accept() failed`). Spans, and other crates' events, are turned off at their call sites.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
