@@ -578,6 +578,7 @@ fn col_of(p: usize, line_start: usize) -> u32 {
     u32::try_from(p - line_start + 1).unwrap_or(u32::MAX)
 }
 
+// Unit tests only: their unwraps run on fixed inputs, never on config or request input.
 #[cfg(test)]
 mod tests {
     use super::*;
