@@ -1,4 +1,4 @@
-# Shared by bench/run.sh and bench/profile.sh (sourced, not run). Expects WORK (the scratch
+# Shared by the bench/ scripts (sourced, not run). Expects WORK (the scratch
 # directory, removed on exit); WORKER_CONNECTIONS and RLIMIT may be set before main_conf runs.
 
 pids=()
@@ -61,6 +61,44 @@ backends_conf() {
     }" nginx >"$WORK/backends/nginx.conf"
 }
 
+# Starts the backends of backends_conf, pinned to CPUs $1 when given, and waits for their ports.
+start_backends() {
+    backends_conf
+    if [ -n "${1:-}" ]; then
+        taskset -c "$1" "$NGINX" -e stderr -p "$WORK/backends" -c "$WORK/backends/nginx.conf" &
+    else
+        "$NGINX" -e stderr -p "$WORK/backends" -c "$WORK/backends/nginx.conf" &
+    fi
+    pids+=("$!")
+    wait_backends
+}
+
+wait_backends() {
+    for p in $B1 $B2 $B3; do wait_port "$p" || { echo "backends did not start" >&2; exit 1; }; done
+}
+
+# The keepalive proxy's http-level config: the three backends with upstream `keepalive $1`, one
+# server on PROXY_PORT with $2 in it (an access_log line, or nothing).
+keepalive_http() {
+    cat <<CONF
+    upstream backends {
+        server 127.0.0.1:$B1;
+        server 127.0.0.1:$B2;
+        server 127.0.0.1:$B3;
+        keepalive $1;
+    }
+    server {
+        listen 127.0.0.1:$PROXY_PORT;
+        ${2:-}
+        location / {
+            proxy_pass http://backends;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+CONF
+}
+
 # utime and stime in ticks of pid $1 and its children, as "user system".
 cpu_ticks() {
     local u=0 k=0 p f
@@ -72,4 +110,23 @@ cpu_ticks() {
         fi
     done
     echo "$u $k"
+}
+
+# Starts "$@" pinned to PROXY_CPU (stderr to $dir/stderr, $dir named after the proxy), waits until
+# it accepts on PROXY_PORT and warms it up with 2 s of wrk at $1 connections (the first
+# argument, taken off). Sets pid (the started process) and target (the process that serves:
+# nginx's worker, nginx-rs's child when it was started as root, otherwise pid itself).
+start_proxy() {
+    local conns=$1
+    shift
+    taskset -c "$PROXY_CPU" "$@" 2>"$dir/stderr" &
+    pid=$!
+    pids+=("$pid")
+    wait_port "$PROXY_PORT" || {
+        echo "$(basename "$dir") did not serve: $(head -c 300 "$dir/stderr")" >&2
+        exit 1
+    }
+    taskset -c "$LOAD_CPU" wrk -t1 -c "$conns" -d2s "http://127.0.0.1:$PROXY_PORT/" >/dev/null
+    target=$(pgrep -P "$pid" | head -1 || true)
+    target=${target:-$pid}
 }

@@ -47,12 +47,9 @@ chmod 1777 "$PROFILES"
 chmod 755 "$WORK"
 
 # --- 2. training ---
-backends_conf
+start_backends
 mkdir -p "$WORK/proxy"
 chmod 755 "$WORK/proxy"
-"$NGINX" -e stderr -p "$WORK/backends" -c "$WORK/backends/nginx.conf" &
-pids+=("$!")
-for p in $B1 $B2 $B3; do wait_port "$p" || { echo "backends did not start" >&2; exit 1; }; done
 
 TLS=""
 if command -v openssl >/dev/null; then

@@ -51,28 +51,7 @@ fi
 # shellcheck source=bench/common.sh
 . bench/common.sh
 
-mkdir -p "$WORK/backends"
-main_conf "$WORK/backends" "    server {
-        listen 127.0.0.1:$B1; listen 127.0.0.1:$B2; listen 127.0.0.1:$B3;
-        location / { return 200 \"Hello from backend\n\"; }
-    }" nginx >"$WORK/backends/nginx.conf"
-taskset -c "$LOAD_CPU" "$NGINX" -e stderr -p "$WORK/backends" -c "$WORK/backends/nginx.conf" &
-pids+=("$!")
-for p in $B1 $B2 $B3; do wait_port "$p" || { echo "backends did not start" >&2; exit 1; }; done
-
-PROXY_HTTP="    upstream backends {
-        server 127.0.0.1:$B1; server 127.0.0.1:$B2; server 127.0.0.1:$B3;
-        keepalive $UPSTREAM_KEEPALIVE;
-    }
-    server {
-        listen 127.0.0.1:$PROXY_PORT;
-        LOG_HERE
-        location / {
-            proxy_pass http://backends;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-        }
-    }"
+start_backends "$LOAD_CPU"
 
 [ "$RECORD" = 1 ] && : >"$OUT/stat.txt"
 for flavor in $ONLY; do
@@ -80,17 +59,9 @@ for flavor in $ONLY; do
     mkdir -p "$dir"
     log=""
     [ "$ACCESS_LOG" = 1 ] && log="access_log $dir/access.log combined;"
-    main_conf "$dir" "${PROXY_HTTP/LOG_HERE/$log}" "$flavor" >"$dir/nginx.conf"
+    main_conf "$dir" "$(keepalive_http "$UPSTREAM_KEEPALIVE" "$log")" "$flavor" >"$dir/nginx.conf"
     if [ "$flavor" = nginx ]; then bin=("$NGINX" -e stderr); else bin=("$NGINX_RS"); fi
-    taskset -c "$PROXY_CPU" "${bin[@]}" -p "$dir" -c "$dir/nginx.conf" 2>"$dir/stderr" &
-    pid=$!
-    pids+=("$pid")
-    wait_port "$PROXY_PORT" || { echo "$flavor did not serve: $(head -c 300 "$dir/stderr")" >&2; exit 1; }
-    taskset -c "$LOAD_CPU" wrk -t1 -c "$CONNS" -d2s "http://127.0.0.1:$PROXY_PORT/" >/dev/null
-    # nginx: the worker process; nginx-rs: the serving process (started as root, nginx-rs
-    # serves from a child running as `user`; otherwise from the process itself).
-    target=$(pgrep -P "$pid" | head -1 || true)
-    target=${target:-$pid}
+    start_proxy "$CONNS" "${bin[@]}" -p "$dir" -c "$dir/nginx.conf"
     rec_pid=
     if [ "$RECORD" = 1 ]; then
         perf record -q -F "$FREQ" --call-graph dwarf,16384 -p "$target" -o "$dir/perf.data" \

@@ -94,23 +94,7 @@ proxy_http() {
     [ "$VARIANT" = accesslog ] && log="access_log $dir/access.log combined;"
     case "$VARIANT" in
     keepalive | accesslog | body1m | slow10ms | idle)
-        cat <<CONF
-    upstream backends {
-        server 127.0.0.1:$B1;
-        server 127.0.0.1:$B2;
-        server 127.0.0.1:$B3;
-        keepalive $UPSTREAM_KEEPALIVE;
-    }
-    server {
-        listen 127.0.0.1:$PROXY_PORT;
-        $log
-        location / {
-            proxy_pass http://backends;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-CONF
+        keepalive_http "$UPSTREAM_KEEPALIVE" "$log"
         ;;
     walkthrough)
         # nginx cannot resolve host.docker.internal and port 80 may be taken: only those change.
@@ -173,7 +157,7 @@ else
     taskset -c "$LOAD_CPU" "$NGINX" -e stderr -p "$WORK/backends" -c "$WORK/backends/nginx.conf" &
     pids+=("$!")
 fi
-for p in $B1 $B2 $B3; do wait_port "$p" || { echo "backends did not start" >&2; exit 1; }; done
+wait_backends
 
 # --- proxies ---
 B_NAME=nginx-rs
