@@ -77,8 +77,17 @@ wait_backends() {
     for p in $B1 $B2 $B3; do wait_port "$p" || { echo "backends did not start" >&2; exit 1; }; done
 }
 
+# A self-signed certificate for localhost, valid a day: $1/cert.pem and $1/key.pem (readable by
+# all: an nginx-rs started as root reads them after dropping to `user`). Needs openssl.
+make_cert() {
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
+        -keyout "$1/key.pem" -out "$1/cert.pem" 2>/dev/null
+    chmod 644 "$1/key.pem"
+}
+
 # The keepalive proxy's http-level config: the three backends with upstream `keepalive $1`, one
-# server on PROXY_PORT with $2 in it (an access_log line, or nothing).
+# server on PROXY_PORT with $2 in it (an access_log line, or nothing) and $3 after the listen
+# address (`ssl`, or nothing).
 keepalive_http() {
     cat <<CONF
     upstream backends {
@@ -88,7 +97,7 @@ keepalive_http() {
         keepalive $1;
     }
     server {
-        listen 127.0.0.1:$PROXY_PORT;
+        listen 127.0.0.1:$PROXY_PORT${3:+ $3};
         ${2:-}
         location / {
             proxy_pass http://backends;

@@ -53,9 +53,7 @@ chmod 755 "$WORK/proxy"
 
 TLS=""
 if command -v openssl >/dev/null; then
-    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
-        -keyout "$WORK/proxy/key.pem" -out "$WORK/proxy/cert.pem" 2>/dev/null
-    chmod 644 "$WORK/proxy/key.pem"
+    make_cert "$WORK/proxy"
     TLS="server {
         listen 127.0.0.1:$TLS_PORT ssl;
         http2 on;

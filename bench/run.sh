@@ -6,6 +6,8 @@
 #   VARIANT=accesslog bench/run.sh    # keepalive with access_log in the combined format
 #   VARIANT=body1m bench/run.sh       # keepalive, 1 MiB responses
 #   VARIANT=slow10ms bench/run.sh     # keepalive, backends take 10 ms (examples/backend.rs)
+#   VARIANT=https bench/run.sh        # keepalive, clients over TLS 1.3 (`listen ... ssl`, a
+#                                     # self-signed RSA-2048 certificate made with openssl)
 #   VARIANT=idle bench/run.sh         # memory per idle keepalive client connection (IDLE_N=10000,
 #                                     # measured IDLE_SETTLE=1 s after the last one is set up)
 #   AA=1 bench/run.sh                 # nginx against nginx: the noise floor
@@ -96,6 +98,12 @@ proxy_http() {
     keepalive | accesslog | body1m | slow10ms | idle)
         keepalive_http "$UPSTREAM_KEEPALIVE" "$log"
         ;;
+    https)
+        # TLS 1.3 on both: nginx 1.22's default protocols stop at TLSv1.2; current nginx's (and
+        # nginx-rs's) include TLSv1.3, which clients then choose.
+        keepalive_http "$UPSTREAM_KEEPALIVE" "ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem;" ssl
+        ;;
     walkthrough)
         # nginx cannot resolve host.docker.internal and port 80 may be taken: only those change.
         sed -e "s/host.docker.internal:5001/127.0.0.1:$B1/" \
@@ -143,6 +151,12 @@ LUA
 backends_conf
 URL_PATH=/
 [ "$VARIANT" = body1m ] && URL_PATH=/big.bin
+SCHEME=http
+if [ "$VARIANT" = https ]; then
+    command -v openssl >/dev/null || { echo "missing openssl (for VARIANT=https)" >&2; exit 1; }
+    SCHEME=https
+    make_cert "$WORK"
+fi
 if [ "$VARIANT" = slow10ms ]; then
     # nginx cannot wait 10 ms before answering; the walkthrough's example backend can.
     if [ -z "${BACKEND_EXAMPLE:-}" ]; then
@@ -184,12 +198,12 @@ run_one() {
         return 0
     fi
     # Warm up pools and caches, then measure.
-    taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c "$conns" -d1s "http://127.0.0.1:$PROXY_PORT$URL_PATH" >/dev/null
+    taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c "$conns" -d1s "$SCHEME://127.0.0.1:$PROXY_PORT$URL_PATH" >/dev/null
     local t0 t1 u k
     read -r u k <<<"$(cpu_ticks "$pid")"
     t0=$((u + k))
     taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c "$conns" -d"${DURATION}s" --latency -s "$WORK/tail.lua" \
-        "http://127.0.0.1:$PROXY_PORT$URL_PATH" >"$dir/wrk.txt"
+        "$SCHEME://127.0.0.1:$PROXY_PORT$URL_PATH" >"$dir/wrk.txt"
     read -r u k <<<"$(cpu_ticks "$pid")"
     t1=$((u + k))
     local mem pss rps p50 p99 p999 max errors cpu
