@@ -1,5 +1,6 @@
-# Shared by the bench/ scripts (sourced, not run). Expects WORK (the scratch
-# directory, removed on exit); WORKER_CONNECTIONS and RLIMIT may be set before main_conf runs.
+# Shared by the bench/ scripts (sourced, not run). Expects WORK (the scratch directory, removed
+# on exit), and for the functions that start things NGINX, B1-B3 (the backends' ports),
+# PROXY_PORT, PROXY_CPU and LOAD_CPU; WORKER_CONNECTIONS and RLIMIT may be set before main_conf.
 
 pids=()
 cleanup() {
